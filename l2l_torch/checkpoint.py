@@ -1,0 +1,116 @@
+"""The versioned file format of a trained learned optimizer (``optimizer.pt``).
+
+A file is a plain dict of primitives and tensors, readable with ``torch.load(weights_only=True)``,
+so loading one never unpickles arbitrary objects::
+
+    {
+      "format": "l2l_torch.learned_optimizer",
+      "version": 1,
+      "arch": "lstm",                        # a name in l2l_torch.learned_optimizers.REGISTRY
+      "config": {...},                       # constructor kwargs (hidden size, preprocessing, scale, ...)
+      "state_dict": {...},                   # theta
+      "meta": {"task": ..., "horizon": ..., "trained_on": ..., "selected": ..., ...},
+    }
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from l2l_torch.learned_optimizers import REGISTRY, LearnedOptimizerBase
+
+FORMAT = "l2l_torch.learned_optimizer"
+VERSION = 1
+
+
+class CheckpointError(ValueError):
+    """A file that cannot be used as a learned-optimizer checkpoint (the message says why)."""
+
+
+def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:
+    """``torch.save`` to a temporary file in the same folder, then rename: a crash mid-write
+    leaves any previous file at ``path`` intact."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def save_learned_optimizer(lopt: LearnedOptimizerBase, path: str | os.PathLike,
+                           meta: dict[str, Any] | None = None) -> None:
+    """Write ``lopt`` (architecture, config and theta) to ``path`` atomically.
+
+    Raises:
+        ValueError: if theta contains a non-finite value (a checkpoint never holds NaN/Inf).
+    """
+    state = {k: v.detach().cpu().clone() for k, v in lopt.state_dict().items()}
+    for k, v in state.items():
+        if v.is_floating_point() and not torch.isfinite(v).all():
+            raise ValueError(f"refusing to save a learned optimizer with non-finite weights ({k})")
+    atomic_torch_save({"format": FORMAT, "version": VERSION, "arch": lopt.arch_name,
+                       "config": lopt.config(), "state_dict": state, "meta": dict(meta or {})}, path)
+
+
+def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
+    """Read and validate a learned-optimizer file without building the network.
+
+    Raises:
+        FileNotFoundError: ``path`` does not exist.
+        CheckpointError: the file is truncated, not a checkpoint, of another format version, or of an
+            unknown architecture.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint not found: {path}")
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # truncated zip, random bytes, pickled objects, ...
+        raise CheckpointError(f"{path} is not a readable learned-optimizer checkpoint "
+                              f"(corrupt, truncated or not a torch file: {type(e).__name__})") from None
+    if isinstance(obj, dict) and "state_dict" in obj and "pytorch-lightning_version" in obj:
+        raise CheckpointError(f"{path} is a Lightning training checkpoint, not a learned-optimizer file; "
+                              "export it with `python -m l2l_torch.export CKPT OUT`")
+    if not isinstance(obj, dict) or obj.get("format") != FORMAT:
+        raise CheckpointError(f"{path} is a torch file but not a learned-optimizer checkpoint "
+                              f"(no format tag {FORMAT!r})")
+    if obj.get("version") != VERSION:
+        raise CheckpointError(f"{path} has checkpoint format version {obj.get('version')}, "
+                              f"this l2l_torch reads version {VERSION}")
+    if obj.get("arch") not in REGISTRY:
+        raise CheckpointError(f"{path} holds an unknown architecture {obj.get('arch')!r}; "
+                              f"known: {sorted(REGISTRY)}")
+    return obj
+
+
+def load_learned_optimizer(path: str | os.PathLike, map_location: str | torch.device = "cpu",
+                           expect_arch: str | None = None) -> tuple[LearnedOptimizerBase, dict[str, Any]]:
+    """Build the learned optimizer stored at ``path``. Returns ``(lopt, meta)``.
+
+    Raises:
+        FileNotFoundError, CheckpointError: see :func:`read_checkpoint`; also when the weights do not
+            fit the stated architecture, or ``expect_arch`` is given and differs.
+    """
+    obj = read_checkpoint(path)
+    if expect_arch is not None and obj["arch"] != expect_arch:
+        raise CheckpointError(f"{path} holds a {obj['arch']!r} optimizer, expected {expect_arch!r}")
+    try:
+        lopt = REGISTRY[obj["arch"]](**obj["config"])
+        lopt.load_state_dict(obj["state_dict"])
+    except (TypeError, RuntimeError, ValueError) as e:
+        raise CheckpointError(f"{path}: weights do not match architecture {obj['arch']!r} "
+                              f"({str(e).splitlines()[0]})") from None
+    return lopt.to(map_location), obj["meta"]

@@ -1,0 +1,60 @@
+"""Shared command-line plumbing for ``train.py`` and ``evaluate.py``: task lookup and clean errors."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from pathlib import Path
+from typing import Any, NoReturn
+
+import yaml
+
+CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
+
+
+class UserError(Exception):
+    """An error caused by the user's input; reported as one sentence, without a traceback."""
+
+
+def fail(msg: str, code: int = 2) -> NoReturn:
+    print(f"error: {msg}", file=sys.stderr)
+    raise SystemExit(code)
+
+
+def available_tasks(config_dir: Path = CONFIG_DIR) -> list[str]:
+    return sorted(p.stem for p in config_dir.glob("*.yaml"))
+
+
+def config_path(task: str, config_dir: Path = CONFIG_DIR) -> Path:
+    """``configs/<task>.yaml``, or a :class:`UserError` naming the tasks that exist."""
+    path = config_dir / f"{task}.yaml"
+    if not path.is_file():
+        raise UserError(f"unknown task {task!r}; available tasks: {', '.join(available_tasks(config_dir))}")
+    return path
+
+
+def instantiate(spec: Any) -> Any:
+    """Build objects from a LightningCLI-style ``{class_path, init_args}`` spec, recursively."""
+    if isinstance(spec, dict) and "class_path" in spec:
+        module, _, name = spec["class_path"].rpartition(".")
+        cls = getattr(importlib.import_module(module), name)
+        return cls(**{k: instantiate(v) for k, v in (spec.get("init_args") or {}).items()})
+    if isinstance(spec, dict):
+        return {k: instantiate(v) for k, v in spec.items()}
+    if isinstance(spec, list):
+        return [instantiate(v) for v in spec]
+    return spec
+
+
+def load_config(task: str) -> dict[str, Any]:
+    return yaml.safe_load(config_path(task).read_text()) or {}
+
+
+def task_family_from_config(task: str, overrides: dict[str, Any] | None = None):
+    """The task family that ``configs/<task>.yaml`` meta-trains on (``model.task``), with init-arg
+    overrides (e.g. a different batch size or activation for a generalisation test)."""
+    spec = load_config(task).get("model", {}).get("task")
+    if spec is None:
+        raise UserError(f"configs/{task}.yaml has no model.task section")
+    spec = {**spec, "init_args": {**(spec.get("init_args") or {}), **(overrides or {})}}
+    return instantiate(spec)

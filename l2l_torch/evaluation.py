@@ -1,0 +1,174 @@
+"""Train optimizees with any ``torch.optim.Optimizer`` (learned or hand-designed) and compare.
+
+Everything goes through one path, :func:`train_optimizee`, which never looks at the optimizer's
+type: a learned optimizer is a :class:`l2l_torch.LearnedOptimizer`, a baseline is e.g.
+``torch.optim.Adam``. Learning rates of the baselines are tuned by a grid search on task
+instances disjoint from the evaluation instances.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from l2l_torch.tasks.base import TEST_SEED_OFFSET, TUNE_SEED_OFFSET, Task, TaskFamily
+
+OptimizerFactory = Callable[[list[dict[str, Any]]], torch.optim.Optimizer]
+
+#: torch.optim baselines and their default learning rates (torch's own defaults)
+BASELINES: dict[str, tuple[type[torch.optim.Optimizer], float]] = {
+    "adam": (torch.optim.Adam, 1e-3),
+    "rmsprop": (torch.optim.RMSprop, 1e-2),
+    "sgd": (torch.optim.SGD, 1e-3),
+    "adagrad": (torch.optim.Adagrad, 1e-2),
+}
+#: learning-rate grid of the tuned baselines: half-decades from 1e-4 to 3
+LR_GRID: tuple[float, ...] = tuple(round(m * 10.0**e, 10) for e in range(-4, 1) for m in (1, 3))
+
+
+@dataclass
+class RunResult:
+    """One optimizee trained by one optimizer."""
+
+    losses: Tensor  #: (steps + 1,) training loss on the batch of each step (CPU, float)
+    final: dict[str, float]  #: metrics of the final params: ``train_loss``, ``val_loss``, ``test_accuracy``, ...
+    diverged: bool
+    epochs: list[dict[str, float]] = field(default_factory=list)  #: per-epoch validation metrics
+    params: dict[str, Tensor] | None = None  #: final params (only when ``keep_params``)
+    buffers: dict[str, Tensor] | None = None
+
+
+def param_groups(task: Task, params: dict[str, Tensor]) -> list[dict[str, Any]]:
+    """Param groups labelled by kind (``"conv"``/``"dense"``), in the task's param order."""
+    kinds = task.param_kinds()
+    groups: dict[str, list[Tensor]] = {}
+    for n, p in params.items():
+        groups.setdefault(kinds.get(n, "dense"), []).append(p)
+    return [{"params": ps, "kind": k} for k, ps in groups.items()]
+
+
+def train_optimizee(task: Task, make_optimizer: OptimizerFactory, steps: int, seed: int,
+                    epoch_steps: int | None = None, loss_bound: float = 1e8,
+                    keep_params: bool = False) -> RunResult:
+    """Train a fresh optimizee of ``task`` (initialised from ``seed``) for ``steps`` steps.
+
+    Args:
+        task: the problem.
+        make_optimizer: builds the optimizer from param groups (each has ``"params"`` and ``"kind"``).
+        steps: optimizer steps.
+        seed: initialisation and batch-order seed; the same seed gives every optimizer the same
+            initial params and the same batches.
+        epoch_steps: if set, validation metrics are recorded every ``epoch_steps`` steps.
+        loss_bound: a loss above this, or a non-finite one, marks the run as diverged (it stops there).
+        keep_params: keep the final params and buffers in the result.
+
+    Returns:
+        A :class:`RunResult`. A diverged run has ``diverged=True`` and NaN final metrics, never
+        a number that looks fine.
+    """
+    init, buffers = task.init_params(seed)
+    params = {k: v.clone().requires_grad_() for k, v in init.items()}
+    opt = make_optimizer(param_groups(task, params))
+    gen = torch.Generator(device=task.device).manual_seed(seed)
+    losses = torch.full((steps + 1,), float("nan"), device=task.device)
+    epochs: list[dict[str, float]] = []
+    diverged = False
+    check_every = 25
+    for t in range(steps + 1):
+        loss, new_buffers = task.loss(params, buffers, task.sample_batch("train", gen))
+        losses[t] = loss.detach()
+        if t % check_every == 0 or t == steps:  # one host sync every few steps, not per step
+            bad = ~torch.isfinite(losses[: t + 1]) | (losses[: t + 1].abs() > loss_bound)
+            if bool(bad.any()):
+                diverged = True
+                break
+        if t == steps:
+            break
+        buffers = {k: v.detach() for k, v in new_buffers.items()}
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        if epoch_steps and (t + 1) % epoch_steps == 0:
+            epochs.append({"step": t + 1, **{f"val_{k}": v for k, v in task.evaluate(params, buffers, "val").items()}})
+    final: dict[str, float] = {}
+    if not diverged:
+        for split in ("train", "val", "test"):
+            for k, v in task.evaluate(params, buffers, split).items():
+                final[f"{split}_{k}"] = v
+        diverged = not all(math.isfinite(v) for v in final.values())
+    if diverged:
+        final = {k: float("nan") for k in final}
+        final.setdefault("train_loss", float("nan"))
+    return RunResult(losses.cpu(), final, diverged, epochs,
+                     {k: v.detach() for k, v in params.items()} if keep_params else None,
+                     buffers if keep_params else None)
+
+
+def baseline_factory(name: str, lr: float | None = None) -> OptimizerFactory:
+    """Factory for a torch.optim baseline at ``lr`` (its default when None)."""
+    cls, default_lr = BASELINES[name]
+    return lambda groups: cls(groups, lr=default_lr if lr is None else lr)
+
+
+def tune_lr(family: TaskFamily, name: str, steps: int, seeds: int = 3,
+            grid: Sequence[float] = LR_GRID, metric: str = "train_loss") -> tuple[float, dict[float, float]]:
+    """Grid-search the learning rate of baseline ``name`` on instances disjoint from evaluation.
+
+    Returns ``(best_lr, {lr: mean final metric})``; a diverged run counts as +inf.
+    """
+    scores: dict[float, float] = {}
+    for lr in grid:
+        vals = []
+        for i in range(seeds):
+            task = family.sample(TUNE_SEED_OFFSET + i)
+            r = train_optimizee(task, baseline_factory(name, lr), steps, TUNE_SEED_OFFSET + i)
+            vals.append(math.inf if r.diverged else r.final[metric])
+        scores[lr] = sum(vals) / len(vals)
+    best = min(scores, key=lambda lr: (scores[lr], lr))
+    return best, scores
+
+
+def summarize(runs: list[RunResult]) -> dict[str, Any]:
+    """Mean/std of the final metrics over seeds (diverged runs excluded and counted)."""
+    ok = [r for r in runs if not r.diverged]
+    out: dict[str, Any] = {"diverged": len(runs) - len(ok)}
+    keys = sorted({k for r in ok for k in r.final})
+    for k in keys:
+        vals = torch.tensor([r.final[k] for r in ok], dtype=torch.float64)
+        out[k] = {"mean": float(vals.mean()), "std": float(vals.std(unbiased=False)) if len(vals) > 1 else 0.0}
+    curves = torch.stack([r.losses for r in runs]).double()
+    out["curve"] = [None if not math.isfinite(v) else v for v in curves.mean(0).tolist()]
+    out["curve_std"] = [None if not math.isfinite(v) else v for v in curves.std(0, unbiased=False).tolist()]
+    if any(r.epochs for r in ok):
+        n_ep = min(len(r.epochs) for r in ok)
+        out["epochs"] = [{k: sum(r.epochs[e][k] for r in ok) / len(ok) for k in ok[0].epochs[e]}
+                         for e in range(n_ep)]
+    return out
+
+
+def compare(family: TaskFamily, optimizers: dict[str, tuple[OptimizerFactory, float | None]], steps: int,
+            seeds: int, epoch_steps: int | None = None,
+            progress: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """Train ``seeds`` held-out instances of ``family`` with every optimizer.
+
+    Args:
+        optimizers: name -> (factory, learning rate to report or None).
+
+    Returns:
+        ``{name: {"lr", "final_loss", "diverged", <metric>: {"mean","std"}, "curve", ...}}``.
+    """
+    out: dict[str, Any] = {}
+    for name, (factory, lr) in optimizers.items():
+        if progress:
+            progress(name)
+        runs = [train_optimizee(family.sample(TEST_SEED_OFFSET + i), factory, steps, TEST_SEED_OFFSET + i,
+                                epoch_steps=epoch_steps) for i in range(seeds)]
+        s = summarize(runs)
+        s["final_loss"] = s.get("train_loss", {"mean": float("nan"), "std": float("nan")})
+        out[name] = {"lr": lr, **s}
+    return out

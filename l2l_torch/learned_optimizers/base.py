@@ -1,0 +1,101 @@
+"""Interface of a learned optimizer: an ``nn.Module`` holding ``theta`` with a pure step.
+
+A learned optimizer maps the optimizee's gradients (and its own recurrent state) to updates::
+
+    state = lopt.init_state(params, kinds)
+    params, state = lopt.step(params, grads, state)      # nothing is modified in place
+
+Because the step is pure, calling it inside an unroll keeps the graph from the optimizee's
+params back to ``theta`` (``lopt.parameters()``), which is what meta-training differentiates.
+The same step, run under ``torch.no_grad()``, is what :class:`l2l_torch.LearnedOptimizer` uses
+for deployment, so the two can never drift apart.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Mapping
+from typing import Any
+
+from torch import Tensor, nn
+
+LOptState = dict[str, Any]
+
+#: architectures that checkpoints can name; filled by :func:`register`
+REGISTRY: dict[str, type[LearnedOptimizerBase]] = {}
+
+
+def register(name: str):
+    """Class decorator: make an architecture loadable from a checkpoint by ``name``."""
+
+    def deco(cls):
+        cls.arch_name = name
+        REGISTRY[name] = cls
+        return cls
+
+    return deco
+
+
+def group_by_kind(names: list[str], kinds: Mapping[str, str] | None, per_kind: bool,
+                  available: list[str]) -> dict[str, list[str]]:
+    """Group param names by the network that will handle them.
+
+    Args:
+        names: optimizee param names, in order.
+        kinds: param name -> kind (``"conv"``/``"dense"``); missing names count as ``"dense"``.
+        per_kind: if False every param goes to the single network ``"all"``.
+        available: the kinds this optimizer has a network for.
+
+    Raises:
+        ValueError: a param's kind has no network (e.g. conv params for a dense-only optimizer).
+    """
+    if not per_kind:
+        return {"all": list(names)}
+    groups: dict[str, list[str]] = {}
+    for n in names:
+        k = (kinds or {}).get(n, "dense")
+        if k not in available:
+            raise ValueError(f"parameter {n!r} is of kind {k!r}, but this learned optimizer only has "
+                             f"networks for {sorted(available)}")
+        groups.setdefault(k, []).append(n)
+    return groups
+
+
+class LearnedOptimizerBase(nn.Module, abc.ABC):
+    """Base class: subclasses implement :meth:`init_state` and :meth:`step`.
+
+    ``theta`` is ``self.parameters()``. :meth:`config` returns the constructor kwargs so that a
+    checkpoint can rebuild the same architecture (see :mod:`l2l_torch.checkpoint`).
+    """
+
+    arch_name: str = "base"
+
+    def __init__(self, **config: Any) -> None:
+        super().__init__()
+        self._config = dict(config)
+
+    def config(self) -> dict[str, Any]:
+        """Constructor kwargs (JSON-able) that rebuild this architecture."""
+        return dict(self._config)
+
+    @abc.abstractmethod
+    def init_state(self, params: Mapping[str, Tensor], kinds: Mapping[str, str] | None = None) -> LOptState:
+        """Fresh optimizer state for ``params`` (name -> tensor). ``kinds`` maps names to param kinds."""
+
+    @abc.abstractmethod
+    def step(self, params: Mapping[str, Tensor], grads: Mapping[str, Tensor],
+             state: LOptState) -> tuple[dict[str, Tensor], LOptState]:
+        """One update: returns ``(new_params, new_state)`` without modifying the inputs."""
+
+    @abc.abstractmethod
+    def coord_state(self, state: LOptState) -> dict[str, Tensor]:
+        """The per-coordinate part of ``state`` as one ``(N_kind, S)`` tensor per group, in the
+        order of ``state["groups"]`` (used to keep state per parameter in :class:`LearnedOptimizer`)."""
+
+    @abc.abstractmethod
+    def state_from_coords(self, groups: dict[str, list[str]], coords: Mapping[str, Tensor]) -> LOptState:
+        """Inverse of :meth:`coord_state`."""
+
+    def state_bytes_per_param(self) -> int:
+        """Bytes of optimizer state kept per optimizee parameter (float32)."""
+        return 0

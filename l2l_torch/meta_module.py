@@ -1,0 +1,152 @@
+"""Meta-training as a LightningModule: orchestration only.
+
+The pieces live elsewhere: the optimizer network in :mod:`l2l_torch.learned_optimizers`, the
+truncated unroll in :mod:`l2l_torch.unroll`, the problems in :mod:`l2l_torch.tasks` and
+``tasks/``. One ``training_step`` is one truncation of ``unroll`` optimizee steps followed by
+one update of ``theta``; a new optimizee is sampled every ``horizon`` optimizee steps.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import lightning as L
+import torch
+from torch.utils.data import DataLoader
+
+from l2l_torch.evaluation import train_optimizee
+from l2l_torch.learned_optimizers import LearnedOptimizerBase
+from l2l_torch.optim import LearnedOptimizer
+from l2l_torch.tasks.base import VAL_SEED_OFFSET, TaskFamily
+from l2l_torch.unroll import UnrollState, init_unroll, truncated_unroll
+
+
+class MetaModule(L.LightningModule):
+    """Meta-train a learned optimizer on a task family with truncated BPTT.
+
+    Args:
+        task: the task family optimizees are drawn from.
+        lopt: the learned optimizer (its parameters are ``theta``).
+        horizon: optimizee steps before a fresh optimizee is sampled (T).
+        unroll: optimizee steps per truncation, i.e. per meta-update (K).
+        tasks_per_step: optimizees unrolled in parallel per meta-update (meta-batch).
+        meta_optimizer: ``"adam"`` or ``"rmsprop"``.
+        meta_lr: learning rate of the meta-optimizer.
+        weight_decay: L2 weight decay on ``theta`` (the study's LSTM weight regularisation).
+        grad_clip: max global norm of the meta-gradient (0 disables clipping).
+        second_order: keep second derivatives through the optimizee gradients.
+        loss_bound: a truncation whose optimizee loss exceeds this (or is not finite) is dropped.
+        val_every: meta-updates between validations (one Lightning "epoch").
+        val_tasks: held-out task instances used for validation.
+        val_horizon: optimizee steps in validation (defaults to ``horizon``).
+        seed: base seed of the training task instances.
+    """
+
+    def __init__(self, task: TaskFamily, lopt: LearnedOptimizerBase, horizon: int = 100, unroll: int = 20,
+                 tasks_per_step: int = 1, meta_optimizer: str = "adam", meta_lr: float = 1e-3,
+                 weight_decay: float = 0.0, grad_clip: float = 1.0, second_order: bool = False,
+                 loss_bound: float = 1e6, val_every: int = 50, val_tasks: int = 8,
+                 val_horizon: int | None = None, seed: int = 0) -> None:
+        super().__init__()
+        if horizon < 1 or unroll < 1 or horizon % unroll:
+            raise ValueError(f"horizon ({horizon}) must be a positive multiple of unroll ({unroll})")
+        if meta_optimizer not in ("adam", "rmsprop"):
+            raise ValueError(f"meta_optimizer must be 'adam' or 'rmsprop', got {meta_optimizer!r}")
+        self.save_hyperparameters(ignore=["task", "lopt"])
+        self.automatic_optimization = False
+        self.task, self.lopt = task, lopt
+        self._states: list[UnrollState] = []
+        self._next_task = 0  # counter of training task instances (checkpointed)
+        self.skipped = 0  # truncations dropped for non-finite or exploding values (checkpointed)
+
+    # ---------------------------------------------------------------- Lightning plumbing
+    def configure_optimizers(self):
+        cls = torch.optim.Adam if self.hparams.meta_optimizer == "adam" else torch.optim.RMSprop
+        return cls(self.lopt.parameters(), lr=self.hparams.meta_lr, weight_decay=self.hparams.weight_decay)
+
+    def train_dataloader(self):
+        # an "epoch" is val_every meta-updates; the items are just indices
+        return DataLoader(range(self.hparams.val_every), batch_size=None)
+
+    def val_dataloader(self):
+        return DataLoader(range(self.hparams.val_tasks), batch_size=None)
+
+    def setup(self, stage: str) -> None:
+        self.task.to(self.device)
+
+    def on_fit_start(self) -> None:
+        self.task.to(self.device)
+
+    # ---------------------------------------------------------------- training
+    def _new_optimizee(self) -> UnrollState:
+        world, rank = self.trainer.world_size, self.trainer.global_rank
+        seed = (self.hparams.seed + self._next_task * world + rank) % VAL_SEED_OFFSET
+        self._next_task += 1
+        return init_unroll(self.lopt, self.task.sample(seed), seed)
+
+    def training_step(self, batch: Any, batch_idx: int) -> None:
+        hp = self.hparams
+        if not self._states or self._states[0].step >= hp.horizon:
+            self._states = [self._new_optimizee() for _ in range(hp.tasks_per_step)]
+        results = [truncated_unroll(self.lopt, s, hp.unroll, second_order=hp.second_order) for s in self._states]
+        meta_loss = torch.stack([r.meta_loss for r in results]).mean()
+        max_loss = torch.stack([r.losses.abs().max() for r in results]).max()
+        opt = self.optimizers()
+        opt.zero_grad()
+        # one host sync per truncation: drop it if anything went non-finite or exploded
+        if not bool(torch.isfinite(meta_loss)) or float(max_loss) > hp.loss_bound:
+            return self._skip("loss")
+        self.manual_backward(meta_loss)
+        grads = [p.grad for p in self.lopt.parameters() if p.grad is not None]
+        gnorm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads]))
+        if not bool(torch.isfinite(gnorm)):
+            opt.zero_grad()
+            return self._skip("grad")
+        if hp.grad_clip > 0:
+            self.clip_gradients(opt, gradient_clip_val=hp.grad_clip, gradient_clip_algorithm="norm")
+        opt.step()
+        self._states = [r.state for r in results]
+        losses = torch.stack([r.losses for r in results]).mean(0)
+        self.log("meta_train/loss", meta_loss.detach(), prog_bar=True)
+        self.log("optimizee/loss", losses[-1])
+        self.log("optimizee/step", float(self._states[0].step))
+        self.log("lopt/update_size", torch.stack([r.update_size for r in results]).mean())
+        self.log("meta_train/grad_norm", gnorm)
+        self.log("meta_train/skipped", float(self.skipped))
+
+    def _skip(self, why: str) -> None:
+        self.skipped += 1
+        self._states = []  # reset the optimizee: a fresh one next step
+        self.log("meta_train/skipped", float(self.skipped))
+
+    # ---------------------------------------------------------------- validation
+    def validation_step(self, batch: Any, batch_idx: int) -> None:
+        seed = VAL_SEED_OFFSET + int(batch)
+        steps = self.hparams.val_horizon or self.hparams.horizon
+        with torch.enable_grad():
+            r = train_optimizee(self.task.sample(seed), lambda groups: LearnedOptimizer(groups, lopt=self.lopt),
+                                steps, seed)
+        # diverged validation runs count as a very bad loss, never as a good one
+        val_loss = r.final.get("val_loss", float("nan"))
+        bad = r.diverged or not math.isfinite(val_loss)
+        self.log("val/loss", 1e9 if bad else val_loss, prog_bar=True, sync_dist=True, batch_size=1)
+        self.log("val/train_loss", 1e9 if bad else r.final["train_loss"], sync_dist=True, batch_size=1)
+        self.log("val/diverged", float(bad), sync_dist=True, batch_size=1, reduce_fx="sum")
+        if "val_accuracy" in r.final and not bad:
+            self.log("val/accuracy", r.final["val_accuracy"], sync_dist=True, batch_size=1)
+
+    # ---------------------------------------------------------------- checkpoint extras
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["l2l"] = {"next_task": self._next_task, "skipped": self.skipped}
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        extra = checkpoint.get("l2l", {})
+        self._next_task = int(extra.get("next_task", 0))
+        self.skipped = int(extra.get("skipped", 0))
+
+    def describe(self) -> dict[str, Any]:
+        """What this optimizer is trained on, for the exported checkpoint's metadata."""
+        hp = self.hparams
+        return {"task": self.task.describe(), "horizon": hp.horizon, "unroll": hp.unroll,
+                "tasks_per_step": hp.tasks_per_step, "meta_lr": hp.meta_lr, "global_step": int(self.global_step)}

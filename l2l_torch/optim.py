@@ -1,0 +1,114 @@
+"""Deployment: a trained learned optimizer as a drop-in ``torch.optim.Optimizer``.
+
+Example:
+    >>> model = torch.nn.Linear(4, 2)
+    >>> opt = LearnedOptimizer(model.parameters(), lopt=LSTMOptimizer())
+    >>> model(torch.randn(8, 4)).pow(2).mean().backward()
+    >>> opt.step()
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from l2l_torch.checkpoint import load_learned_optimizer
+from l2l_torch.learned_optimizers import LearnedOptimizerBase
+
+
+def kind_of(module: nn.Module) -> str:
+    """``"conv"`` for convolution layers, ``"dense"`` for everything else."""
+    return "conv" if isinstance(module, nn.modules.conv._ConvNd) else "dense"
+
+
+def param_groups_by_kind(model: nn.Module) -> list[dict[str, Any]]:
+    """Param groups of ``model`` labelled with their kind (conv or dense), by the layer that owns
+    them. Pass the result to :class:`LearnedOptimizer` when the checkpoint has one network per kind,
+    so conv biases count as conv as they did in meta-training."""
+    groups: dict[str, list[Tensor]] = {}
+    for mod in model.modules():
+        for p in mod.parameters(recurse=False):
+            if p.requires_grad:
+                groups.setdefault(kind_of(mod), []).append(p)
+    return [{"params": ps, "kind": k} for k, ps in groups.items()]
+
+
+class LearnedOptimizer(torch.optim.Optimizer):
+    """A trained learned optimizer used like ``torch.optim.Adam``.
+
+    The update is exactly the functional step used in meta-training
+    (:meth:`LearnedOptimizerBase.step`), run under ``torch.no_grad()``. Each parameter keeps its own
+    recurrent state (``state[p]["coords"]``: ``(numel, S)``), so ``state_dict()`` round-trips
+    and param groups can be added later.
+
+    Args:
+        params: parameters or param groups. A group may set ``"kind"`` (``"conv"``/``"dense"``)
+            and ``"scale"`` (a multiplier on the update, default 1.0, like a learning-rate factor).
+            Without ``"kind"``, a parameter with 3 or more dims counts as conv.
+        checkpoint: path of a learned-optimizer file (``optimizer.pt``).
+        pretrained: name of an optimizer shipped with l2l_torch (see :func:`l2l_torch.list_pretrained`).
+        lopt: an in-memory learned optimizer instead of a file.
+        scale: default update multiplier for groups that do not set one.
+
+    Exactly one of ``checkpoint``, ``pretrained`` and ``lopt`` must be given.
+    """
+
+    def __init__(self, params: Iterable[Tensor] | Iterable[dict[str, Any]], checkpoint: str | os.PathLike | None = None,
+                 pretrained: str | None = None, lopt: LearnedOptimizerBase | None = None,
+                 scale: float = 1.0) -> None:
+        if sum(x is not None for x in (checkpoint, pretrained, lopt)) != 1:
+            raise ValueError("give exactly one of checkpoint=, pretrained= or lopt=")
+        if pretrained is not None:
+            from l2l_torch.pretrained import pretrained_path
+
+            checkpoint = pretrained_path(pretrained)
+        self.meta: dict[str, Any] = {}
+        if checkpoint is not None:
+            lopt, self.meta = load_learned_optimizer(checkpoint)
+        assert lopt is not None
+        self.lopt = lopt
+        super().__init__(params, {"scale": scale, "kind": None})
+
+    def _kind(self, group: dict[str, Any], p: Tensor) -> str:
+        return group["kind"] or ("conv" if p.dim() >= 3 else "dense")
+
+    @torch.no_grad()
+    def step(self, closure: Callable[[], Tensor] | None = None) -> Tensor | None:
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        items = [(p, g) for g in self.param_groups for p in g["params"] if p.grad is not None]
+        if not items:
+            return loss
+        names = [str(i) for i in range(len(items))]
+        params = {n: p for n, (p, _) in zip(names, items)}
+        grads = {n: p.grad for n, (p, _) in zip(names, items)}
+        kinds = {n: self._kind(g, p) for n, (p, g) in zip(names, items)}
+        fresh = self.lopt.init_state(params, kinds)
+        groups = fresh["groups"]
+        sizes = {k: [params[n].numel() for n in ns] for k, ns in groups.items()}
+        fresh_coords = None
+        for k, ns in groups.items():
+            if any("coords" not in self.state[params[n]] for n in ns):  # first step of these params
+                fresh_coords = fresh_coords or self.lopt.coord_state(fresh)
+                for n, c in zip(ns, fresh_coords[k].split(sizes[k])):
+                    self.state[params[n]].setdefault("coords", c)
+        coords = {k: torch.cat([self.state[params[n]]["coords"] for n in ns]) for k, ns in groups.items()}
+        state = self.lopt.state_from_coords(groups, coords)
+        new_params, new_state = self.lopt.step(params, grads, state)
+        new_coords = self.lopt.coord_state(new_state)
+        for k, ns in groups.items():
+            for n, c in zip(ns, new_coords[k].split(sizes[k])):
+                self.state[params[n]]["coords"] = c  # views of one tensor; torch.save stores it once
+        for n, (p, g) in zip(names, items):
+            scale = g["scale"]
+            if scale == 1.0:
+                p.copy_(new_params[n])
+            else:
+                p.add_(new_params[n] - p, alpha=scale)
+        return loss

@@ -1,0 +1,181 @@
+"""Task interface: an optimizee problem that a learned optimizer trains.
+
+A :class:`Task` is one concrete problem instance (one quadratic, one dataset with one
+network architecture). It owns an ``nn.Module`` whose weights are never used directly:
+every forward pass goes through :func:`torch.func.functional_call` with an explicit
+``params`` dict, so the params can be outputs of the learned optimizer and carry a
+graph back to ``theta``.
+
+A :class:`TaskFamily` samples task instances from a seed (random quadratics, random
+initial weights, random widths, ...). Meta-training draws training instances from one
+range of seeds and validation instances from a disjoint range.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+from torch.func import functional_call
+
+Params = dict[str, Tensor]
+Buffers = dict[str, Tensor]
+Batch = Any
+
+#: Seeds at or above this offset are reserved for validation task instances, and seeds
+#: at or above :data:`TEST_SEED_OFFSET` for evaluation, so the three never overlap.
+VAL_SEED_OFFSET = 1_000_000
+TEST_SEED_OFFSET = 2_000_000
+TUNE_SEED_OFFSET = 3_000_000
+
+
+class Task(abc.ABC):
+    """One optimizee problem.
+
+    Subclasses set ``self.module`` (an ``nn.Module``) and implement :meth:`sample_batch`
+    and :meth:`loss_from_output`. Everything else has working defaults.
+
+    Conventions:
+        * ``params`` are the trainable tensors (names as in ``module.named_parameters()``).
+        * ``buffers`` are non-trainable state such as BatchNorm running statistics. They are
+          treated functionally: :meth:`loss` returns new buffers and never mutates its input.
+        * ``loss`` returns a scalar whose gradient w.r.t. each param is that param's gradient.
+    """
+
+    module: nn.Module
+    #: whether the task has a notion of classification accuracy
+    has_accuracy: bool = False
+
+    def __init__(self, seed: int = 0) -> None:
+        self.seed = seed
+        self.device = torch.device("cpu")
+
+    # ------------------------------------------------------------------ state
+    def init_params(self, seed: int | None = None) -> tuple[Params, Buffers]:
+        """Fresh initial params and buffers, deterministic in ``seed``.
+
+        Args:
+            seed: initialisation seed; defaults to the task's own seed.
+
+        Returns:
+            ``(params, buffers)``: dicts of tensors on :attr:`device`. Params are leaves
+            that do not require grad; callers decide.
+        """
+        seed = self.seed if seed is None else seed
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            for m in self.module.modules():
+                if hasattr(m, "reset_parameters"):
+                    m.reset_parameters()
+            params = {k: v.detach().clone().to(self.device) for k, v in self.module.named_parameters()}
+        buffers = {k: v.detach().clone().to(self.device) for k, v in self.module.named_buffers()}
+        return params, buffers
+
+    def param_kinds(self) -> dict[str, str]:
+        """Parameter kind per param name: ``"conv"`` for params of conv layers, else ``"dense"``.
+
+        Learned optimizers with one network per kind use this grouping.
+        """
+        kinds: dict[str, str] = {}
+        for mod_name, mod in self.module.named_modules():
+            for p_name, _ in mod.named_parameters(recurse=False):
+                full = f"{mod_name}.{p_name}" if mod_name else p_name
+                kinds[full] = "conv" if isinstance(mod, nn.modules.conv._ConvNd) else "dense"
+        return kinds
+
+    # ------------------------------------------------------------------ data
+    @abc.abstractmethod
+    def sample_batch(self, split: str, generator: torch.Generator) -> Batch:
+        """A batch of ``split`` (``"train"``, ``"val"`` or ``"test"``), drawn on :attr:`device`."""
+
+    def full_batches(self, split: str) -> list[Batch]:
+        """The whole split as a list of batches, for exact evaluation. Default: one batch."""
+        return [self.sample_batch(split, torch.Generator(device=self.device).manual_seed(0))]
+
+    # ------------------------------------------------------------------ maths
+    def forward(self, params: Mapping[str, Tensor], buffers: Mapping[str, Tensor], inputs: Any,
+                train: bool = True) -> tuple[Tensor, Buffers]:
+        """Run the module functionally. Returns ``(output, new_buffers)``."""
+        new_buffers = {k: v.clone() for k, v in buffers.items()}  # BatchNorm updates these in place
+        self.module.train(train)
+        args = inputs if isinstance(inputs, tuple) else (inputs,)
+        out = functional_call(self.module, ({**params, **new_buffers}), args)
+        return out, new_buffers
+
+    @abc.abstractmethod
+    def loss_from_output(self, output: Tensor, batch: Batch) -> Tensor:
+        """Scalar loss from the module's output and the batch."""
+
+    def inputs(self, batch: Batch) -> Any:
+        """What the module's ``forward`` takes from a batch. Default: ``batch[0]``."""
+        return batch[0]
+
+    def loss(self, params: Mapping[str, Tensor], buffers: Mapping[str, Tensor], batch: Batch,
+             train: bool = True) -> tuple[Tensor, Buffers]:
+        """Scalar training loss of ``params`` on ``batch``, and the updated buffers."""
+        out, new_buffers = self.forward(params, buffers, self.inputs(batch), train=train)
+        return self.loss_from_output(out, batch), new_buffers
+
+    @torch.no_grad()
+    def evaluate(self, params: Mapping[str, Tensor], buffers: Mapping[str, Tensor],
+                 split: str = "val") -> dict[str, float]:
+        """Metrics of ``params`` on a whole split (loss, and accuracy where it applies).
+
+        Returns plain floats (this synchronises with the device: call it outside hot loops).
+        """
+        total, n, correct = 0.0, 0, 0
+        for batch in self.full_batches(split):
+            out, _ = self.forward(params, buffers, self.inputs(batch), train=False)
+            bsz = self.batch_size_of(batch)
+            total += float(self.loss_from_output(out, batch)) * bsz
+            n += bsz
+            if self.has_accuracy:
+                correct += int((out.argmax(-1) == batch[1]).sum())
+        metrics = {"loss": total / max(n, 1)}
+        if self.has_accuracy:
+            metrics["accuracy"] = correct / max(n, 1)
+        return metrics
+
+    def batch_size_of(self, batch: Batch) -> int:
+        return 1
+
+    def to(self, device: torch.device | str) -> Task:
+        """Move the task's data and module to ``device``. Returns ``self``."""
+        # The module itself stays on the CPU: it is only a template for initialisation (so
+        # seeds give the same weights on every device) and functional_call swaps in params
+        # and buffers that live on ``device``.
+        self.device = torch.device(device)
+        return self
+
+    def describe(self) -> dict[str, Any]:
+        """A small JSON-able description (for logs, results and checkpoints)."""
+        return {"class": type(self).__name__, "seed": self.seed}
+
+
+class TaskFamily(abc.ABC):
+    """A distribution over task instances.
+
+    :meth:`sample` is deterministic in its seed. Meta-training uses seeds below
+    :data:`VAL_SEED_OFFSET`, validation seeds from it, and evaluation seeds from
+    :data:`TEST_SEED_OFFSET`, so held-out instances are never trained on.
+    """
+
+    #: a short name used in logs, checkpoints and results
+    name: str = "task"
+
+    def __init__(self) -> None:
+        self.device = torch.device("cpu")
+
+    @abc.abstractmethod
+    def sample(self, seed: int) -> Task:
+        """The task instance for ``seed``, on :attr:`device`."""
+
+    def to(self, device: torch.device | str) -> TaskFamily:
+        self.device = torch.device(device)
+        return self
+
+    def describe(self) -> dict[str, Any]:
+        return {"class": type(self).__name__, "name": self.name}

@@ -1,0 +1,84 @@
+"""Meta-train a learned optimizer: ``python train.py --task NAME [LightningCLI args...]``.
+
+``--task NAME`` selects ``configs/NAME.yaml``; every other argument goes to LightningCLI, e.g.
+``--trainer.max_steps 50`` or ``--model.unroll 10``. ``--ckpt_path last`` resumes the run in
+``--out`` (default ``runs/NAME``). The best learned optimizer on held-out task instances is
+written to ``OUT/optimizer.pt``; TensorBoard logs go to ``OUT/``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+
+def main(argv: list[str] | None = None) -> None:
+    from l2l_torch.cli import UserError, available_tasks, config_path, fail
+
+    pre = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+                                  add_help=False)
+    pre.add_argument("--task", help=f"experiment name, one of: {', '.join(available_tasks())}")
+    pre.add_argument("--out", help="output folder (default: runs/TASK)")
+    pre.add_argument("--ckpt_path", help="resume from a Lightning checkpoint; 'last' = the last one in --out")
+    pre.add_argument("--checkpoint_every", type=int, default=50, help="meta-steps between checkpoints (default 50)")
+    args, rest = pre.parse_known_args(argv)
+    if args.task is None:
+        if any(a in ("-h", "--help") for a in rest):
+            pre.print_help()
+            print("\nAll other arguments are LightningCLI's: python train.py --task quadratic --help")
+            return
+        fail(f"--task is required; available tasks: {', '.join(available_tasks())}")
+    try:
+        cfg = config_path(args.task)
+    except UserError as e:
+        fail(str(e))
+    out = Path(args.out or Path("runs") / args.task)
+    ckpt = args.ckpt_path
+    if ckpt and ckpt != "last" and not Path(ckpt).is_file():
+        fail(f"checkpoint not found: {ckpt}")
+    if ckpt == "last":
+        last = out / "checkpoints" / "last.ckpt"
+        if not last.is_file():
+            fail(f"--ckpt_path last: no checkpoint to resume at {last}")
+        ckpt = str(last)
+
+    from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
+    from lightning.pytorch.cli import LightningCLI
+    from lightning.pytorch.loggers import TensorBoardLogger
+
+    from l2l_torch.callbacks import ExportBestOptimizer
+    from l2l_torch.meta_module import MetaModule
+    from l2l_torch.reliability import AtomicCheckpointIO
+
+    from jsonargparse import lazy_instance as spec
+
+    trainer_defaults = {
+        "default_root_dir": str(out),
+        "logger": spec(TensorBoardLogger, save_dir=str(out), name="tb"),
+        "callbacks": [
+            ModelCheckpoint(dirpath=str(out / "checkpoints"), monitor="val/loss", mode="min", save_top_k=1,
+                            save_last=True, every_n_train_steps=args.checkpoint_every, filename="best-{step}"),
+            ExportBestOptimizer(dirpath=str(out)),
+            LearningRateMonitor(),
+        ],
+        "plugins": [spec(AtomicCheckpointIO)],
+        "inference_mode": False,  # validation trains optimizees, which needs autograd
+        "accelerator": "auto",
+        "devices": 1,
+        "log_every_n_steps": 10,
+    }
+    try:
+        cli = LightningCLI(MetaModule, trainer_defaults=trainer_defaults, run=False,
+                           save_config_kwargs={"overwrite": True},
+                           args=["--config", str(cfg), *rest])
+    except (ValueError, FileNotFoundError, UserError) as e:
+        fail(str(e).splitlines()[0])
+    cli.trainer.fit(cli.model, ckpt_path=ckpt)
+    best = out / "optimizer.pt"
+    if cli.trainer.is_global_zero:
+        print(f"best learned optimizer (by validation on held-out tasks): {best if best.exists() else 'none saved'}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
