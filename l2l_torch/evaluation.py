@@ -97,7 +97,7 @@ def train_optimizee(task: Task, make_optimizer: OptimizerFactory, steps: int, se
             epochs.append({"step": t + 1, **{f"val_{k}": v for k, v in task.evaluate(params, buffers, "val").items()}})
     final: dict[str, float] = {}
     if not diverged:
-        for split in ("train", "val", "test"):
+        for split in task.eval_splits:
             for k, v in task.evaluate(params, buffers, split).items():
                 final[f"{split}_{k}"] = v
         diverged = not all(math.isfinite(v) for v in final.values())
@@ -172,3 +172,27 @@ def compare(family: TaskFamily, optimizers: dict[str, tuple[OptimizerFactory, fl
         s["final_loss"] = s.get("train_loss", {"mean": float("nan"), "std": float("nan")})
         out[name] = {"lr": lr, **s}
     return out
+
+
+def evaluate_learned_optimizer(family: TaskFamily, lopt_factory: OptimizerFactory, steps: int, seeds: int,
+                               tune: bool = True, tune_seeds: int = 3, tune_steps: int | None = None,
+                               baselines: Sequence[str] = tuple(BASELINES), learned_name: str = "lstm",
+                               epoch_steps: int | None = None,
+                               progress: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """The full comparison of ``evaluate.py``: the learned optimizer against every baseline at its
+    default learning rate and (``tune``) at its learning rate tuned on separate instances.
+
+    Returns the ``optimizers`` part of ``results.json`` plus ``"tuning"``: ``{name: {lr: score}}``.
+    """
+    optimizers: dict[str, tuple[OptimizerFactory, float | None]] = {learned_name: (lopt_factory, None)}
+    tuning: dict[str, dict[str, float]] = {}
+    for name in baselines:
+        optimizers[name] = (baseline_factory(name), BASELINES[name][1])
+        if tune:
+            if progress:
+                progress(f"tuning {name}")
+            best, scores = tune_lr(family, name, tune_steps or steps, tune_seeds)
+            tuning[name] = {str(k): v for k, v in scores.items()}
+            optimizers[f"{name}_tuned"] = (baseline_factory(name, best), best)
+    results = compare(family, optimizers, steps, seeds, epoch_steps=epoch_steps, progress=progress)
+    return {"optimizers": results, "tuning": tuning}

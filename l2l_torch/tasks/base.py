@@ -48,6 +48,8 @@ class Task(abc.ABC):
     module: nn.Module
     #: whether the task has a notion of classification accuracy
     has_accuracy: bool = False
+    #: splits that evaluation reports final metrics on (``<split>_<metric>`` in results)
+    eval_splits: tuple[str, ...] = ("train", "val", "test")
 
     def __init__(self, seed: int = 0) -> None:
         self.seed = seed
