@@ -138,7 +138,10 @@ class MetaModule(L.LightningModule):
 
     # ---------------------------------------------------------------- checkpoint extras
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        checkpoint["l2l"] = {"next_task": self._next_task, "skipped": self.skipped}
+        # enough to rebuild theta's architecture without the YAML (see `python -m l2l_torch.export`)
+        checkpoint["l2l"] = {"next_task": self._next_task, "skipped": self.skipped,
+                             "lopt_arch": self.lopt.arch_name, "lopt_config": self.lopt.config(),
+                             "describe": self.describe()}
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         extra = checkpoint.get("l2l", {})
