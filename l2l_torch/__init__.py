@@ -4,12 +4,15 @@ Public entry points:
     * :class:`LearnedOptimizer`: a trained optimizer as a ``torch.optim.Optimizer``.
     * :func:`load_learned_optimizer` / :func:`save_learned_optimizer`: the checkpoint format.
     * :class:`LSTMOptimizer`: the paper's coordinatewise LSTM.
+    * :func:`list_pretrained` / :func:`pretrained_path`: learned optimizers shipped with the package.
 """
 
 from l2l_torch.checkpoint import CheckpointError, load_learned_optimizer, save_learned_optimizer
 from l2l_torch.learned_optimizers import REGISTRY, LearnedOptimizerBase, LSTMOptimizer
 from l2l_torch.optim import LearnedOptimizer, param_groups_by_kind
+from l2l_torch.pretrained import list_pretrained, pretrained_path
 
 __version__ = "0.1.0"
 __all__ = ["LearnedOptimizer", "LSTMOptimizer", "LearnedOptimizerBase", "REGISTRY", "CheckpointError",
-           "load_learned_optimizer", "save_learned_optimizer", "param_groups_by_kind"]
+           "load_learned_optimizer", "save_learned_optimizer", "param_groups_by_kind", "list_pretrained",
+           "pretrained_path"]

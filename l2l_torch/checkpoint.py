@@ -43,6 +43,10 @@ def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:
             torch.save(obj, f)
             f.flush()
             os.fsync(f.fileno())
+        # mkstemp creates the file 0600; give it the permissions a plain open() would have
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
@@ -90,6 +94,8 @@ def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     if obj.get("version") != VERSION:
         raise CheckpointError(f"{path} has checkpoint format version {obj.get('version')}, "
                               f"this l2l_torch reads version {VERSION}")
+    if not isinstance(obj.get("config"), dict) or not isinstance(obj.get("state_dict"), dict):
+        raise CheckpointError(f"{path} is a damaged learned-optimizer checkpoint (no config or weights)")
     if obj.get("arch") not in REGISTRY:
         raise CheckpointError(f"{path} holds an unknown architecture {obj.get('arch')!r}; "
                               f"known: {sorted(REGISTRY)}")

@@ -73,8 +73,18 @@ class LearnedOptimizer(torch.optim.Optimizer):
         self.lopt = lopt
         super().__init__(params, {"scale": scale, "kind": None})
 
+    def add_param_group(self, param_group: dict[str, Any]) -> None:
+        kind = param_group.get("kind")
+        if kind not in (None, "conv", "dense"):
+            raise ValueError(f"param group kind must be 'conv', 'dense' or None, got {kind!r}")
+        super().add_param_group(param_group)
+
     def _kind(self, group: dict[str, Any], p: Tensor) -> str:
         return group["kind"] or ("conv" if p.dim() >= 3 else "dense")
+
+    def state_bytes_per_param(self) -> int:
+        """Bytes of optimizer state per parameter (Adam keeps 8: two float32 moments)."""
+        return self.lopt.state_bytes_per_param()
 
     @torch.no_grad()
     def step(self, closure: Callable[[], Tensor] | None = None) -> Tensor | None:
@@ -85,30 +95,42 @@ class LearnedOptimizer(torch.optim.Optimizer):
         items = [(p, g) for g in self.param_groups for p in g["params"] if p.grad is not None]
         if not items:
             return loss
+        if any(p.grad.is_sparse for p, _ in items):
+            raise RuntimeError("LearnedOptimizer does not support sparse gradients")
+        ref = next(self.lopt.parameters(), None)
+        if ref is not None and ref.device != items[0][0].device:
+            # a checkpoint loads on the CPU; follow the model to its device once
+            self.lopt.to(items[0][0].device)
+        # the network runs in its own dtype (float32); params in float64/bf16 are cast to it and back
+        dtype = ref.dtype if ref is not None else items[0][0].dtype
         names = [str(i) for i in range(len(items))]
-        params = {n: p for n, (p, _) in zip(names, items)}
-        grads = {n: p.grad for n, (p, _) in zip(names, items)}
+        params = {n: p.to(dtype) for n, (p, _) in zip(names, items)}
+        grads = {n: p.grad.to(dtype) for n, (p, _) in zip(names, items)}
         kinds = {n: self._kind(g, p) for n, (p, g) in zip(names, items)}
         fresh = self.lopt.init_state(params, kinds)
         groups = fresh["groups"]
         sizes = {k: [params[n].numel() for n in ns] for k, ns in groups.items()}
         fresh_coords = None
+        owner = {n: p for n, (p, _) in zip(names, items)}  # the real parameter (state key) of each name
         for k, ns in groups.items():
-            if any("coords" not in self.state[params[n]] for n in ns):  # first step of these params
+            if any("coords" not in self.state[owner[n]] for n in ns):  # first step of these params
                 fresh_coords = fresh_coords or self.lopt.coord_state(fresh)
                 for n, c in zip(ns, fresh_coords[k].split(sizes[k])):
-                    self.state[params[n]].setdefault("coords", c)
-        coords = {k: torch.cat([self.state[params[n]]["coords"] for n in ns]) for k, ns in groups.items()}
+                    self.state[owner[n]].setdefault("coords", c)
+        coords = {k: torch.cat([self.state[owner[n]]["coords"].to(dtype) for n in ns])
+                  for k, ns in groups.items()}
         state = self.lopt.state_from_coords(groups, coords)
         new_params, new_state = self.lopt.step(params, grads, state)
         new_coords = self.lopt.coord_state(new_state)
         for k, ns in groups.items():
             for n, c in zip(ns, new_coords[k].split(sizes[k])):
-                self.state[params[n]]["coords"] = c  # views of one tensor; torch.save stores it once
+                # views of one tensor: torch.save stores it once, and load_state_dict (also after
+                # torch.load(weights_only=True)) hands the views back, which torch.cat accepts
+                self.state[owner[n]]["coords"] = c
         for n, (p, g) in zip(names, items):
             scale = g["scale"]
             if scale == 1.0:
                 p.copy_(new_params[n])
             else:
-                p.add_(new_params[n] - p, alpha=scale)
+                p.add_(new_params[n] - params[n], alpha=scale)  # the update, scaled
         return loss

@@ -1,0 +1,32 @@
+"""Add or refresh a pretrained learned optimizer shipped in ``l2l_torch/pretrained/``.
+
+    python scripts/add_pretrained.py results/quadratic [--name quadratic]
+
+Copies ``results/<task>/optimizer.pt`` into the package and writes ``<name>.json`` beside it with
+what it was trained on, its horizon, and a one-line summary built from ``results/<task>/results.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def main(argv: list[str] | None = None) -> None:
+    from l2l_torch.checkpoint import CheckpointError
+    from l2l_torch.cli import fail
+    from l2l_torch.pretrained import add_pretrained
+
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("results_dir", help="folder with optimizer.pt and results.json (e.g. results/quadratic)")
+    p.add_argument("--name", help="entry name (default: the folder's name)")
+    a = p.parse_args(argv)
+    try:
+        entry = add_pretrained(a.results_dir, a.name)
+    except (FileNotFoundError, CheckpointError, ValueError, KeyError) as e:
+        fail(str(e))
+    print(f"{entry['name']}: trained on {entry['trained_on']}, horizon {entry['horizon']}\n  {entry['summary']}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

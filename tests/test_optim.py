@@ -1,0 +1,273 @@
+"""LearnedOptimizer (deployment): parity with the functional step, state_dict, param groups, Lightning."""
+
+from __future__ import annotations
+
+import copy
+import io
+
+import pytest
+import torch
+from torch import nn
+from torch.func import functional_call
+
+import l2l_torch
+from l2l_torch import LearnedOptimizer, LSTMOptimizer, param_groups_by_kind, save_learned_optimizer
+
+
+def _mlp() -> nn.Module:
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Linear(4, 5), nn.Tanh(), nn.Linear(5, 2))
+
+
+def _convnet() -> nn.Module:
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Conv2d(1, 2, 3), nn.ReLU(), nn.Flatten(), nn.Linear(2 * 4 * 4, 3))
+
+
+def _batch(model: nn.Module, t: int) -> torch.Tensor:
+    g = torch.Generator().manual_seed(100 + t)
+    shape = (6, 1, 6, 6) if isinstance(model[0], nn.Conv2d) else (6, 4)
+    return torch.randn(shape, generator=g)
+
+
+def _loss(out: torch.Tensor) -> torch.Tensor:
+    return out.pow(2).mean()
+
+
+def _lopt(**kw) -> LSTMOptimizer:
+    torch.manual_seed(1)
+    lopt = LSTMOptimizer(hidden_size=8, **kw)
+    with torch.no_grad():  # a non-trivial head so the updates differ per coordinate
+        for p in lopt.parameters():
+            p.add_(0.1 * torch.randn_like(p))
+    return lopt
+
+
+def _kinds(model: nn.Module) -> dict[str, str]:
+    return {f"{mn}.{pn}" if mn else pn: ("conv" if isinstance(m, nn.Conv2d) else "dense")
+            for mn, m in model.named_modules() for pn, _ in m.named_parameters(recurse=False)}
+
+
+@pytest.mark.parametrize("make_model,kw", [
+    (_mlp, {}),
+    (_mlp, {"preprocess": "log_sign", "normalization": "layer"}),
+    (_convnet, {"per_kind": True}),
+    (_convnet, {"per_kind": True, "normalization": "batch"}),
+])
+def test_parity_with_functional_step(make_model, kw):
+    lopt = _lopt(**kw)
+    model = make_model()
+    ref = copy.deepcopy(model)
+    # functional path (what meta-training runs)
+    params = {k: v.detach().clone() for k, v in ref.named_parameters()}
+    state = lopt.init_state(params, _kinds(ref))
+    # deployment path
+    opt = LearnedOptimizer(param_groups_by_kind(model), lopt=lopt)
+    for t in range(4):
+        x = _batch(model, t)
+        p_req = {k: v.requires_grad_() for k, v in params.items()}
+        grads = torch.autograd.grad(_loss(functional_call(ref, p_req, (x,))), list(p_req.values()))
+        with torch.no_grad():
+            params, state = lopt.step({k: v.detach() for k, v in p_req.items()}, dict(zip(p_req, grads)), state)
+        opt.zero_grad()
+        _loss(model(x)).backward()
+        opt.step()
+        for k, v in model.named_parameters():
+            torch.testing.assert_close(v.detach(), params[k], rtol=1e-5, atol=1e-6, msg=f"{k} at step {t}")
+    assert all(p.grad is None for p in lopt.parameters())  # no autograd graph through theta
+
+
+def test_per_kind_default_kind_by_dim():
+    """Without explicit kinds, 4-d conv weights go to the conv LSTM and 1-d/2-d params to the dense one."""
+    lopt = _lopt(per_kind=True)
+    model = _convnet()
+    opt = LearnedOptimizer(model.parameters(), lopt=lopt)
+    _loss(model(_batch(model, 0))).backward()
+    opt.step()
+    assert all(torch.isfinite(p).all() for p in model.parameters())
+
+
+def test_dense_only_checkpoint_rejects_conv_params():
+    lopt = LSTMOptimizer(hidden_size=4, per_kind=True)
+    del lopt.nets["conv"]  # a dense-only optimizer
+    model = _convnet()
+    opt = LearnedOptimizer(param_groups_by_kind(model), lopt=lopt)
+    _loss(model(_batch(model, 0))).backward()
+    with pytest.raises(ValueError, match="kind 'conv'"):
+        opt.step()
+
+
+def _train(model, opt, steps, start=0):
+    for t in range(start, start + steps):
+        def closure():
+            opt.zero_grad()
+            loss = _loss(model(_batch(model, t)))
+            loss.backward()
+            return loss
+        opt.step(closure)
+
+
+@pytest.mark.parametrize("make_model,kw", [(_mlp, {}), (_convnet, {"per_kind": True})])
+def test_state_dict_round_trip(make_model, kw, tmp_path):
+    lopt = _lopt(**kw)
+    model = make_model()
+    opt = LearnedOptimizer(param_groups_by_kind(model), lopt=lopt)
+    _train(model, opt, 3)
+    # save model + optimizer, as a user's training script would, and reload with weights_only
+    torch.save({"model": model.state_dict(), "opt": opt.state_dict()}, tmp_path / "ckpt.pt")
+    saved = torch.load(tmp_path / "ckpt.pt", weights_only=True)
+    _train(model, opt, 1, start=3)  # the uninterrupted run's next update
+    expected = [p.detach().clone() for p in model.parameters()]
+
+    model2 = make_model()
+    model2.load_state_dict(saved["model"])
+    opt2 = LearnedOptimizer(param_groups_by_kind(model2), lopt=_lopt(**kw))
+    opt2.load_state_dict(saved["opt"])
+    _train(model2, opt2, 1, start=3)
+    for a, b in zip(model2.parameters(), expected):
+        torch.testing.assert_close(a.detach(), b)
+
+
+def test_state_dict_views_survive_torch_save():
+    """The per-parameter states are views of one tensor; they round-trip through weights_only loading."""
+    model = _mlp()
+    opt = LearnedOptimizer(model.parameters(), lopt=_lopt())
+    _train(model, opt, 2)
+    sd = opt.state_dict()
+    assert all(s["coords"]._base is not None for s in sd["state"].values())
+    buf = io.BytesIO()
+    torch.save(sd, buf)
+    buf.seek(0)
+    loaded = torch.load(buf, weights_only=True)
+    opt2 = LearnedOptimizer(model.parameters(), lopt=_lopt())
+    opt2.load_state_dict(loaded)
+    for p in model.parameters():
+        torch.testing.assert_close(opt2.state[p]["coords"], opt.state[p]["coords"])
+    _train(model, opt2, 1, start=2)
+
+
+def test_fresh_state_differs_from_resumed():
+    """The round-trip test can fail: a fresh optimizer (no state) gives a different update."""
+    model = _mlp()
+    opt = LearnedOptimizer(model.parameters(), lopt=_lopt())
+    _train(model, opt, 3)
+    m1, m2 = copy.deepcopy(model), copy.deepcopy(model)
+    o1 = LearnedOptimizer(m1.parameters(), lopt=_lopt())
+    o1.load_state_dict(opt.state_dict())
+    o2 = LearnedOptimizer(m2.parameters(), lopt=_lopt())
+    _train(m1, o1, 1, start=3)
+    _train(m2, o2, 1, start=3)
+    assert not all(torch.allclose(a, b) for a, b in zip(m1.parameters(), m2.parameters()))
+
+
+def test_param_group_scale():
+    lopt = _lopt()
+    m_full, m_half = _mlp(), _mlp()
+    before = [p.detach().clone() for p in m_full.parameters()]
+    o_full = LearnedOptimizer(m_full.parameters(), lopt=lopt)
+    o_half = LearnedOptimizer([{"params": list(m_half[0].parameters()), "scale": 0.5},
+                               {"params": list(m_half[2].parameters())}], lopt=lopt)
+    for m, o in ((m_full, o_full), (m_half, o_half)):
+        _loss(m(_batch(m, 0))).backward()
+        o.step()
+    full = [a.detach() - b for a, b in zip(m_full.parameters(), before)]
+    half = [a.detach() - b for a, b in zip(m_half.parameters(), before)]
+    torch.testing.assert_close(half[0], 0.5 * full[0])
+    torch.testing.assert_close(half[1], 0.5 * full[1])
+    torch.testing.assert_close(half[2], full[2])
+    assert full[0].abs().sum() > 0
+
+
+def test_add_param_group_and_bad_kind():
+    model = _mlp()
+    opt = LearnedOptimizer(model[0].parameters(), lopt=_lopt())
+    _train(model, opt, 1)
+    opt.add_param_group({"params": list(model[2].parameters()), "scale": 2.0})
+    before = model[2].weight.detach().clone()
+    _train(model, opt, 1, start=1)
+    assert not torch.equal(before, model[2].weight)
+    with pytest.raises(ValueError, match="kind"):
+        LearnedOptimizer([{"params": [nn.Parameter(torch.zeros(2))], "kind": "rnn"}], lopt=_lopt())
+
+
+def test_params_without_grad_keep_no_state():
+    model = _mlp()
+    model[0].weight.requires_grad_(False)
+    opt = LearnedOptimizer(model.parameters(), lopt=_lopt())
+    _train(model, opt, 2)
+    assert model[0].weight not in opt.state and model[2].weight in opt.state
+
+
+def test_float64_params():
+    torch.manual_seed(0)
+    model = nn.Linear(3, 1).double()
+    opt = LearnedOptimizer(model.parameters(), lopt=_lopt())
+    model(torch.randn(4, 3, dtype=torch.float64)).pow(2).mean().backward()
+    opt.step()
+    assert model.weight.dtype == torch.float64 and torch.isfinite(model.weight).all()
+
+
+def test_exactly_one_source():
+    with pytest.raises(ValueError, match="exactly one"):
+        LearnedOptimizer([nn.Parameter(torch.zeros(1))])
+
+
+def test_checkpoint_and_pretrained_constructors(tmp_path, monkeypatch):
+    lopt = _lopt()
+    save_learned_optimizer(lopt, tmp_path / "tiny.pt", {"task": {"class": "Tiny"}, "horizon": 5})
+    m1, m2 = _mlp(), _mlp()
+    o1 = LearnedOptimizer(m1.parameters(), checkpoint=tmp_path / "tiny.pt")
+    (tmp_path / "tiny.json").write_text('{"name": "tiny", "trained_on": "Tiny()", "horizon": 5, "summary": "test"}')
+    monkeypatch.setattr(l2l_torch.pretrained, "PACKAGE_DIR", tmp_path)
+    assert list(l2l_torch.list_pretrained()) == ["tiny"]
+    o2 = LearnedOptimizer(m2.parameters(), pretrained="tiny")
+    assert o1.meta["horizon"] == 5
+    _train(m1, o1, 2)
+    _train(m2, o2, 2)
+    for a, b in zip(m1.parameters(), m2.parameters()):
+        torch.testing.assert_close(a, b)
+    with pytest.raises(ValueError, match="unknown pretrained optimizer 'nope'; available: tiny"):
+        LearnedOptimizer(m1.parameters(), pretrained="nope")
+
+
+def test_state_bytes_per_param():
+    opt = LearnedOptimizer([nn.Parameter(torch.zeros(1))], lopt=LSTMOptimizer(hidden_size=20, num_layers=2))
+    assert opt.state_bytes_per_param() == 2 * 2 * 20 * 4  # (h, c) per layer, float32
+    model = nn.Linear(10, 10)
+    opt = LearnedOptimizer(model.parameters(), lopt=LSTMOptimizer(hidden_size=20, num_layers=2))
+    model(torch.randn(2, 10)).sum().backward()
+    opt.step()
+    held = {s["coords"].untyped_storage().data_ptr(): s["coords"].untyped_storage().nbytes()
+            for s in opt.state.values()}
+    assert sum(held.values()) == opt.state_bytes_per_param() * sum(p.numel() for p in model.parameters())
+
+
+def test_from_lightning_configure_optimizers(tmp_path):
+    import lightning as L
+
+    class Regression(L.LightningModule):
+        def __init__(self):
+            super().__init__()
+            self.net = nn.Linear(3, 1)
+
+        def training_step(self, batch, _):
+            x, y = batch
+            loss = (self.net(x) - y).pow(2).mean()
+            self.log("train/loss", loss)
+            return loss
+
+        def configure_optimizers(self):
+            return LearnedOptimizer(self.parameters(), lopt=_lopt())
+
+    torch.manual_seed(0)
+    x = torch.randn(16, 3)
+    data = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, x.sum(1, keepdim=True)), batch_size=8)
+    model = Regression()
+    before = model.net.weight.detach().clone()
+    trainer = L.Trainer(max_steps=2, accelerator="cpu", logger=False, enable_checkpointing=False,
+                        enable_progress_bar=False, enable_model_summary=False, default_root_dir=tmp_path)
+    trainer.fit(model, data)
+    assert trainer.global_step == 2
+    assert not torch.equal(before, model.net.weight)
+    opt = trainer.optimizers[0]
+    assert isinstance(opt, LearnedOptimizer) and model.net.weight in opt.state
