@@ -99,7 +99,7 @@ def test_dense_only_checkpoint_rejects_conv_params():
 
 def _train(model, opt, steps, start=0):
     for t in range(start, start + steps):
-        def closure():
+        def closure(t=t):
             opt.zero_grad()
             loss = _loss(model(_batch(model, t)))
             loss.backward()

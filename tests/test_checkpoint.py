@@ -1,0 +1,148 @@
+"""The learned-optimizer file format: round trip, weights_only, one clear error per bad file, export."""
+
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+
+import pytest
+import torch
+
+from l2l_torch import CheckpointError, LSTMOptimizer, load_learned_optimizer, save_learned_optimizer
+from l2l_torch.checkpoint import VERSION, read_checkpoint
+from l2l_torch.export import export, lopt_from_lightning
+from l2l_torch.export import main as export_main
+from tests.helpers import smoke_train
+
+
+def _saved(tmp_path: Path, **kw) -> Path:
+    torch.manual_seed(0)
+    path = tmp_path / "optimizer.pt"
+    save_learned_optimizer(LSTMOptimizer(hidden_size=6, **kw), path, {"task": {"name": "tiny"}, "horizon": 7})
+    return path
+
+
+def test_round_trip_weights_only(tmp_path):
+    path = _saved(tmp_path, per_kind=True, preprocess="log_sign", output_scale=0.01)
+    raw = torch.load(path, weights_only=True)  # plain dict of primitives and tensors
+    assert raw["format"] == "l2l_torch.learned_optimizer" and raw["version"] == VERSION
+    assert raw["config"]["preprocess"] == "log_sign" and raw["config"]["output_scale"] == 0.01
+    lopt, meta = load_learned_optimizer(path)
+    assert meta == {"task": {"name": "tiny"}, "horizon": 7}
+    torch.manual_seed(0)
+    ref = LSTMOptimizer(hidden_size=6, per_kind=True, preprocess="log_sign", output_scale=0.01)
+    for (k, a), (_, b) in zip(lopt.state_dict().items(), ref.state_dict().items()):
+        assert torch.equal(a, b), k
+    assert oct(path.stat().st_mode & 0o777) != oct(0o600)  # readable like any file the user writes
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(FileNotFoundError, match="checkpoint not found"):
+        load_learned_optimizer(tmp_path / "nope.pt")
+
+
+def test_not_a_torch_file(tmp_path):
+    bad = tmp_path / "notes.pt"
+    bad.write_text("hello, I am not a checkpoint\n")
+    with pytest.raises(CheckpointError, match="not a readable learned-optimizer checkpoint"):
+        load_learned_optimizer(bad)
+
+
+def test_truncated_file(tmp_path):
+    path = _saved(tmp_path)
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(CheckpointError, match="corrupt, truncated"):
+        load_learned_optimizer(path)
+
+
+def test_torch_file_without_format_tag(tmp_path):
+    path = tmp_path / "weights.pt"
+    torch.save({"weight": torch.zeros(3)}, path)
+    with pytest.raises(CheckpointError, match="not a learned-optimizer checkpoint"):
+        load_learned_optimizer(path)
+
+
+def test_pickled_object_is_not_unpickled(tmp_path):
+    """weights_only=True: a file carrying an arbitrary pickled object is refused, not executed."""
+    path = tmp_path / "evil.pt"
+    torch.save({"format": "l2l_torch.learned_optimizer", "payload": pickle.PickleError("x")}, path)
+    with pytest.raises(CheckpointError, match="not a readable"):
+        load_learned_optimizer(path)
+
+
+def test_other_version(tmp_path):
+    path = _saved(tmp_path)
+    obj = torch.load(path, weights_only=True)
+    torch.save({**obj, "version": VERSION + 1}, path)
+    with pytest.raises(CheckpointError, match=f"format version {VERSION + 1}"):
+        load_learned_optimizer(path)
+
+
+def test_unknown_architecture(tmp_path):
+    path = _saved(tmp_path)
+    obj = torch.load(path, weights_only=True)
+    torch.save({**obj, "arch": "transformer9000"}, path)
+    with pytest.raises(CheckpointError, match="unknown architecture 'transformer9000'"):
+        load_learned_optimizer(path)
+
+
+def test_weights_of_another_architecture(tmp_path):
+    """A file whose weights do not fit its stated config (e.g. per-kind weights, single-net config)."""
+    path = _saved(tmp_path, per_kind=True)
+    obj = torch.load(path, weights_only=True)
+    torch.save({**obj, "config": {**obj["config"], "per_kind": False}}, path)
+    with pytest.raises(CheckpointError, match="weights do not match architecture 'lstm'"):
+        load_learned_optimizer(path)
+    torch.save({**obj, "config": {**obj["config"], "hidden_size": 7}}, path)
+    with pytest.raises(CheckpointError, match="weights do not match"):
+        load_learned_optimizer(path)
+
+
+def test_expect_arch(tmp_path):
+    with pytest.raises(CheckpointError, match="expected 'rnn'"):
+        load_learned_optimizer(_saved(tmp_path), expect_arch="rnn")
+
+
+def test_refuses_non_finite(tmp_path):
+    lopt = LSTMOptimizer(hidden_size=4)
+    with torch.no_grad():
+        lopt.nets["all"].head.weight.fill_(float("nan"))
+    with pytest.raises(ValueError, match="non-finite"):
+        save_learned_optimizer(lopt, tmp_path / "bad.pt")
+    assert not (tmp_path / "bad.pt").exists()
+    assert not list(tmp_path.iterdir())  # no temporary file left behind
+
+
+def test_lightning_checkpoint_gives_export_hint_and_exports(tmp_path):
+    out = smoke_train("quadratic", tmp_path / "run", "--trainer.fast_dev_run", "false", "--trainer.max_steps", "2",
+                      "--checkpoint_every", "1", "--model.val_every", "2", "--model.horizon", "4", "--model.unroll", "2")
+    ckpt = out / "checkpoints" / "last.ckpt"
+    raw = torch.load(ckpt, weights_only=True)  # Lightning checkpoints of this project load without unpickling
+    with pytest.raises(CheckpointError, match="l2l_torch.export"):
+        read_checkpoint(ckpt)
+    meta = export(ckpt, tmp_path / "exported.pt")
+    lopt, meta2 = load_learned_optimizer(tmp_path / "exported.pt")
+    assert meta2["global_step"] == raw["global_step"] == 2 and meta2["horizon"] == 4 == meta["horizon"]
+    assert meta2["task"]["name"] == "quadratic"
+    theta = {k[5:]: v for k, v in raw["state_dict"].items() if k.startswith("lopt.")}
+    assert theta.keys() == lopt.state_dict().keys()
+    for k, v in lopt.state_dict().items():
+        assert torch.equal(v, theta[k]), k
+
+
+def test_export_errors(tmp_path, capsys):
+    with pytest.raises(FileNotFoundError):
+        lopt_from_lightning(tmp_path / "none.ckpt")
+    lo = _saved(tmp_path)
+    with pytest.raises(CheckpointError, match="already a learned-optimizer file"):
+        lopt_from_lightning(lo)
+    torch.save({"state_dict": {}, "pytorch-lightning_version": "2.6"}, tmp_path / "other.ckpt")
+    with pytest.raises(CheckpointError, match="not of a l2l_torch meta-training run"):
+        lopt_from_lightning(tmp_path / "other.ckpt")
+    with pytest.raises(SystemExit) as e:
+        export_main([str(tmp_path / "none.ckpt"), str(tmp_path / "x.pt")])
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: checkpoint not found") and "Traceback" not in err
+    assert not (tmp_path / "x.pt").exists()
