@@ -115,22 +115,50 @@ def baseline_factory(name: str, lr: float | None = None) -> OptimizerFactory:
     return lambda groups: cls(groups, lr=default_lr if lr is None else lr)
 
 
+def _half_decade(x: float, up: bool) -> float:
+    """The next value of the 1, 3, 10, 30, ... ladder above (or below) ``x``."""
+    e = math.floor(math.log10(x) + 1e-9)
+    ladder = [m * 10.0**k for k in (e - 1, e, e + 1) for m in (1, 3)]
+    return round(min(v for v in ladder if v > x * 1.01) if up else max(v for v in ladder if v < x / 1.01), 12)
+
+
 def tune_lr(family: TaskFamily, name: str, steps: int, seeds: int = 3,
-            grid: Sequence[float] = LR_GRID, metric: str = "train_loss") -> tuple[float, dict[float, float]]:
+            grid: Sequence[float] = LR_GRID, metric: str = "train_loss",
+            extend: bool = True) -> tuple[float, dict[float, float]]:
     """Grid-search the learning rate of baseline ``name`` on instances disjoint from evaluation.
+
+    If the best learning rate lies on an edge of ``grid`` and ``extend`` is set, the grid grows by
+    half-decades past that edge (down to 1e-7, up to 100) until the best is inside it, so a tuned
+    baseline is never limited by the grid.
 
     Returns ``(best_lr, {lr: mean final metric})``; a diverged run counts as +inf.
     """
     scores: dict[float, float] = {}
-    for lr in grid:
-        vals = []
-        for i in range(seeds):
-            task = family.sample(TUNE_SEED_OFFSET + i)
-            r = train_optimizee(task, baseline_factory(name, lr), steps, TUNE_SEED_OFFSET + i)
-            vals.append(math.inf if r.diverged else r.final[metric])
-        scores[lr] = sum(vals) / len(vals)
+
+    def score(lr: float) -> float:
+        if lr not in scores:
+            vals = []
+            for i in range(seeds):
+                task = family.sample(TUNE_SEED_OFFSET + i)
+                r = train_optimizee(task, baseline_factory(name, lr), steps, TUNE_SEED_OFFSET + i)
+                vals.append(math.inf if r.diverged else r.final[metric])
+            scores[lr] = sum(vals) / len(vals)
+        return scores[lr]
+
+    lrs = sorted(grid)
+    for lr in lrs:
+        score(lr)
+    while extend:
+        best = min(scores, key=lambda lr: (scores[lr], lr))
+        lo, hi = min(scores), max(scores)
+        if best == hi and hi < 100:
+            score(_half_decade(hi, up=True))
+        elif best == lo and lo > 1e-7:
+            score(_half_decade(lo, up=False))
+        else:
+            break
     best = min(scores, key=lambda lr: (scores[lr], lr))
-    return best, scores
+    return best, dict(sorted(scores.items()))
 
 
 def summarize(runs: list[RunResult]) -> dict[str, Any]:

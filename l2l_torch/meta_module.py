@@ -57,6 +57,8 @@ class MetaModule(L.LightningModule):
         self.automatic_optimization = False
         self.task, self.lopt = task, lopt
         self._states: list[UnrollState] = []
+        self._state_seeds: list[int] = []  # task seed of each optimizee in _states (to checkpoint them)
+        self._pending: list[dict[str, Any]] | None = None  # optimizees read from a checkpoint, rebuilt lazily
         self._next_task = 0  # counter of training task instances (checkpointed)
         self.skipped = 0  # truncations dropped for non-finite or exploding values (checkpointed)
 
@@ -83,11 +85,15 @@ class MetaModule(L.LightningModule):
         world, rank = self.trainer.world_size, self.trainer.global_rank
         seed = (self.hparams.seed + self._next_task * world + rank) % VAL_SEED_OFFSET
         self._next_task += 1
+        self._state_seeds.append(seed)
         return init_unroll(self.lopt, self.task.sample(seed), seed)
 
     def training_step(self, batch: Any, batch_idx: int) -> None:
         hp = self.hparams
+        if self._pending is not None:
+            self._restore_optimizees()
         if not self._states or self._states[0].step >= hp.horizon:
+            self._state_seeds = []
             self._states = [self._new_optimizee() for _ in range(hp.tasks_per_step)]
         results = [truncated_unroll(self.lopt, s, hp.unroll, second_order=hp.second_order) for s in self._states]
         meta_loss = torch.stack([r.meta_loss for r in results]).mean()
@@ -95,7 +101,11 @@ class MetaModule(L.LightningModule):
         opt = self.optimizers()
         opt.zero_grad()
         # one host sync per truncation: drop it if anything went non-finite or exploded
-        if not bool(torch.isfinite(meta_loss)) or float(max_loss) > hp.loss_bound:
+        bad = ~torch.isfinite(meta_loss) | (max_loss > hp.loss_bound)
+        if self.trainer.world_size > 1:
+            # every rank must take the same branch, or the others wait forever in DDP's all-reduce
+            bad = self.trainer.strategy.reduce(bad.float(), reduce_op="sum") > 0
+        if bool(bad):
             return self._skip("loss")
         self.manual_backward(meta_loss)
         grads = [p.grad for p in self.lopt.parameters() if p.grad is not None]
@@ -117,18 +127,20 @@ class MetaModule(L.LightningModule):
 
     def _skip(self, why: str) -> None:
         self.skipped += 1
-        self._states = []  # reset the optimizee: a fresh one next step
+        self._states, self._state_seeds = [], []  # reset the optimizee: a fresh one next step
         self.log("meta_train/skipped", float(self.skipped))
 
     # ---------------------------------------------------------------- validation
     def validation_step(self, batch: Any, batch_idx: int) -> None:
         seed = VAL_SEED_OFFSET + int(batch)
         steps = self.hparams.val_horizon or self.hparams.horizon
+        task = self.task.sample(seed)
         with torch.enable_grad():
-            r = train_optimizee(self.task.sample(seed), lambda groups: LearnedOptimizer(groups, lopt=self.lopt),
-                                steps, seed)
+            r = train_optimizee(task, lambda groups: LearnedOptimizer(groups, lopt=self.lopt), steps, seed)
+        # held-out loss of the trained optimizee: its val split, or its only split (e.g. quadratics)
+        split = "val" if "val" in task.eval_splits else task.eval_splits[0]
+        val_loss = r.final.get(f"{split}_loss", float("nan"))
         # diverged validation runs count as a very bad loss, never as a good one
-        val_loss = r.final.get("val_loss", float("nan"))
         bad = r.diverged or not math.isfinite(val_loss)
         self.log("val/loss", 1e9 if bad else val_loss, prog_bar=True, sync_dist=True, batch_size=1)
         self.log("val/train_loss", 1e9 if bad else r.final["train_loss"], sync_dist=True, batch_size=1)
@@ -139,17 +151,74 @@ class MetaModule(L.LightningModule):
     # ---------------------------------------------------------------- checkpoint extras
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         # enough to rebuild theta's architecture without the YAML (see `python -m l2l_torch.export`)
+        for name, p in self.lopt.named_parameters():
+            if not bool(torch.isfinite(p).all()):  # never write a checkpoint with NaN/Inf theta
+                raise RuntimeError(f"theta has non-finite values ({name}); not writing a checkpoint")
         checkpoint["l2l"] = {"next_task": self._next_task, "skipped": self.skipped,
                              "lopt_arch": self.lopt.arch_name, "lopt_config": self.lopt.config(),
-                             "describe": self.describe()}
+                             "describe": self.describe(), "world_size": int(self.trainer.world_size),
+                             "optimizees": self._optimizee_states(), "rng": _rng_state()}
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         extra = checkpoint.get("l2l", {})
         self._next_task = int(extra.get("next_task", 0))
         self.skipped = int(extra.get("skipped", 0))
+        # the optimizees in flight continue where they were (single process only: with DDP the
+        # checkpoint holds rank 0's optimizees, so every rank starts fresh ones instead)
+        same_world = int(extra.get("world_size", 1)) == 1 and self._world_size() == 1
+        self._pending = extra.get("optimizees") if same_world else None
+        self._states, self._state_seeds = [], []
+        if extra.get("rng") is not None and same_world:
+            _set_rng_state(extra["rng"])
+
+    def _world_size(self) -> int:
+        return int(self.trainer.world_size) if self._trainer is not None else 1
+
+    def _optimizee_states(self) -> list[dict[str, Any]]:
+        """The optimizees in flight (params, buffers, optimizer state, step, batch RNG), on the CPU."""
+        if len(self._state_seeds) != len(self._states):
+            return []
+        return [{"seed": seed, "step": s.step, "params": _to(s.params, "cpu"), "buffers": _to(s.buffers, "cpu"),
+                 "lopt_state": _to(s.lopt_state, "cpu"), "generator": s.generator.get_state()}
+                for seed, s in zip(self._state_seeds, self._states)]
+
+    def _restore_optimizees(self) -> None:
+        saved, self._pending = self._pending or [], None
+        states = []
+        for d in saved:
+            task = self.task.sample(int(d["seed"]))
+            gen = torch.Generator(device=task.device)
+            gen.set_state(d["generator"])
+            states.append(UnrollState(task, _to(d["params"], task.device), _to(d["buffers"], task.device),
+                                      _to(d["lopt_state"], task.device), int(d["step"]), gen))
+        self._states, self._state_seeds = states, [int(d["seed"]) for d in saved]
 
     def describe(self) -> dict[str, Any]:
         """What this optimizer is trained on, for the exported checkpoint's metadata."""
         hp = self.hparams
         return {"task": self.task.describe(), "horizon": hp.horizon, "unroll": hp.unroll,
                 "tasks_per_step": hp.tasks_per_step, "meta_lr": hp.meta_lr, "global_step": int(self.global_step)}
+
+
+def _to(obj: Any, device: str | torch.device) -> Any:
+    """``obj`` (nested dicts/lists/tuples of tensors) with every tensor detached and on ``device``."""
+    if isinstance(obj, torch.Tensor):
+        return obj.detach().to(device)
+    if isinstance(obj, dict):
+        return {k: _to(v, device) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(_to(v, device) for v in obj)
+    return obj
+
+
+def _rng_state() -> dict[str, Any]:
+    state: dict[str, Any] = {"torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available() and len(state["cuda"]) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all(state["cuda"])

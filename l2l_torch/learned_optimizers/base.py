@@ -87,6 +87,12 @@ class LearnedOptimizerBase(nn.Module, abc.ABC):
              state: LOptState) -> tuple[dict[str, Tensor], LOptState]:
         """One update: returns ``(new_params, new_state)`` without modifying the inputs."""
 
+    def forward(self, params: Mapping[str, Tensor], grads: Mapping[str, Tensor],
+                state: LOptState) -> tuple[dict[str, Tensor], LOptState]:
+        """Same as :meth:`step`, so ``torch.func.functional_call(lopt, theta, (params, grads, state))``
+        runs a step with an explicit ``theta``."""
+        return self.step(params, grads, state)
+
     @abc.abstractmethod
     def coord_state(self, state: LOptState) -> dict[str, Tensor]:
         """The per-coordinate part of ``state`` as one ``(N_kind, S)`` tensor per group, in the

@@ -1,0 +1,165 @@
+"""Regenerate ``results/RESULTS.md`` and the README's results section from committed results.
+
+    python -m l2l_torch.report              # re-run every committed evaluation, then regenerate
+    python -m l2l_torch.report --no-rerun   # only regenerate the markdown from results/*/results.json
+    python -m l2l_torch.report --quick      # smoke test: re-run each evaluation tiny, into a temp folder
+
+Each ``results/<name>/results.json`` records the ``evaluate.py`` command that made it; re-running
+replays that command (from the committed checkpoint). Nothing in the report is typed by hand.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import shlex
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from l2l_torch.plots import markdown_table
+
+REPO = Path(__file__).resolve().parent.parent
+START, END = "<!-- results:start -->", "<!-- results:end -->"
+
+#: figures of the study (test accuracy, %, default learning rates) where it reports them
+STUDY_REFERENCE: dict[str, dict[str, float]] = {
+    "fmnist_t1": {"lstm": 77, "adam": 78, "rmsprop": 77, "sgd": 59, "adagrad": 32},
+    "fmnist_t2": {"lstm": 85, "adam": 86, "rmsprop": 86, "sgd": 85, "adagrad": 81},
+    "fmnist_t3": {"lstm": 77, "adam": 77, "rmsprop": 75, "sgd": 60, "adagrad": 27},
+}
+
+
+def verdict(learned: dict[str, Any], adam: dict[str, Any], n: int, key: str = "final_loss",
+            lower_is_better: bool = True) -> str:
+    """``better``/``within noise``/``worse`` than tuned Adam: a difference beyond two standard errors."""
+    a, b = learned.get(key), adam.get(key)
+    if not a or a.get("mean") is None:
+        return "diverged"
+    if not b or b.get("mean") is None:
+        return "better (Adam diverged)"
+    se = math.sqrt((a["std"] ** 2 + b["std"] ** 2) / max(n, 1))
+    diff = (a["mean"] - b["mean"]) * (1 if lower_is_better else -1)
+    if diff < -2 * se:
+        return "better"
+    if diff > 2 * se:
+        return "worse"
+    return "within noise"
+
+
+def learned_name(res: dict[str, Any]) -> str:
+    return next(k for k, v in res["optimizers"].items() if v.get("lr") is None)
+
+
+def summary_row(name: str, res: dict[str, Any]) -> str:
+    lo = res["optimizers"][learned_name(res)]
+    ad = res["optimizers"].get("adam_tuned", {})
+    f = lambda s: "diverged" if not s or s.get("mean") is None else f"{s['mean']:.4g} ± {s['std']:.2g}"  # noqa: E731
+    acc = lambda o: "" if "test_accuracy" not in o else f"{100 * o['test_accuracy']['mean']:.1f}%"  # noqa: E731
+    return (f"| [{name}](results/{name}/) | {res['steps']} | {res['seeds']} | {f(lo.get('final_loss'))} | "
+            f"{f(ad.get('final_loss'))} (lr {ad.get('lr', float('nan')):g}) | {acc(lo)} | {acc(ad)} | "
+            f"{verdict(lo, ad, res['seeds'])} |")
+
+
+def experiment_section(name: str, res: dict[str, Any], rel: str) -> str:
+    lines = [f"## {name}", "", f"`{res.get('command', '?')}`", "",
+             f"{res['steps']} optimizee steps, {res['seeds']} held-out seeds; checkpoint "
+             f"`{res.get('checkpoint')}` (selected meta-step: {res.get('checkpoint_meta', {}).get('global_step', '?')}).", ""]
+    lines.append(markdown_table(res))
+    lo, ad = res["optimizers"][learned_name(res)], res["optimizers"].get("adam_tuned", {})
+    lines.append(f"Verdict against tuned Adam (final training loss, 2 standard errors): "
+                 f"**{verdict(lo, ad, res['seeds'])}**.")
+    if "test_accuracy" in lo:
+        lines.append(f" On test accuracy: **{verdict(lo, ad, res['seeds'], 'test_accuracy', False)}**.")
+    ref = STUDY_REFERENCE.get(name)
+    if ref:
+        ours = {k: res["optimizers"].get(k if k != "lstm" else learned_name(res), {}).get("test_accuracy")
+                for k in ref}
+        lines += ["", "| test accuracy | " + " | ".join(ref) + " |", "|---|" + "---|" * len(ref),
+                  "| study (default lrs) | " + " | ".join(f"{v:g}%" for v in ref.values()) + " |",
+                  "| ours (default lrs) | " + " | ".join(
+                      "–" if not o or o.get("mean") is None else f"{100 * o['mean']:.1f}%" for o in ours.values()) + " |"]
+    lines += ["", f"![{name}]({rel}/curves.png)", ""]
+    return "\n".join(lines)
+
+
+def find_results(root: Path) -> dict[str, dict[str, Any]]:
+    return {p.parent.name if p.parent.parent == root else str(p.parent.relative_to(root)): json.loads(p.read_text())
+            for p in sorted(root.glob("**/results.json"))}
+
+
+def rerun(results: dict[str, dict[str, Any]], root: Path, quick: bool, out_root: Path | None) -> None:
+    for name, res in results.items():
+        cmd = shlex.split(res.get("command", ""))
+        if len(cmd) < 2 or cmd[:2] != ["python", "evaluate.py"]:
+            print(f"skip {name}: no evaluate.py command recorded", file=sys.stderr)
+            continue
+        args = cmd[2:]
+        if quick:
+            args = _replace(args, {"--seeds": "2", "--tune-seeds": "1", "--steps": str(min(res["steps"], 10)),
+                                   "--out": str(out_root / name)})
+        print(f"[report] {name}: python evaluate.py {' '.join(args)}", flush=True)
+        subprocess.run([sys.executable, "evaluate.py", *args], cwd=REPO, check=True)
+
+
+def _replace(args: list[str], new: dict[str, str]) -> list[str]:
+    out, skip = [], False
+    for i, a in enumerate(args):
+        if skip:
+            skip = False
+            continue
+        if a in new:
+            skip = i + 1 < len(args) and not args[i + 1].startswith("--")
+            continue
+        out.append(a)
+    for k, v in new.items():
+        out += [k, v]
+    return out
+
+
+def write_report(root: Path, readme: Path | None) -> str:
+    results = find_results(root)
+    head = ["| experiment | steps | seeds | learned: final train loss | tuned Adam: final train loss | "
+            "learned: test acc | tuned Adam: test acc | verdict (loss) |", "|---|---|---|---|---|---|---|---|"]
+    summary = "\n".join(head + [summary_row(n, r) for n, r in results.items()]) + "\n"
+    body = ["# Results", "", "Generated by `python -m l2l_torch.report` from `results/*/results.json`; do not edit.",
+            "", summary.replace("](results/", "]("), ""]
+    body += [experiment_section(n, r, n) for n, r in results.items()]
+    (root / "RESULTS.md").write_text("\n".join(body))
+    if readme and readme.exists():
+        text = readme.read_text()
+        if START in text and END in text:
+            pre, rest = text.split(START, 1)
+            post = rest.split(END, 1)[1]
+            block = f"{START}\n{summary}\nDetails, per-experiment tables and plots: [results/RESULTS.md](results/RESULTS.md).\n{END}"
+            readme.write_text(pre + block + post)
+    return summary
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--results", default=str(REPO / "results"), help="results folder")
+    p.add_argument("--readme", default=str(REPO / "README.md"))
+    p.add_argument("--quick", action="store_true", help="tiny re-runs into a temp folder (CI smoke test)")
+    p.add_argument("--no-rerun", action="store_true", help="only regenerate the markdown")
+    a = p.parse_args(argv)
+    root = Path(a.results)
+    results = find_results(root)
+    if not results:
+        print(f"error: no results.json under {root}", file=sys.stderr)
+        raise SystemExit(2)
+    if a.quick:
+        with tempfile.TemporaryDirectory() as tmp:
+            rerun(results, root, True, Path(tmp))
+            print(write_report(Path(tmp), None))
+        return
+    if not a.no_rerun:
+        rerun(results, root, False, None)
+    print(write_report(root, Path(a.readme)))
+
+
+if __name__ == "__main__":
+    main()

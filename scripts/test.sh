@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Install l2l_torch with its test extra into ./.venv and run the test suite.
+# Usage: bash scripts/test.sh [pytest args...]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+  "$PY" -m venv .venv
+fi
+. .venv/bin/activate
+python -m pip install -q --upgrade pip >/dev/null 2>&1 || true
+# torch/torchvision: the pinned pair that installs on this project's machines (see README, "Install")
+if ! python -c "import torch, torchvision" >/dev/null 2>&1; then
+  case "$(uname -m)" in
+    aarch64|arm64) python -m pip install -q torch==2.9.1 torchvision==0.24.1 ;;
+    *) python -m pip install -q torch==2.14.1 torchvision==0.29.1 ;;
+  esac
+fi
+python -m pip install -q -e ".[test]"
+# Tests read the real datasets from ../shared/data (read-only) unless told otherwise.
+export L2L_DATA_DIR="${L2L_DATA_DIR:-$(cd .. && pwd)/shared/data}"
+export L2L_CACHE_DIR="${L2L_CACHE_DIR:-$PWD/.cache/l2l_torch}"
+export OMP_NUM_THREADS="${OMP_NUM_THREADS:-2}"
+set +e
+python -m pytest -q "$@"
+rc=$?
+set -e
+if [ "$rc" -eq 5 ]; then
+  echo "pytest collected no tests" >&2
+  exit 1
+fi
+exit "$rc"

@@ -1,0 +1,57 @@
+"""train.py / evaluate.py: smoke runs of every config and one-line user errors."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from l2l_torch.cli import available_tasks
+from l2l_torch.learned_optimizers import LSTMOptimizer
+from l2l_torch.checkpoint import save_learned_optimizer
+from tests.helpers import REPO, SHARED_DATA, smoke_train
+
+
+def run(*args, env=None):
+    return subprocess.run([sys.executable, *args], cwd=REPO, capture_output=True, text=True, timeout=600, env=env)
+
+
+@pytest.mark.parametrize("task", available_tasks())
+def test_fast_dev_run_every_config(task, tmp_path, monkeypatch):
+    monkeypatch.setenv("L2L_DATA_DIR", str(SHARED_DATA))
+    monkeypatch.setenv("L2L_CACHE_DIR", str(tmp_path / "cache"))
+    smoke_train(task, tmp_path / "out")
+
+
+def test_unknown_task_is_one_line_error(tmp_path):
+    r = run("train.py", "--task", "no_such_task", "--out", str(tmp_path))
+    assert r.returncode != 0
+    assert r.stderr.strip().startswith("error: unknown task 'no_such_task'")
+    assert "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    assert not any(tmp_path.iterdir())
+
+
+def test_missing_checkpoint_is_one_line_error(tmp_path):
+    r = run("evaluate.py", "--task", "quadratic", "--checkpoint", str(tmp_path / "nope.pt"), "--out", str(tmp_path / "o"))
+    assert r.returncode != 0
+    assert "checkpoint not found" in r.stderr and "Traceback" not in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "o").exists()
+
+
+def test_evaluate_on_tiny_checkpoint(tmp_path):
+    ckpt = tmp_path / "optimizer.pt"
+    save_learned_optimizer(LSTMOptimizer(hidden_size=4, preprocess="none"), ckpt, {"task": "quadratic"})
+    out = tmp_path / "eval"
+    r = run("evaluate.py", "--task", "quadratic", "--checkpoint", str(ckpt), "--out", str(out),
+            "--steps", "5", "--seeds", "2", "--tune-seeds", "1")
+    assert r.returncode == 0, r.stderr
+    res = json.loads((out / "results.json").read_text())
+    assert res["task"] == "quadratic" and res["steps"] == 5 and res["seeds"] == 2
+    names = {"lstm", "adam", "adam_tuned", "rmsprop", "rmsprop_tuned", "sgd", "sgd_tuned", "adagrad", "adagrad_tuned"}
+    assert set(res["optimizers"]) == names
+    for name, o in res["optimizers"].items():
+        assert len(o["curve"]) == 6
+        assert set(o["final_loss"]) == {"mean", "std"}
+        assert (o["lr"] is None) == (name == "lstm")
+    assert (out / "curves.png").stat().st_size > 0 and (out / "table.md").read_text().startswith("| optimizer")

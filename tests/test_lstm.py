@@ -1,0 +1,89 @@
+"""The paper's LSTM optimizer: preprocessing, the pure functional step, kinds."""
+
+import math
+
+import pytest
+import torch
+
+from l2l_torch.learned_optimizers import LSTMOptimizer, preprocess_gradients
+
+
+@pytest.mark.parametrize("g", [0.0, 1e-30, -1e-30, 1e30, -1e30, 1.0, -3.5, 1e-5, -1e-4])
+def test_preprocessing_edge_inputs(g):
+    p = 10.0
+    out = preprocess_gradients(torch.tensor([g]), p)[0]
+    assert torch.isfinite(out).all()
+    if abs(g) >= math.exp(-p):
+        assert out[0].item() == pytest.approx(math.log(abs(g)) / p, rel=1e-5)
+        assert out[1].item() == math.copysign(1.0, g)
+    else:
+        assert out[0].item() == -1.0
+        assert out[1].item() == pytest.approx(g * math.exp(p), rel=1e-5, abs=1e-12)
+
+
+def test_preprocessing_shape_and_bad_p():
+    assert preprocess_gradients(torch.zeros(3, 4, 5)).shape == (3, 4, 5, 2)
+    with pytest.raises(ValueError):
+        preprocess_gradients(torch.zeros(2), p=0)
+
+
+def test_preprocessing_gradient_is_finite():
+    g = torch.tensor([0.0, 1e-30, 1e30, -2.0], dtype=torch.float64, requires_grad=True)
+    preprocess_gradients(g).sum().backward()
+    assert torch.isfinite(g.grad).all()
+
+
+@pytest.mark.parametrize("norm", ["none", "batch", "layer"])
+@pytest.mark.parametrize("pre", ["log_sign", "none"])
+def test_step_is_pure_and_shaped(norm, pre):
+    torch.manual_seed(0)
+    lopt = LSTMOptimizer(hidden_size=8, preprocess=pre, normalization=norm)
+    params = {"w": torch.randn(3, 4), "b": torch.randn(4)}
+    grads = {"w": torch.randn(3, 4), "b": torch.randn(4)}
+    before = {k: v.clone() for k, v in params.items()}
+    state = lopt.init_state(params)
+    new, state2 = lopt.step(params, grads, state)
+    assert {k: v.shape for k, v in new.items()} == {k: v.shape for k, v in params.items()}
+    for k in params:  # inputs untouched
+        assert torch.equal(params[k], before[k])
+    assert state2["hidden"]["all"][0][0].shape == (16, 8)
+    assert not torch.equal(state2["hidden"]["all"][0][0], state["hidden"]["all"][0][0])
+
+
+def test_output_scale_scales_update():
+    torch.manual_seed(0)
+    a = LSTMOptimizer(output_scale=0.1)
+    b = LSTMOptimizer(output_scale=0.01)
+    b.load_state_dict(a.state_dict())
+    params, grads = {"w": torch.zeros(5)}, {"w": torch.randn(5)}
+    ua = a.step(params, grads, a.init_state(params))[0]["w"]
+    ub = b.step(params, grads, b.init_state(params))[0]["w"]
+    torch.testing.assert_close(ua, 10 * ub)
+
+
+def test_per_kind_groups_and_missing_kind_error():
+    lopt = LSTMOptimizer(per_kind=True)
+    params = {"conv.weight": torch.zeros(2, 1, 3, 3), "fc.weight": torch.zeros(3, 2)}
+    state = lopt.init_state(params, {"conv.weight": "conv", "fc.weight": "dense"})
+    assert state["groups"] == {"conv": ["conv.weight"], "dense": ["fc.weight"]}
+    assert state["hidden"]["conv"][0][0].shape[0] == 18
+    with pytest.raises(ValueError, match="only has networks"):
+        lopt.init_state(params, {"conv.weight": "attention"})
+
+
+def test_coord_state_roundtrip():
+    lopt = LSTMOptimizer(hidden_size=5, num_layers=3)
+    params = {"w": torch.randn(7)}
+    state = lopt.step(params, {"w": torch.randn(7)}, lopt.init_state(params))[1]
+    coords = lopt.coord_state(state)
+    assert coords["all"].shape == (7, 3 * 2 * 5)
+    back = lopt.state_from_coords(state["groups"], coords)
+    for (h1, c1), (h2, c2) in zip(state["hidden"]["all"], back["hidden"]["all"]):
+        assert torch.equal(h1, h2) and torch.equal(c1, c2)
+
+
+def test_bad_options():
+    with pytest.raises(ValueError):
+        LSTMOptimizer(preprocess="bogus")
+    with pytest.raises(ValueError):
+        LSTMOptimizer(normalization="group")
