@@ -84,10 +84,13 @@ def main(argv: list[str] | None = None) -> None:
         tune_seeds=a.tune_seeds, tune_steps=a.tune_steps, baselines=baselines, learned_name=lopt.arch_name,
         epoch_steps=a.epoch_steps, progress=progress)
     results = {"task": a.task, "steps": steps, "seeds": a.seeds, "checkpoint": str(a.checkpoint),
-               "checkpoint_meta": meta, "overrides": overrides, "device": str(device),
+               "checkpoint_meta": meta, "family": family.describe(), "overrides": overrides, "device": str(device),
                "command": "python evaluate.py " + " ".join(sys.argv[1:] if argv is None else argv),
                "seconds": round(time.time() - t0, 1), **res}
     write_outputs(results, out)
+    grids = _image_grids(family, res["optimizers"], lambda groups: LearnedOptimizer(groups, lopt=lopt),
+                         lopt.arch_name, steps, out, progress)
+    _task_table(family, results, out)
     try:
         from torch.utils.tensorboard import SummaryWriter
 
@@ -96,11 +99,50 @@ def main(argv: list[str] | None = None) -> None:
                 for t, v in enumerate(o["curve"]):
                     if v is not None:
                         w.add_scalar(f"eval/{name}/loss", v, t)
+            for name, img in grids.items():
+                w.add_image(f"eval/{name}/grid", img)
     except ImportError:
         pass
     print((out / "table.md").read_text())
     print(f"wrote {out / 'results.json'}, {out / 'curves.png'}, {out / 'table.md'}")
     json.dumps(results)  # fail loudly here rather than leave a half-written folder
+
+
+def _image_grids(family, optimizers: dict, lopt_factory, learned_name: str, steps: int, out: Path, progress) -> dict:
+    """For tasks with a ``visualize(params, buffers) -> (3, H, W)`` method: train one held-out
+    instance per optimizer and save its picture as ``grid_<optimizer>.png``. Returns the images."""
+    from l2l_torch.evaluation import baseline_factory, train_optimizee
+    from l2l_torch.tasks.base import TEST_SEED_OFFSET
+
+    task = family.sample(TEST_SEED_OFFSET)
+    if not hasattr(task, "visualize"):
+        return {}
+    from torchvision.utils import save_image
+
+    grids = {}
+    for name, o in optimizers.items():
+        progress(f"image grid {name}")
+        factory = lopt_factory if name == learned_name else baseline_factory(name.removesuffix("_tuned"), o["lr"])
+        r = train_optimizee(task, factory, steps, TEST_SEED_OFFSET, keep_params=True)
+        if not r.diverged:
+            grids[name] = task.visualize(r.params, r.buffers)
+            save_image(grids[name], out / f"grid_{name}.png")
+    return grids
+
+
+def _task_table(family, results: dict, out: Path) -> None:
+    """For tasks that name ``table_metrics``: append a table of those final metrics to ``table.md``."""
+    from l2l_torch.plots import _fmt
+
+    metrics = getattr(family, "table_metrics", ())
+    if not metrics:
+        return
+    lines = ["", "| optimizer | " + " | ".join(m.replace("_", " ") for m in metrics) + " |",
+             "|---|" + "---|" * len(metrics)]
+    for name, o in results["optimizers"].items():
+        lines.append(f"| {name} | " + " | ".join(_fmt(o.get(m)) for m in metrics) + " |")
+    with open(out / "table.md", "a") as f:
+        f.write("\n".join(lines) + "\n")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,254 @@
+"""affNIST data: the real ``.mat`` files when present, else affNIST-style digits generated from MNIST.
+
+affNIST (Tieleman, 2013) is MNIST with every digit placed on a 40x40 canvas and transformed by a
+random affine map: rotation within +-20 degrees, shear within +-0.2, horizontal and vertical scale
+each within 0.8..1.2, and a random translation that keeps the whole digit inside the canvas. The
+official files are MATLAB ``.mat`` files holding an ``affNISTdata`` struct with ``image``
+(1600 x N uint8, one image per column, row-major 40x40), ``label_int`` (N,) and
+``label_one_of_n`` (10 x N).
+
+:func:`load_affnist_mat` reads such files; :func:`affnist_transform` makes the same kind of data
+from any batch of 28x28 digits, vectorised and deterministic by seed. :func:`load_digit_sets`
+picks whichever source is available and says which in :attr:`DigitSets.source`.
+
+Example:
+    >>> digits = torch.rand(4, 1, 28, 28)
+    >>> out, theta = affnist_transform(digits, seed=0)
+    >>> out.shape, theta.shape
+    (torch.Size([4, 1, 40, 40]), torch.Size([4, 2, 3]))
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+CANVAS = 40
+#: the published affNIST ranges
+MAX_ROTATION_DEG = 20.0
+MAX_SHEAR = 0.2
+SCALE_RANGE = (0.8, 1.2)
+#: file names of the real dataset, per split (``<data_dir>/affNIST/<name>.mat`` or ``<name>_batches/*.mat``)
+MAT_FILES = {"train": "training", "val": "validation", "test": "test"}
+
+
+# ---------------------------------------------------------------------------------------- .mat files
+def load_affnist_mat(path: str | os.PathLike) -> tuple[Tensor, Tensor]:
+    """Read one affNIST ``.mat`` file.
+
+    Args:
+        path: a MATLAB file with an ``affNISTdata`` struct (``image``: 1600 x N uint8, ``label_int``).
+
+    Returns:
+        ``(images, labels)``: float images ``(N, 1, 40, 40)`` in ``[0, 1]`` and int64 labels ``(N,)``.
+    """
+    from scipy.io import loadmat
+
+    try:
+        data = loadmat(str(path), squeeze_me=True, struct_as_record=False)["affNISTdata"]
+    except KeyError as e:
+        raise ValueError(f"{path} has no 'affNISTdata' struct; is it an affNIST file?") from e
+    image = torch.as_tensor(data.image).reshape(CANVAS * CANVAS, -1)  # squeeze_me drops N == 1
+    labels = torch.as_tensor(data.label_int).reshape(-1).long()
+    # one image per column, each column a row-major 40x40 image
+    images = image.T.contiguous().reshape(-1, 1, CANVAS, CANVAS).float() / 255.0
+    if images.shape[0] != labels.shape[0]:
+        raise ValueError(f"{path}: {images.shape[0]} images but {labels.shape[0]} labels")
+    return images, labels
+
+
+def find_affnist_files(data_dir: str | os.PathLike, split: str) -> list[Path]:
+    """The ``.mat`` files of ``split`` under ``<data_dir>/affNIST`` (empty if there are none).
+
+    Accepts ``affNIST/<name>.mat`` (one file per split) or ``affNIST/<name>_batches/*.mat`` (the
+    official per-batch layout), where ``<name>`` is ``training``, ``validation`` or ``test``.
+    """
+    root = Path(data_dir) / "affNIST"
+    name = MAT_FILES[split]
+    if (root / f"{name}.mat").is_file():
+        return [root / f"{name}.mat"]
+    batches = root / f"{name}_batches"
+    if batches.is_dir():
+        return sorted(batches.glob("*.mat"), key=lambda p: (len(p.stem), p.stem))
+    return []
+
+
+# ---------------------------------------------------------------------------------------- generator
+def random_affine_params(n: int, generator: torch.Generator) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Draw affNIST's random transformation parameters for ``n`` images.
+
+    Returns:
+        ``(angle_rad, shear, scale_x, scale_y)``, each ``(n,)``.
+    """
+    u = torch.rand(4, n, generator=generator, dtype=torch.float64)
+    angle = (2 * u[0] - 1) * math.radians(MAX_ROTATION_DEG)
+    shear = (2 * u[1] - 1) * MAX_SHEAR
+    lo, hi = SCALE_RANGE
+    return angle, shear, lo + (hi - lo) * u[2], lo + (hi - lo) * u[3]
+
+
+def _bounding_boxes(images: Tensor, threshold: float) -> Tensor:
+    """Per-image bounding box of pixels above ``threshold``: ``(N, 4)`` = (x_min, x_max, y_min, y_max)."""
+    mask = images[:, 0] > threshold  # (N, H, W)
+    h, w = mask.shape[-2:]
+    cols, rows = mask.any(dim=1), mask.any(dim=2)  # (N, W), (N, H)
+    x_min = cols.float().argmax(dim=1)
+    x_max = w - 1 - cols.flip(1).float().argmax(dim=1)
+    y_min = rows.float().argmax(dim=1)
+    y_max = h - 1 - rows.flip(1).float().argmax(dim=1)
+    return torch.stack([x_min, x_max, y_min, y_max], dim=1).double()
+
+
+def affnist_transform(digits: Tensor, seed: int, canvas: int = CANVAS,
+                      threshold: float = 0.05) -> tuple[Tensor, Tensor]:
+    """Place 28x28 digits on a ``canvas``-sized canvas and apply affNIST's random affine transforms.
+
+    The linear part is ``rotation @ shear @ diag(scale_x, scale_y)`` about the canvas centre; the
+    translation is drawn uniformly among those that keep the transformed bounding box of the digit
+    (pixels above ``threshold``) inside the canvas. Resampling is bilinear with zero padding, so the
+    output stays in ``[0, 1]``. All images are processed in one batched warp.
+
+    Args:
+        digits: ``(N, 1, h, w)`` with ``h, w <= canvas``, values in ``[0, 1]``.
+        seed: the transformations are a deterministic function of ``seed`` (drawn on the CPU).
+        canvas: output height and width.
+        threshold: pixel value above which a pixel counts as part of the digit.
+
+    Returns:
+        ``(images, matrices)``: ``(N, 1, canvas, canvas)`` in ``[0, 1]``, and the ``(N, 2, 3)``
+        source-to-destination pixel matrices that were applied (pixel centres at integers).
+    """
+    from kornia.geometry.transform import warp_affine
+
+    if digits.dim() != 4 or digits.shape[1] != 1:
+        raise ValueError(f"digits must be (N, 1, H, W), got {tuple(digits.shape)}")
+    n, _, h, w = digits.shape
+    if h > canvas or w > canvas:
+        raise ValueError(f"digits of size {h}x{w} do not fit a {canvas}x{canvas} canvas")
+    top, left = (canvas - h) // 2, (canvas - w) // 2
+    placed = F.pad(digits.float(), (left, canvas - w - left, top, canvas - h - top))
+    gen = torch.Generator().manual_seed(seed)
+    angle, shear, sx, sy = random_affine_params(n, gen)
+    cos, sin = torch.cos(angle), torch.sin(angle)
+    rot = torch.stack([torch.stack([cos, -sin], -1), torch.stack([sin, cos], -1)], -2)  # (N, 2, 2)
+    shr = torch.eye(2, dtype=torch.float64).repeat(n, 1, 1)
+    shr[:, 0, 1] = shear
+    lin = rot @ shr @ torch.diag_embed(torch.stack([sx, sy], -1))
+    # where the digit's bounding box lands, relative to the canvas centre, before translation
+    c = (canvas - 1) / 2.0
+    box = _bounding_boxes(placed.cpu(), threshold) - c
+    corners = torch.stack([box[:, [0, 2]], box[:, [0, 3]], box[:, [1, 2]], box[:, [1, 3]]], dim=1)  # (N, 4, 2)
+    moved = corners @ lin.transpose(1, 2)
+    lo = -c - moved.amin(dim=1)  # smallest shift that keeps the box inside, per axis: (N, 2)
+    hi = c - moved.amax(dim=1)
+    hi = torch.maximum(hi, lo)  # a box too large for the canvas (impossible in affNIST's ranges) gets the lower bound
+    shift = lo + (hi - lo) * torch.rand(n, 2, generator=gen, dtype=torch.float64)
+    # dst = lin @ (src - c) + c + shift, in pixel coordinates
+    mat = torch.cat([lin, (c - lin @ torch.full((n, 2, 1), c, dtype=torch.float64)) + shift.unsqueeze(-1)], dim=2)
+    mat = mat.to(placed)
+    out = warp_affine(placed, mat.to(placed.device), (canvas, canvas), mode="bilinear",
+                      padding_mode="zeros", align_corners=True)
+    return out.clamp(0.0, 1.0), mat
+
+
+def center_on_canvas(digits: Tensor, canvas: int = CANVAS) -> Tensor:
+    """``(N, 1, h, w)`` digits zero-padded to the centre of a ``(N, 1, canvas, canvas)`` canvas
+    (affNIST's untransformed "just centered" version)."""
+    h, w = digits.shape[-2:]
+    top, left = (canvas - h) // 2, (canvas - w) // 2
+    return F.pad(digits.float(), (left, canvas - w - left, top, canvas - h - top))
+
+
+# ---------------------------------------------------------------------------------------- digit sets
+@dataclass
+class DigitSets:
+    """The images of an STN experiment, all ``(N, 1, 40, 40)`` in ``[0, 1]``.
+
+    ``splits`` maps a split name (``train``, ``val``, ``test8``, ``test6``, ...) to images;
+    ``target`` is the one example image ``(1, 1, 40, 40)``; ``source`` says where the data came from.
+    """
+
+    splits: dict[str, Tensor]
+    target: Tensor
+    source: str
+
+    def to(self, device: torch.device | str) -> DigitSets:
+        return DigitSets({k: v.to(device) for k, v in self.splits.items()}, self.target.to(device), self.source)
+
+
+def _mnist(data_dir: Path, split: str) -> tuple[Tensor, Tensor]:
+    """MNIST ``split`` (``"train"``/``"test"``) as float ``(N, 1, 28, 28)`` in [0, 1] and labels ``(N,)``."""
+    from l2l_torch.data import load_image_dataset
+
+    return load_image_dataset("mnist", data_dir, split)
+
+
+def _take(images: Tensor, labels: Tensor, digit: int, start: int, count: int, what: str) -> Tensor:
+    sel = images[labels == digit][start:start + count]
+    if sel.shape[0] < count:
+        raise ValueError(f"{what}: only {sel.shape[0]} images of digit {digit} from index {start}, "
+                         f"{count} requested")
+    return sel
+
+
+def load_digit_sets(data_dir: str | os.PathLike | None = None, digit: int = 8,
+                    test_digits: Sequence[int] = (8, 6, 1), n_train: int = 2000, n_val: int = 200,
+                    n_test: int = 200, target_index: int = 0, seed: int = 0, source: str = "auto") -> DigitSets:
+    """Training, validation and test digits for the STN experiment, and the target example.
+
+    Splits: ``train`` and ``val`` hold ``digit``; ``test<d>`` holds ``n_test`` unseen images of
+    each ``d`` in ``test_digits`` (from the test set, never trained on).
+
+    Args:
+        data_dir: data folder (default ``$L2L_DATA_DIR`` or ``./data``): the real affNIST files are
+            looked for in ``<data_dir>/affNIST`` and MNIST is read from ``data_dir`` otherwise.
+        digit: the digit trained on (8 in the study).
+        target_index: which ``digit`` image is the target. With generated data it is that MNIST
+            training digit, centred and untransformed (and not among the training images);
+            with the real files it is that training image.
+        seed: generation seed (generated data only).
+        source: ``"auto"`` (the ``.mat`` files if all splits are present, else generated),
+            ``"mat"`` or ``"mnist"``.
+    """
+    from l2l_torch.data import resolve_data_dir
+
+    data_dir = resolve_data_dir(data_dir)
+    if source not in ("auto", "mat", "mnist"):
+        raise ValueError(f"source must be 'auto', 'mat' or 'mnist', got {source!r}")
+    files = {s: find_affnist_files(data_dir, s) for s in MAT_FILES}
+    have_mat = all(files.values())
+    if source == "mat" and not have_mat:
+        raise ValueError(f"source='mat' but the affNIST files are missing under {data_dir / 'affNIST'} "
+                         f"(need training, validation and test .mat files)")
+    if source == "mat" or (source == "auto" and have_mat):
+        loaded = {}
+        for s, paths in files.items():
+            parts = [load_affnist_mat(p) for p in paths]
+            loaded[s] = (torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts]))
+        tr_x, tr_y = loaded["train"]
+        target = _take(tr_x, tr_y, digit, target_index, 1, "target")
+        splits = {"train": torch.cat([_take(tr_x, tr_y, digit, 0, target_index, "train"),
+                                      _take(tr_x, tr_y, digit, target_index + 1, n_train - target_index, "train")]),
+                  "val": _take(*loaded["val"], digit, 0, n_val, "val")}
+        for d in test_digits:
+            splits[f"test{d}"] = _take(*loaded["test"], d, 0, n_test, f"test{d}")
+        where = ", ".join(str(p) for ps in files.values() for p in ps[:1])
+        return DigitSets(splits, target, f"affNIST .mat files ({where} ...)")
+    # generated: train/val from MNIST train (disjoint images), tests from MNIST test
+    tr_x, tr_y = _mnist(data_dir, "train")
+    te_x, te_y = _mnist(data_dir, "test")
+    eights = _take(tr_x, tr_y, digit, 0, target_index + 1 + n_train + n_val, "MNIST train")
+    target = center_on_canvas(eights[target_index:target_index + 1])
+    rest = torch.cat([eights[:target_index], eights[target_index + 1:]])
+    splits = {"train": affnist_transform(rest[:n_train], seed)[0],
+              "val": affnist_transform(rest[n_train:n_train + n_val], seed + 1)[0]}
+    for i, d in enumerate(test_digits):
+        splits[f"test{d}"] = affnist_transform(_take(te_x, te_y, d, 0, n_test, "MNIST test"), seed + 2 + i)[0]
+    return DigitSets(splits, target, f"generated from MNIST, seed {seed}")

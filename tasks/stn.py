@@ -1,0 +1,291 @@
+"""Experiment 5 of the study: a Spatial Transformer that warps affNIST digits onto one example 8.
+
+The optimizee is an STN (Jaderberg et al. 2015): a localization network predicts the 6 parameters
+of an affine map per image, kornia's grid generator and sampler warp the image with it, and the
+loss is ``1 - SSIM(warped, target)`` against one fixed example 8. Training uses 8s; evaluation also
+applies the trained STN to unseen 8s, 6s and 1s (study 6.6.1).
+
+Because SSIM is high wherever both images are black, an optimizer can lower the loss by shrinking
+the digit or moving it off the canvas (what the study's LSTM learned). :meth:`STNTask.evaluate`
+therefore also reports the foreground-mass ratio (warped mass / input mass, mean over images),
+which is about 1 for an alignment and well below 1 for a removal.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from l2l_torch.affnist import DigitSets, load_digit_sets
+from l2l_torch.tasks import Task, TaskFamily
+
+IDENTITY_AFFINE = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0)
+
+
+def warp(images: Tensor, theta: Tensor) -> Tensor:
+    """Warp images by normalized affine maps with kornia's grid generator and sampler.
+
+    Args:
+        images: ``(B, C, H, W)``.
+        theta: ``(B, 2, 3)`` destination-to-source affine maps in normalized ``[-1, 1]``
+            coordinates (the STN convention: output pixel ``p`` samples the input at ``theta @ [p, 1]``).
+
+    Returns:
+        ``(B, C, H, W)``; ``theta`` = identity returns ``images``.
+    """
+    from kornia.geometry.transform import homography_warp
+
+    bottom = theta.new_tensor([0.0, 0.0, 1.0]).expand(theta.shape[0], 1, 3)
+    return homography_warp(images, torch.cat([theta, bottom], dim=1), images.shape[-2:],
+                           normalized_coordinates=True, align_corners=False)
+
+
+def ssim_per_image(x: Tensor, y: Tensor, window_size: int = 11, scale: int = 1, blur: float = 0.0) -> Tensor:
+    """Mean SSIM map per image with kornia's SSIM (Gaussian window, sigma 1.5, data range 1),
+    optionally at a coarser scale.
+
+    ``scale > 1`` average-pools both images by that factor first and ``blur > 0`` smooths both with
+    a Gaussian of that sigma (pixels after pooling), like the coarser scales of multi-scale SSIM.
+    ``eps=0`` so that identical images score exactly 1 (kornia's default ``eps`` leaves black
+    images at 0.99999); the constants ``c1 c2 > 0`` already keep the denominator positive.
+
+    Args:
+        x, y: ``(B, C, H, W)`` in ``[0, 1]`` (``y`` may be ``(1, C, H, W)`` and is broadcast).
+
+    Returns:
+        ``(B,)`` SSIM in ``[-1, 1]``.
+    """
+    from kornia.filters import gaussian_blur2d
+    from kornia.metrics import ssim
+
+    if scale > 1:
+        x, y = F.avg_pool2d(x, scale), F.avg_pool2d(y, scale)
+    if blur > 0:
+        k = 2 * math.ceil(2 * blur) + 1
+        x, y = gaussian_blur2d(x, (k, k), (blur, blur)), gaussian_blur2d(y, (k, k), (blur, blur))
+    return ssim(x, y.expand_as(x), window_size, max_val=1.0, eps=0.0).mean(dim=(1, 2, 3))
+
+
+def ssim_loss(x: Tensor, y: Tensor, window_size: int = 11, scale: int = 1, blur: float = 0.0) -> Tensor:
+    """The study's loss ``1 - SSIM(x, y)`` (mean over the batch), in ``[0, 2]``, 0 for ``x == y``.
+
+    Note: this is *not* ``kornia.losses.ssim_loss``, which returns ``(1 - SSIM) / 2``.
+    ``scale`` and ``blur`` as in :func:`ssim_per_image`.
+    """
+    return 1.0 - ssim_per_image(x, y, window_size, scale, blur).mean()
+
+
+class AffineHead(nn.Linear):
+    """The localization net's last layer: zero weights and an identity bias, so that a fresh STN
+    starts at the identity transform whatever the seed (the weights still receive gradients)."""
+
+    def reset_parameters(self) -> None:
+        nn.init.zeros_(self.weight)
+        with torch.no_grad():
+            self.bias.copy_(torch.tensor(IDENTITY_AFFINE))
+
+
+class STN(nn.Module):
+    """Localization net (2 conv + 2 dense layers) + kornia grid generator and sampler.
+
+    The localization net sees the input at half resolution (20x20), which is enough to find a
+    digit's pose and keeps the optimizee cheap on a CPU.
+
+    Shapes: input ``(B, 1, H, W)`` -> warped ``(B, 1, H, W)``; :meth:`theta` gives ``(B, 2, 3)``.
+    """
+
+    def __init__(self, channels: tuple[int, int] = (8, 16), hidden: int = 32) -> None:
+        super().__init__()
+        c1, c2 = channels
+        self.conv1 = nn.Conv2d(1, c1, 5)
+        self.conv2 = nn.Conv2d(c1, c2, 3)
+        self.fc1 = nn.Linear(c2 * 9, hidden)
+        self.fc2 = AffineHead(hidden, 6)
+
+    def theta(self, x: Tensor) -> Tensor:
+        h = F.avg_pool2d(x, 2)
+        h = F.max_pool2d(F.relu(self.conv1(h)), 2)
+        h = F.adaptive_max_pool2d(F.relu(self.conv2(h)), 3)
+        h = F.relu(self.fc1(h.flatten(1)))
+        return self.fc2(h).view(-1, 2, 3)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return warp(x, self.theta(x))
+
+
+class STNTask(Task):
+    """Align digits to one example image with an STN; loss ``1 - SSIM`` (see :func:`ssim_loss`).
+
+    One instance = one initialisation seed and batch order over shared data (:class:`DigitSets`).
+    A batch is ``(images,)`` with images ``(batch_size, 1, 40, 40)`` drawn with replacement from
+    the ``train`` split. ``evaluate`` reports ``loss``, ``ssim`` and ``mass_ratio`` per split.
+    """
+
+    def __init__(self, data: DigitSets, seed: int = 0, batch_size: int = 32, window_size: int = 11,
+                 ssim_scale: int = 2, ssim_blur: float = 1.0, channels: tuple[int, int] = (8, 16),
+                 hidden: int = 32, eval_batch: int = 500) -> None:
+        super().__init__(seed)
+        self.data, self.batch_size, self.eval_batch = data, batch_size, eval_batch
+        self.ssim_args = (window_size, ssim_scale, ssim_blur)
+        self.eval_splits = ("train", "val", *sorted((k for k in data.splits if k.startswith("test")),
+                                                    key=lambda k: -int(k[4:]) if k[4:].isdigit() else 0))
+        self.module = STN(tuple(channels), hidden)
+
+    def to(self, device):  # noqa: D102
+        super().to(device)
+        self.data = self.data.to(self.device)
+        return self
+
+    def sample_batch(self, split: str, generator: torch.Generator):
+        images = self.data.splits[split]
+        idx = torch.randint(images.shape[0], (self.batch_size,), generator=generator, device=self.device)
+        return (images[idx],)
+
+    def full_batches(self, split: str):
+        return [(x,) for x in self.data.splits[split].split(self.eval_batch)]
+
+    def batch_size_of(self, batch) -> int:
+        return batch[0].shape[0]
+
+    def loss_from_output(self, output: Tensor, batch) -> Tensor:
+        return ssim_loss(output, self.data.target, *self.ssim_args)
+
+    @torch.no_grad()
+    def evaluate(self, params: Mapping[str, Tensor], buffers: Mapping[str, Tensor],
+                 split: str = "val") -> dict[str, float]:
+        """``loss`` (1 - mean SSIM), ``ssim`` (mean SSIM to the target) and ``mass_ratio`` (mean over
+        images of warped foreground mass / input foreground mass) on the whole ``split``."""
+        ssims, ratios = [], []
+        for (x,) in self.full_batches(split):
+            warped, _ = self.forward(params, buffers, x, train=False)
+            ssims.append(ssim_per_image(warped, self.data.target, *self.ssim_args))
+            ratios.append(warped.sum(dim=(1, 2, 3)) / x.sum(dim=(1, 2, 3)).clamp_min(1e-6))
+        s, r = torch.cat(ssims).mean(), torch.cat(ratios).mean()
+        vals = torch.stack([1 - s, s, r]).tolist()  # one host sync
+        return dict(zip(("loss", "ssim", "mass_ratio"), vals, strict=True))
+
+    @torch.no_grad()
+    def visualize(self, params: Mapping[str, Tensor], buffers: Mapping[str, Tensor], n: int = 8,
+                  splits: tuple[str, ...] | None = None) -> Tensor:
+        """An image grid ``(3, H, W)`` in ``[0, 1]``: per split an input row and the warped row below
+        it (the first ``n`` images), with the target in the first column of every row."""
+        from torchvision.utils import make_grid
+
+        splits = splits or tuple(s for s in self.eval_splits if s.startswith("test")) or ("val",)
+        tiles = []
+        for split in splits:
+            x = self.data.splits[split][:n]
+            warped, _ = self.forward(params, buffers, x, train=False)
+            for row in (x, warped):
+                pad = x.new_zeros(n - row.shape[0], *row.shape[1:])
+                tiles.append(torch.cat([self.data.target, row, pad]))
+        grid = make_grid(torch.cat(tiles).clamp(0, 1), nrow=n + 1, padding=2, pad_value=0.5)
+        return grid.cpu()
+
+    def describe(self) -> dict[str, Any]:
+        return {**super().describe(), "data": self.data.source, "batch_size": self.batch_size,
+                "ssim_window_scale_blur": list(self.ssim_args), "splits": {k: int(v.shape[0]) for k, v in self.data.splits.items()}}
+
+
+class STNFamily(TaskFamily):
+    """STN alignment problems on affNIST 8s; instances differ by init seed and batch order.
+
+    The data are loaded (or generated) once and shared by every instance.
+
+    Args:
+        data_dir: data folder (default ``$L2L_DATA_DIR`` or ``./data``); affNIST ``.mat`` files in
+            ``<data_dir>/affNIST`` are used when present, else digits are generated from MNIST.
+        source: ``"auto"``, ``"mat"`` or ``"mnist"`` (see :func:`l2l_torch.affnist.load_digit_sets`).
+        digit, test_digits: the digit trained on and the digits of the unseen test splits.
+        n_train, n_val, n_test: images per split (``n_test`` per test digit).
+        target_index: which 8 is the target example.
+        data_seed: generation seed of the affine transforms (generated data only).
+        batch_size: images per optimizee step.
+        window_size: SSIM Gaussian window size (odd).
+        ssim_scale, ssim_blur: SSIM is taken after average-pooling by ``ssim_scale`` and a Gaussian
+            blur of sigma ``ssim_blur`` (see :func:`ssim_per_image`). At full 40x40 resolution
+            kornia's 1.5-pixel SSIM window compares single strokes: a black image then scores
+            about as well as a well-aligned different 8, so removing the digit is a near-optimum
+            even for Adam. A coarser scale (the defaults), as in the coarse scales of the study's
+            multi-scale SSIM, rewards alignment over removal (``results/affnist/ssim_scales.json``).
+        channels, hidden: localization-net widths.
+    """
+
+    name = "affnist"
+
+    def __init__(self, data_dir: str | None = None, source: str = "auto", digit: int = 8,
+                 test_digits: tuple[int, ...] = (8, 6, 1), n_train: int = 2000, n_val: int = 200,
+                 n_test: int = 200, target_index: int = 13, data_seed: int = 0, batch_size: int = 32,
+                 window_size: int = 11, ssim_scale: int = 2, ssim_blur: float = 1.0,
+                 channels: tuple[int, int] = (8, 16), hidden: int = 32) -> None:
+        super().__init__()
+        if window_size < 3 or window_size % 2 == 0:
+            raise ValueError(f"window_size must be odd and >= 3, got {window_size}")
+        if ssim_scale < 1 or ssim_blur < 0:
+            raise ValueError(f"ssim_scale must be >= 1 and ssim_blur >= 0, got {ssim_scale} and {ssim_blur}")
+        self.data = load_digit_sets(data_dir, digit, tuple(test_digits), n_train, n_val, n_test,
+                                    target_index, data_seed, source)
+        self.batch_size, self.ssim_args = batch_size, (window_size, ssim_scale, ssim_blur)
+        self.channels, self.hidden = tuple(channels), hidden
+        #: final metrics that ``evaluate.py`` tabulates for this family
+        self.table_metrics = tuple(f"test{d}_{m}" for d in test_digits for m in ("ssim", "mass_ratio"))
+        print(f"affnist data: {self.data.source}; " +
+              ", ".join(f"{k}: {v.shape[0]}" for k, v in self.data.splits.items()), flush=True)
+
+    def to(self, device):  # noqa: D102
+        super().to(device)
+        self.data = self.data.to(self.device)
+        return self
+
+    def sample(self, seed: int) -> STNTask:
+        return STNTask(self.data, seed, self.batch_size, *self.ssim_args, self.channels, self.hidden).to(self.device)
+
+    def describe(self) -> dict[str, Any]:
+        return {**super().describe(), "data": self.data.source, "batch_size": self.batch_size,
+                "ssim_window_scale_blur": list(self.ssim_args)}
+
+
+class LogSTNGrid(L.Callback):
+    """After each validation of meta-training, log the warped digits of one held-out STN trained by
+    the current learned optimizer to TensorBoard (``val/stn_grid``) and its foreground-mass ratio.
+
+    Args:
+        steps: optimizee steps of that run (default: the module's validation horizon).
+        n: images per row.
+    """
+
+    def __init__(self, steps: int | None = None, n: int = 8) -> None:
+        self.steps, self.n = steps, n
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.sanity_checking or not trainer.is_global_zero:
+            return
+        from l2l_torch.evaluation import train_optimizee
+        from l2l_torch.optim import LearnedOptimizer
+        from l2l_torch.tasks.base import VAL_SEED_OFFSET
+
+        task = pl_module.task.sample(VAL_SEED_OFFSET)
+        if not hasattr(task, "visualize"):
+            return
+        hp = pl_module.hparams
+        steps = self.steps or hp.get("val_horizon") or hp.get("horizon", 100)
+        with torch.enable_grad():
+            r = train_optimizee(task, lambda g: LearnedOptimizer(g, lopt=pl_module.lopt), steps, VAL_SEED_OFFSET,
+                                keep_params=True)
+        if r.diverged:
+            return
+        img = task.visualize(r.params, r.buffers, self.n)
+        for logger in trainer.loggers:
+            exp = getattr(logger, "experiment", None)
+            if hasattr(exp, "add_image"):
+                exp.add_image("val/stn_grid", img, global_step=trainer.global_step)
+            if hasattr(exp, "add_scalar"):
+                for k in ("val_mass_ratio", "val_ssim"):
+                    if k in r.final and math.isfinite(r.final[k]):
+                        exp.add_scalar(f"val/stn_{k[4:]}", r.final[k], global_step=trainer.global_step)

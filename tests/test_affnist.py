@@ -1,0 +1,162 @@
+"""affNIST data (loader + generator) and the STN task of Experiment 5."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from l2l_torch.affnist import (
+    CANVAS,
+    DigitSets,
+    affnist_transform,
+    center_on_canvas,
+    load_affnist_mat,
+    load_digit_sets,
+)
+from l2l_torch.learned_optimizers import LSTMOptimizer
+from tasks.stn import STNTask, ssim_loss, ssim_per_image, warp
+from tests.helpers import SHARED_DATA, smoke_train, smoke_unroll
+
+
+def fake_digits(n: int, seed: int = 0) -> torch.Tensor:
+    """(n, 1, 28, 28) blobs in the central 20x20 box, like MNIST digits."""
+    g = torch.Generator().manual_seed(seed)
+    x = torch.zeros(n, 1, 28, 28)
+    x[:, :, 4:24, 6:22] = torch.rand(n, 1, 20, 16, generator=g)
+    return x
+
+
+def fake_sets(n: int = 12) -> DigitSets:
+    x = fake_digits(4 * n + 1)
+    splits = {"train": affnist_transform(x[:n], 0)[0], "val": affnist_transform(x[n:2 * n], 1)[0],
+              "test8": affnist_transform(x[2 * n:3 * n], 2)[0], "test1": affnist_transform(x[3 * n:4 * n], 3)[0]}
+    return DigitSets(splits, center_on_canvas(x[-1:]), "fake")
+
+
+def write_affnist_mat(path, images: np.ndarray, labels: np.ndarray) -> None:
+    """An affNIST-format file: ``image`` 1600 x N uint8 (one row-major 40x40 image per column)."""
+    from scipy.io import savemat
+
+    n = images.shape[0]
+    one_hot = np.zeros((10, n), np.uint8)
+    one_hot[labels, np.arange(n)] = 1
+    savemat(str(path), {"affNISTdata": {"image": images.reshape(n, -1).T.astype(np.uint8),
+                                        "label_int": labels.astype(np.uint8), "label_one_of_n": one_hot}})
+
+
+# ----------------------------------------------------------------------------- warping and SSIM
+def test_identity_warp_returns_input():
+    x = torch.rand(3, 1, CANVAS, CANVAS)
+    theta = torch.tensor([[1.0, 0, 0], [0, 1.0, 0]]).expand(3, 2, 3)
+    torch.testing.assert_close(warp(x, theta), x, atol=1e-5, rtol=0)
+
+
+def test_warp_translation_moves_content():
+    x = torch.zeros(1, 1, CANVAS, CANVAS)
+    x[..., 10, 10] = 1.0
+    # sampling at x + 2/40*2 (normalized) = 2 pixels to the right of each output pixel shifts content left by 2
+    theta = torch.tensor([[[1.0, 0, 4.0 / CANVAS], [0, 1.0, 0]]])
+    out = warp(x, theta)
+    assert out[0, 0, 10, 8] == pytest.approx(1.0, abs=1e-4)
+
+
+@pytest.mark.parametrize("scale,blur", [(1, 0.0), (2, 1.0)])
+def test_ssim_loss_zero_for_identical_images(scale, blur):
+    x = fake_sets(4).splits["train"]
+    assert float(ssim_loss(x, x, 11, scale, blur)) == pytest.approx(0.0, abs=1e-5)
+    black = torch.zeros(2, 1, CANVAS, CANVAS)
+    assert float(ssim_loss(black, black, 11, scale, blur)) == pytest.approx(0.0, abs=1e-6)
+    assert float(ssim_loss(x, x.flip(-1), 11, scale, blur)) > 0.05  # different images cost something
+
+
+def test_ssim_per_image_broadcasts_target():
+    x = torch.rand(5, 1, CANVAS, CANVAS)
+    s = ssim_per_image(x, x[:1])
+    assert s.shape == (5,) and s[0] == pytest.approx(1.0, abs=1e-5) and (s[1:] < 0.9).all()
+
+
+# ----------------------------------------------------------------------------- generator
+def test_generator_deterministic_shapes_ranges():
+    digits = fake_digits(16)
+    a, mat = affnist_transform(digits, seed=3)
+    b, _ = affnist_transform(digits, seed=3)
+    c, _ = affnist_transform(digits, seed=4)
+    assert a.shape == (16, 1, CANVAS, CANVAS) and mat.shape == (16, 2, 3)
+    assert torch.equal(a, b) and not torch.equal(a, c)
+    assert a.min() >= 0 and a.max() <= 1 and a.dtype == torch.float32
+    # rotation and shear keep the determinant; the two scales in 0.8..1.2 give it
+    det = torch.linalg.det(mat[:, :, :2].double())
+    assert (det > 0.8**2 - 1e-6).all() and (det < 1.2**2 + 1e-6).all()
+    # the digit stays on the canvas: most of its mass is kept, and the warp is not the identity
+    ratio = a.sum((1, 2, 3)) / digits.sum((1, 2, 3))
+    assert (ratio > 0.6).all() and (ratio < 1.6).all()
+    assert not torch.allclose(a, center_on_canvas(digits))
+
+
+def test_generator_rejects_bad_shapes():
+    with pytest.raises(ValueError, match="N, 1, H, W"):
+        affnist_transform(torch.rand(2, 28, 28), 0)
+    with pytest.raises(ValueError, match="do not fit"):
+        affnist_transform(torch.rand(2, 1, 50, 50), 0)
+
+
+# ----------------------------------------------------------------------------- .mat loader
+def test_loader_reads_mat_fixture(tmp_path):
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, size=(5, 40, 40)).astype(np.uint8)
+    images[0, 3, 17] = 255  # an asymmetric mark: row 3, column 17 (catches a transposed read)
+    images[0, 17, 3] = 0
+    labels = np.array([8, 6, 1, 8, 0])
+    write_affnist_mat(tmp_path / "x.mat", images, labels)
+    x, y = load_affnist_mat(tmp_path / "x.mat")
+    assert x.shape == (5, 1, 40, 40) and y.tolist() == labels.tolist()
+    torch.testing.assert_close(x[:, 0], torch.from_numpy(images).float() / 255)
+    assert x[0, 0, 3, 17] == 1.0 and x[0, 0, 17, 3] == 0.0
+
+
+def test_digit_sets_use_mat_files_when_present(tmp_path):
+    rng = np.random.default_rng(1)
+    root = tmp_path / "affNIST"
+    root.mkdir()
+    labels = np.array([8, 8, 8, 6, 1, 8, 6, 1])
+    for name in ("training", "validation", "test"):
+        write_affnist_mat(root / f"{name}.mat", rng.integers(0, 256, (8, 40, 40)), labels)
+    sets = load_digit_sets(tmp_path, n_train=3, n_val=2, n_test=2, target_index=1)
+    assert sets.source.startswith("affNIST .mat files")
+    assert {k: v.shape[0] for k, v in sets.splits.items()} == {"train": 3, "val": 2, "test8": 2, "test6": 2, "test1": 2}
+    assert sets.target.shape == (1, 1, 40, 40)
+    with pytest.raises(ValueError, match="affNIST files are missing"):
+        load_digit_sets(tmp_path / "nothing", source="mat")
+
+
+# ----------------------------------------------------------------------------- STN task
+def test_stn_starts_at_identity_and_reports_metrics():
+    task = STNTask(fake_sets(), seed=5, batch_size=4)
+    params, buffers = task.init_params(5)
+    x = task.data.splits["val"]
+    torch.testing.assert_close(task.forward(params, buffers, x)[0], x, atol=1e-5, rtol=0)
+    m = task.evaluate(params, buffers, "test1")
+    assert set(m) == {"loss", "ssim", "mass_ratio"}
+    assert m["mass_ratio"] == pytest.approx(1.0, abs=1e-4) and m["loss"] == pytest.approx(1 - m["ssim"])
+    assert task.eval_splits == ("train", "val", "test8", "test1")
+    img = task.visualize(params, buffers, n=3)
+    assert img.shape[0] == 3 and img.min() >= 0 and img.max() <= 1
+
+
+def test_stn_mass_ratio_catches_a_shrunk_digit():
+    task = STNTask(fake_sets(), seed=0)
+    params, buffers = task.init_params(0)
+    params["fc2.bias"] = torch.tensor([3.0, 0, 0, 0, 3.0, 0])  # output samples 3x the extent: digit shrinks 3x
+    assert task.evaluate(params, buffers, "val")["mass_ratio"] < 0.3
+
+
+def test_stn_unroll_meta_gradient():
+    smoke_unroll(LSTMOptimizer(output_scale=0.01), STNTask(fake_sets(), seed=0, batch_size=4))
+
+
+def test_affnist_fast_dev_run(tmp_path):
+    out = smoke_train("affnist", tmp_path, "--model.task.init_args.data_dir", str(SHARED_DATA),
+                      "--model.task.init_args.n_train", "16", "--model.task.init_args.n_val", "4",
+                      "--model.task.init_args.n_test", "4")
+    assert (out / "optimizer.pt").is_file()
