@@ -49,7 +49,7 @@ def main(argv: list[str] | None = None) -> None:
 
     from l2l_torch.callbacks import ExportBestOptimizer
     from l2l_torch.meta_module import MetaModule
-    from l2l_torch.reliability import AtomicCheckpointIO
+    from l2l_torch.reliability import AtomicCheckpointIO, RestartLog
 
     from jsonargparse import lazy_instance as spec
 
@@ -61,6 +61,7 @@ def main(argv: list[str] | None = None) -> None:
                             save_last=True, every_n_train_steps=args.checkpoint_every, filename="best-{step}"),
             ExportBestOptimizer(dirpath=str(out)),
             LearningRateMonitor(),
+            RestartLog(),  # OUT/restarts.jsonl: step and theta digest at every (re)start
         ],
         "plugins": [spec(AtomicCheckpointIO)],
         "inference_mode": False,  # validation trains optimizees, which needs autograd

@@ -1,9 +1,15 @@
-"""Crash safety: checkpoints written atomically."""
+"""Crash safety: checkpoints written atomically, and a log of every (re)start of meta-training."""
 
 from __future__ import annotations
 
+import hashlib
+import json
+import time
+from pathlib import Path
 from typing import Any
 
+import lightning as L
+import torch
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from l2l_torch.checkpoint import atomic_torch_save
@@ -15,3 +21,36 @@ class AtomicCheckpointIO(TorchCheckpointIO):
 
     def save_checkpoint(self, checkpoint: dict[str, Any], path, storage_options: Any | None = None) -> None:
         atomic_torch_save(checkpoint, path)
+
+
+def theta_digest(state_dict: dict[str, Any], prefix: str = "") -> str:
+    """SHA-256 of the tensors of ``state_dict`` whose keys start with ``prefix`` (prefix stripped),
+    in key order: equal digests mean bit-identical weights."""
+    h = hashlib.sha256()
+    for k in sorted(k for k in state_dict if k.startswith(prefix)):
+        v = state_dict[k].detach().cpu().contiguous()
+        h.update(k[len(prefix):].encode())
+        h.update(str(v.dtype).encode())
+        h.update(v.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+
+class RestartLog(L.Callback):
+    """Append one JSON line per start of ``fit`` to ``path`` (default ``OUT/restarts.jsonl``): the
+    global step, the checkpoint resumed from and a digest of theta, so a resumed run can be checked
+    against the checkpoint it claims to continue from (``scripts/kill_resume.py`` does)."""
+
+    def __init__(self, path: str | None = None) -> None:
+        self.path = path
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if not trainer.is_global_zero:
+            return
+        path = Path(self.path or Path(trainer.default_root_dir) / "restarts.jsonl")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        rec = {"time": time.strftime("%Y-%m-%dT%H:%M:%S"), "global_step": int(trainer.global_step),
+               "ckpt_path": None if trainer.ckpt_path is None else str(trainer.ckpt_path),
+               "theta_sha256": theta_digest(pl_module.state_dict(), "lopt."),
+               "skipped": int(getattr(pl_module, "skipped", 0))}
+        with open(path, "a") as f:
+            f.write(json.dumps(rec) + "\n")
