@@ -25,8 +25,8 @@ class NaNQuadraticFamily(QuadraticFamily):
     """Quadratics whose training instances with a seed in ``bad_seeds`` have NaN data (a numerical fault
     in the middle of meta-training: the loss and every gradient of that optimizee are NaN)."""
 
-    def __init__(self, bad_seeds: tuple[int, ...] = (2,), **kw) -> None:
-        super().__init__(**kw)
+    def __init__(self, bad_seeds: list[int] = (2,), dim: int = 10, num: int = 1) -> None:
+        super().__init__(dim=dim, num=num)
         self.bad_seeds = tuple(bad_seeds)
 
     def sample(self, seed: int) -> QuadraticTask:
