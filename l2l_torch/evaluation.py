@@ -172,6 +172,9 @@ def summarize(runs: list[RunResult]) -> dict[str, Any]:
     curves = torch.stack([r.losses for r in runs]).double()
     out["curve"] = [None if not math.isfinite(v) else v for v in curves.mean(0).tolist()]
     out["curve_std"] = [None if not math.isfinite(v) else v for v in curves.std(0, unbiased=False).tolist()]
+    for q in (25, 75):  # spread bands that stay meaningful on a log scale
+        qs = torch.nanquantile(curves, q / 100, dim=0).tolist()
+        out[f"curve_q{q}"] = [None if not math.isfinite(v) else v for v in qs]
     if any(r.epochs for r in ok):
         n_ep = min(len(r.epochs) for r in ok)
         out["epochs"] = [{k: sum(r.epochs[e][k] for r in ok) / len(ok) for k in ok[0].epochs[e]}

@@ -37,23 +37,28 @@ def markdown_table(results: dict[str, Any]) -> str:
 
 
 def plot_curves(results: dict[str, Any], path: Path, title: str | None = None) -> None:
-    """Mean training-loss curve per optimizer with a ±1 std band, log scale when all positive."""
+    """Mean training-loss curve per optimizer with a 25-75th percentile band over seeds (a ±1 std band
+    for older results without percentiles), log scale when all positive."""
     fig, ax = plt.subplots(figsize=(7, 4.5))
     all_pos = True
     for name, o in results["optimizers"].items():
         mean = [math.nan if v is None else v for v in o["curve"]]
-        std = [0.0 if v is None else v for v in o.get("curve_std", [0.0] * len(mean))]
         xs = range(len(mean))
+        if "curve_q25" in o:
+            lo = [math.nan if v is None else v for v in o["curve_q25"]]
+            hi = [math.nan if v is None else v for v in o["curve_q75"]]
+        else:
+            std = [0.0 if v is None else v for v in o.get("curve_std", [0.0] * len(mean))]
+            lo = [m - s for m, s in zip(mean, std)]
+            hi = [m + s for m, s in zip(mean, std)]
         style = {"lw": 2.2, "color": "black"} if o.get("lr") is None else {"lw": 1.2, "ls": "--" if "_tuned" not in name else "-"}
         ax.plot(xs, mean, label=name, **style)
-        lo = [m - s for m, s in zip(mean, std)]
         all_pos &= all(v > 0 for v in mean if math.isfinite(v))
-        ax.fill_between(xs, [max(v, 1e-12) for v in lo], [m + s for m, s in zip(mean, std)], alpha=0.12,
-                        color=style.get("color"))
+        ax.fill_between(xs, [max(v, 1e-12) for v in lo], hi, alpha=0.12, color=ax.lines[-1].get_color())
     if all_pos:
         ax.set_yscale("log")
     ax.set_xlabel("optimizee step")
-    ax.set_ylabel("training loss (mean over seeds, ±1 std)")
+    ax.set_ylabel("training loss (mean; band: 25-75th pct)")
     ax.set_title(title or f"{results['task']}: {results['seeds']} seeds")
     ax.legend(fontsize=8, ncol=2)
     ax.grid(alpha=0.3)
