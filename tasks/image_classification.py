@@ -1,0 +1,156 @@
+"""Image classification optimizees (study Experiments 3 and 4; paper section 3.3-3.4).
+
+One generic :class:`ImageClassificationTask` and :class:`ImageClassificationFamily`, configured per
+variant (dataset, network, batch size): the configs ``fmnist_*`` and ``cifar_*`` only set arguments.
+
+Parameter kinds (for learned optimizers with one network per kind, ``per_kind=True``): weights and
+biases of ``Conv2d`` layers are ``"conv"``, those of ``Linear`` layers ``"dense"``. BatchNorm scales
+and shifts take the kind of the layer they normalise (the preceding conv or linear layer): they
+act per conv channel, like a conv bias, so the conv LSTM sees them.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from l2l_torch.data import DATASETS, SOURCES, load_raw, prepared_tensors
+from l2l_torch.tasks import Task, TaskFamily
+from tasks.models import ACTIVATIONS, MODELS, build_model
+
+Data = dict[str, tuple[Tensor, Tensor]]
+
+
+class ImageClassificationTask(Task):
+    """One classifier to train: a network, a seed (initial weights and batch order) and the data.
+
+    Batches of ``batch_size`` are drawn with replacement by indexing the device tensors. Exact
+    evaluation uses the whole ``val`` and ``test`` splits and a fixed subset of ``train_eval_size``
+    training images for the final training loss (the training split is already shuffled, so its
+    first images are a random subset).
+
+    Args:
+        seed: instance seed.
+        data: ``{"train"|"val"|"test": (x (N, C, H, W) float, y (N,) long)}`` on one device.
+        module: the network (a CPU template; see :class:`l2l_torch.tasks.Task`).
+        batch_size: training batch size.
+        train_eval_size: training images used for the final training loss.
+        eval_batch_size: chunk size of exact evaluation (bounds activation memory).
+    """
+
+    has_accuracy = True
+
+    def __init__(self, seed: int, data: Data, module: nn.Module, batch_size: int = 128,
+                 train_eval_size: int = 10_000, eval_batch_size: int = 5_000) -> None:
+        super().__init__(seed)
+        self.data, self.module = data, module
+        self.batch_size, self.train_eval_size, self.eval_batch_size = batch_size, train_eval_size, eval_batch_size
+        self.device = data["train"][0].device
+        self._full: dict[str, list[tuple[Tensor, Tensor]]] = {}
+
+    def sample_batch(self, split: str, generator: torch.Generator) -> tuple[Tensor, Tensor]:
+        x, y = self.data[split]
+        idx = torch.randint(x.shape[0], (self.batch_size,), generator=generator, device=x.device)
+        return x[idx], y[idx]
+
+    def full_batches(self, split: str) -> list[tuple[Tensor, Tensor]]:
+        if split not in self._full:
+            x, y = self.data[split]
+            if split == "train":
+                x, y = x[: self.train_eval_size], y[: self.train_eval_size]
+            self._full[split] = list(zip(x.split(self.eval_batch_size), y.split(self.eval_batch_size), strict=True))
+        return self._full[split]
+
+    def batch_size_of(self, batch: tuple[Tensor, Tensor]) -> int:
+        return batch[0].shape[0]
+
+    def loss_from_output(self, output: Tensor, batch: tuple[Tensor, Tensor]) -> Tensor:
+        return F.cross_entropy(output, batch[1])
+
+    def param_kinds(self) -> dict[str, str]:
+        kinds: dict[str, str] = {}
+        last = "dense"
+        for mod_name, mod in self.module.named_modules():
+            if isinstance(mod, nn.modules.conv._ConvNd):
+                last = "conv"
+            elif isinstance(mod, nn.Linear):
+                last = "dense"
+            for p_name, _ in mod.named_parameters(recurse=False):
+                kinds[f"{mod_name}.{p_name}" if mod_name else p_name] = last
+        return kinds
+
+    def to(self, device: torch.device | str) -> ImageClassificationTask:
+        super().to(device)
+        # a no-op when the data is already there (the usual case: the family shares its tensors)
+        self.data = {k: (x.to(self.device), y.to(self.device)) for k, (x, y) in self.data.items()}
+        self._full = {}
+        return self
+
+    def describe(self) -> dict[str, Any]:
+        return {**super().describe(), "batch_size": self.batch_size,
+                "params": sum(p.numel() for p in self.module.parameters())}
+
+
+class ImageClassificationFamily(TaskFamily):
+    """Classifiers of one architecture on one dataset; an instance is a seed (weights and batch order).
+
+    The dataset is loaded once per process and shared by every instance (see
+    :func:`l2l_torch.data.prepared_tensors`); files are checked (extracted, decoded or downloaded)
+    when the family is built, so a missing dataset fails before any training starts.
+
+    Args:
+        dataset: ``"fashion_mnist"``, ``"mnist"`` or ``"cifar10"``.
+        source: CIFAR-10 only: ``"auto"``, ``"torchvision"`` (official files) or ``"folder"``
+            (the JPEG image-folder copy ``data_dir/CIFAR-10-images``).
+        data_dir: dataset root; default ``$L2L_DATA_DIR``, else ``./data``.
+        model: ``"mlp"``, ``"conv"`` (study 6.5.1) or ``"convdense"`` (study 6.5.2).
+        hidden: MLP hidden widths (``[20]``: one hidden layer of 20); for ``convdense`` the
+            dense width is ``hidden[0]``.
+        activation: MLP activation, ``"sigmoid"``, ``"tanh"`` or ``"relu"``.
+        batch_size: training batch size.
+        val_fraction: share of the training set held out as the validation split.
+        split_seed: seed of that split (the same for every instance).
+        train_eval_size: training images for the final training-loss figure.
+        eval_batch_size: chunk size of exact evaluation.
+        subset: use only this many training and test images (quick tests).
+    """
+
+    def __init__(self, dataset: str = "fashion_mnist", source: str = "auto", data_dir: str | None = None,
+                 model: str = "mlp", hidden: list[int] | None = None, activation: str = "sigmoid",
+                 batch_size: int = 128, val_fraction: float = 0.1, split_seed: int = 0,
+                 train_eval_size: int = 10_000, eval_batch_size: int = 5_000, subset: int | None = None) -> None:
+        super().__init__()
+        if dataset not in DATASETS:
+            raise ValueError(f"dataset must be one of {sorted(DATASETS)}, got {dataset!r}")
+        if source not in SOURCES:
+            raise ValueError(f"source must be one of {SOURCES}, got {source!r}")
+        if model not in MODELS:
+            raise ValueError(f"model must be one of {MODELS}, got {model!r}")
+        if activation not in ACTIVATIONS:
+            raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}, got {activation!r}")
+        self.dataset, self.source, self.data_dir = dataset, source, data_dir
+        self.model, self.hidden, self.activation = model, list(hidden) if hidden is not None else [20], activation
+        self.batch_size, self.val_fraction, self.split_seed = batch_size, val_fraction, split_seed
+        self.train_eval_size, self.eval_batch_size, self.subset = train_eval_size, eval_batch_size, subset
+        widths = "x".join(map(str, self.hidden))
+        self.name = f"{dataset}_{model}" + (f"_{widths}_{activation}" if model == "mlp" else "")
+        for split in ("train", "test"):  # fail early (and download once) if the files are missing
+            load_raw(dataset, data_dir, split, source)
+
+    def data(self) -> Data:
+        """The shared train/val/test tensors on :attr:`device`."""
+        return prepared_tensors(self.dataset, self.data_dir, self.source, self.val_fraction, self.split_seed,
+                                self.subset, str(self.device))
+
+    def sample(self, seed: int) -> ImageClassificationTask:
+        info = DATASETS[self.dataset]
+        module = build_model(self.model, info.shape, info.num_classes, self.hidden, self.activation)
+        return ImageClassificationTask(seed, self.data(), module, self.batch_size, self.train_eval_size,
+                                       self.eval_batch_size)
+
+    def describe(self) -> dict[str, Any]:
+        return {**super().describe(), "dataset": self.dataset, "source": self.source, "model": self.model,
+                "hidden": self.hidden, "activation": self.activation, "batch_size": self.batch_size}
