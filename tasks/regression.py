@@ -11,18 +11,19 @@ from l2l_torch.tasks import Task, TaskFamily
 class LinearRegressionTask(Task):
     """One noisy 1-d linear regression problem, fitted by an ``nn.Linear(1, 1)``.
 
-    Data: ``x`` ~ N(0, 1), ``y = a x + b + noise``, noise ~ N(0, ``noise_std``^2); 200 train,
-    50 val and 50 test samples drawn from ``seed``. Training is full-batch, as in the study.
-    Loss: mean squared error.
+    Data: ``x`` ~ U(0, 1) (``numpy.random.rand``-style samples: the slope and intercept are correlated,
+    which makes the problem ill-conditioned for first-order methods), ``y = a x + b + noise``,
+    noise ~ N(0, ``noise_std``^2); 200 train, 50 val and 50 test samples drawn from ``seed``. Training is
+    full-batch, as in the study. Loss: mean squared error.
     """
 
-    def __init__(self, seed: int = 0, a: float = 3.0, b: float = 2.0, noise_std: float = 0.5,
+    def __init__(self, seed: int = 0, a: float = 3.0, b: float = 2.0, noise_std: float = 0.1,
                  n_train: int = 200, n_val: int = 50, n_test: int = 50) -> None:
         super().__init__(seed)
         self.a, self.b, self.noise_std = a, b, noise_std
         g = torch.Generator().manual_seed(seed)
         n = n_train + n_val + n_test
-        x = torch.randn(n, 1, generator=g)
+        x = torch.rand(n, 1, generator=g)
         y = a * x + b + noise_std * torch.randn(n, 1, generator=g)
         cuts = {"train": (0, n_train), "val": (n_train, n_train + n_val), "test": (n_train + n_val, n)}
         self.data = {k: (x[i:j], y[i:j]) for k, (i, j) in cuts.items()}
@@ -62,7 +63,7 @@ class LinearRegressionFamily(TaskFamily):
 
     name = "regression"
 
-    def __init__(self, a: float = 3.0, b: float = 2.0, coef_std: float = 0.0, noise_std: float = 0.5) -> None:
+    def __init__(self, a: float = 3.0, b: float = 2.0, coef_std: float = 0.0, noise_std: float = 0.1) -> None:
         super().__init__()
         self.a, self.b, self.coef_std, self.noise_std = a, b, coef_std, noise_std
 

@@ -46,7 +46,7 @@ def test_step_is_pure_and_shaped(norm, pre):
     assert {k: v.shape for k, v in new.items()} == {k: v.shape for k, v in params.items()}
     for k in params:  # inputs untouched
         assert torch.equal(params[k], before[k])
-    assert state2["hidden"]["all"][0][0].shape == (16, 8)
+    assert state2["hidden"]["all"][0][0].shape == (8, 16)  # (H, N): coordinate-minor
     assert not torch.equal(state2["hidden"]["all"][0][0], state["hidden"]["all"][0][0])
 
 
@@ -66,7 +66,7 @@ def test_per_kind_groups_and_missing_kind_error():
     params = {"conv.weight": torch.zeros(2, 1, 3, 3), "fc.weight": torch.zeros(3, 2)}
     state = lopt.init_state(params, {"conv.weight": "conv", "fc.weight": "dense"})
     assert state["groups"] == {"conv": ["conv.weight"], "dense": ["fc.weight"]}
-    assert state["hidden"]["conv"][0][0].shape[0] == 18
+    assert state["hidden"]["conv"][0][0].shape[1] == 18
     with pytest.raises(ValueError, match="only has networks"):
         lopt.init_state(params, {"conv.weight": "attention"})
 
@@ -87,3 +87,26 @@ def test_bad_options():
         LSTMOptimizer(preprocess="bogus")
     with pytest.raises(ValueError):
         LSTMOptimizer(normalization="group")
+
+
+@pytest.mark.parametrize("norm", ["none", "batch", "layer"])
+def test_fast_layout_matches_plain_lstmcell(norm):
+    """The coordinate-minor fast path computes exactly nn.LSTMCell + head, over several steps."""
+    torch.manual_seed(0)
+    lopt = LSTMOptimizer(hidden_size=6, num_layers=2, normalization=norm).double()
+    net = lopt.nets["all"]
+    n = 37
+    params = {"w": torch.randn(n, dtype=torch.float64)}
+    state = lopt.init_state(params)
+    hc = [(torch.zeros(n, 6, dtype=torch.float64),) * 2 for _ in range(2)]
+    for _ in range(3):
+        g = torch.randn(n, dtype=torch.float64)
+        new, state = lopt.step(params, {"w": g}, state)
+        x = preprocess_gradients(g)  # (N, 2): the plain nn.LSTMCell path
+        for i, cell in enumerate(net.cells):
+            hc[i] = cell(x, hc[i])
+            x = hc[i][0]
+        ref = params["w"] + lopt.output_scale * net.head(net.norm(x)).squeeze(-1)
+        torch.testing.assert_close(new["w"], ref)
+        torch.testing.assert_close(state["hidden"]["all"][1][0], hc[1][0].t())
+        params = new

@@ -14,7 +14,7 @@ PREPROCESS_MODES = ("log_sign", "none")
 NORMALIZATIONS = ("none", "batch", "layer")
 
 
-def preprocess_gradients(grad: Tensor, p: float = 10.0) -> Tensor:
+def preprocess_gradients(grad: Tensor, p: float = 10.0, dim: int = -1) -> Tensor:
     """The paper's gradient preprocessing (Andrychowicz et al. 2016, Appendix A).
 
     Each coordinate ``g`` becomes two features::
@@ -25,9 +25,10 @@ def preprocess_gradients(grad: Tensor, p: float = 10.0) -> Tensor:
     Args:
         grad: gradients of any shape ``(*)``.
         p: controls how small a gradient is still resolved by the log branch (p > 0).
+        dim: where the feature axis goes in the output (``0`` gives ``(2, *)``).
 
     Returns:
-        Features of shape ``(*, 2)``; finite for any finite input, including 0 and +-1e30.
+        Features of shape ``(*, 2)`` (default); finite for any finite input, including 0 and +-1e30.
 
     Example:
         >>> preprocess_gradients(torch.tensor([0.0, 1.0, -1e-30]))[..., 0]
@@ -40,14 +41,30 @@ def preprocess_gradients(grad: Tensor, p: float = 10.0) -> Tensor:
     # clamp before log so the unused branch is finite and gradients through torch.where stay finite
     log_part = torch.where(big, torch.log(absg.clamp_min(math.exp(-p))) / p, torch.full_like(grad, -1.0))
     sign_part = torch.where(big, torch.sign(grad), grad * math.exp(p))
-    return torch.stack([log_part, sign_part], dim=-1)
+    return torch.stack([log_part, sign_part], dim=dim)
+
+
+def lstm_cell_t(x: Tensor, h: Tensor, c: Tensor, cell: nn.LSTMCell) -> tuple[Tensor, Tensor]:
+    """``nn.LSTMCell`` maths in a coordinate-minor layout: ``x`` (F, N), ``h``/``c`` (H, N) -> (H, N) each.
+
+    With coordinates along the last axis, each gate is a contiguous row block of the ``(4H, N)`` gate
+    matrix, so the elementwise gate maths runs on contiguous memory; ``nn.LSTMCell`` on ``(N, 4H)``
+    works on strided column blocks, which is several times slower on CPUs for large ``N``. Same
+    weights, same formula: results equal ``nn.LSTMCell`` up to float rounding (tested).
+    """
+    gates = torch.addmm((cell.bias_ih + cell.bias_hh).unsqueeze(1), cell.weight_ih, x)
+    gates = torch.addmm(gates, cell.weight_hh, h)
+    i, f, g, o = gates.chunk(4, 0)
+    c_new = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
+    return torch.sigmoid(o) * torch.tanh(c_new), c_new
 
 
 class CoordinatewiseLSTM(nn.Module):
-    """A stack of ``nn.LSTMCell`` applied to every coordinate at once, plus a linear head.
+    """A stack of LSTM cells applied to every coordinate at once, plus a linear head.
 
-    Shapes: input ``(N, F)`` for ``N`` coordinates and ``F`` features; each layer's hidden and
-    cell state ``(N, H)``; output ``(N,)``.
+    The weights are ``nn.LSTMCell``/``nn.Linear`` modules (their usual ``state_dict``), computed in a
+    coordinate-minor layout for speed (see :func:`lstm_cell_t`). Shapes: input ``(F, N)`` for ``N``
+    coordinates and ``F`` features; each layer's hidden and cell state ``(H, N)``; output ``(N,)``.
     """
 
     def __init__(self, in_features: int, hidden_size: int, num_layers: int, normalization: str) -> None:
@@ -65,11 +82,13 @@ class CoordinatewiseLSTM(nn.Module):
 
     def forward(self, x: Tensor, hidden: list[tuple[Tensor, Tensor]]) -> tuple[Tensor, list[tuple[Tensor, Tensor]]]:
         new_hidden = []
-        for cell, hc in zip(self.cells, hidden):
-            h, c = cell(x, hc)
+        for cell, (h, c) in zip(self.cells, hidden):
+            h, c = lstm_cell_t(x, h, c, cell)
             new_hidden.append((h, c))
             x = h
-        return self.head(self.norm(x)).squeeze(-1), new_hidden
+        if not isinstance(self.norm, nn.Identity):
+            x = self.norm(x.t()).t()  # both norms are defined on (N, H)
+        return torch.addmm(self.head.bias.unsqueeze(1), self.head.weight, x).squeeze(0), new_hidden
 
 
 @register("lstm")
@@ -121,10 +140,10 @@ class LSTMOptimizer(LearnedOptimizerBase):
                                    for k in kinds})
 
     def features(self, grad: Tensor) -> Tensor:
-        """Input features ``(N, F)`` of flat gradients ``(N,)``."""
+        """Input features ``(F, N)`` of flat gradients ``(N,)``."""
         if self.preprocess == "log_sign":
-            return preprocess_gradients(grad, self.preprocess_p)
-        return grad.unsqueeze(-1)
+            return preprocess_gradients(grad, self.preprocess_p, dim=0)
+        return grad.unsqueeze(0)
 
     def init_state(self, params: Mapping[str, Tensor], kinds: Mapping[str, str] | None = None) -> LOptState:
         groups = group_by_kind(list(params), kinds, self.per_kind, list(self.nets))
@@ -132,7 +151,7 @@ class LSTMOptimizer(LearnedOptimizerBase):
         for k, names in groups.items():
             n = sum(params[name].numel() for name in names)
             ref = params[names[0]]
-            zeros = ref.new_zeros(n, self.hidden_size)
+            zeros = ref.new_zeros(self.hidden_size, n)
             hidden[k] = [(zeros, zeros) for _ in range(self.num_layers)]
         return {"groups": groups, "hidden": hidden}
 
@@ -149,13 +168,13 @@ class LSTMOptimizer(LearnedOptimizerBase):
         return new_params, {"groups": state["groups"], "hidden": new_hidden}
 
     def coord_state(self, state: LOptState) -> dict[str, Tensor]:
-        # (N, L * 2 * H): layer-major, then (h, c)
-        return {k: torch.cat([t for hc in layers for t in hc], dim=1) for k, layers in state["hidden"].items()}
+        # (N, L * 2 * H): layer-major, then (h, c); a transposed view of the (S, N) working layout
+        return {k: torch.cat([t for hc in layers for t in hc], dim=0).t() for k, layers in state["hidden"].items()}
 
     def state_from_coords(self, groups: dict[str, list[str]], coords: Mapping[str, Tensor]) -> LOptState:
         hidden = {}
         for k in groups:
-            parts = coords[k].split(self.hidden_size, dim=1)
+            parts = coords[k].t().contiguous().split(self.hidden_size, dim=0)
             hidden[k] = [(parts[2 * i], parts[2 * i + 1]) for i in range(self.num_layers)]
         return {"groups": groups, "hidden": hidden}
 
