@@ -38,7 +38,7 @@ def main(argv: list[str] | None = None) -> None:
     import torch
     import yaml
 
-    from l2l_torch.checkpoint import CheckpointError, load_learned_optimizer
+    from l2l_torch.checkpoint import CheckpointError, check_compatible, load_learned_optimizer
     from l2l_torch.evaluation import BASELINES, evaluate_learned_optimizer
     from l2l_torch.optim import LearnedOptimizer
     from l2l_torch.plots import write_outputs
@@ -66,11 +66,9 @@ def main(argv: list[str] | None = None) -> None:
     except (FileNotFoundError, CheckpointError) as e:
         fail(str(e))
     family.to(device)
-    probe = family.sample(0)
-    params, _ = probe.init_params(0)
     try:
-        lopt.init_state(params, probe.param_kinds())
-    except ValueError as e:
+        check_compatible(lopt, meta, family.sample(0).param_kinds())
+    except CheckpointError as e:
         fail(f"checkpoint {a.checkpoint} cannot optimize task {a.task!r}: {e}")
     steps = a.steps or int(cfg.get("model", {}).get("horizon", 100))
     out = Path(a.out)

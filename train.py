@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 from pathlib import Path
 
 
@@ -17,7 +18,7 @@ def main(argv: list[str] | None = None) -> None:
     from l2l_torch.cli import UserError, available_tasks, config_path, fail
 
     pre = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
-                                  add_help=False)
+                                  add_help=False, allow_abbrev=False)
     pre.add_argument("--task", help=f"experiment name, one of: {', '.join(available_tasks())}")
     pre.add_argument("--out", help="output folder (default: runs/TASK)")
     pre.add_argument("--ckpt_path", help="resume from a Lightning checkpoint; 'last' = the last one in --out")
@@ -69,12 +70,21 @@ def main(argv: list[str] | None = None) -> None:
         "devices": 1,
         "log_every_n_steps": 10,
     }
+    from l2l_torch.reliability import check_resume_checkpoint
+
+    # args= is how train.py hands LightningCLI its share of the command line; not a mistake
+    warnings.filterwarnings("ignore", message="LightningCLI's args parameter")
     try:
+        # exit_on_error=False: a bad or mistyped key raises (one line below) instead of printing the
+        # whole usage; allow_abbrev=False: a mistyped key is an error, not a silent prefix match
         cli = LightningCLI(MetaModule, trainer_defaults=trainer_defaults, run=False,
                            save_config_kwargs={"overwrite": True},
+                           parser_kwargs={"exit_on_error": False, "allow_abbrev": False},
                            args=["--config", str(cfg), *rest])
-    except (ValueError, FileNotFoundError, UserError) as e:
-        fail(str(e).splitlines()[0])
+        if ckpt:  # before Lightning touches it: readable, a meta-training run, the same architecture
+            check_resume_checkpoint(ckpt, cli.model.lopt)
+    except (ValueError, FileNotFoundError, UserError, argparse.ArgumentError) as e:
+        fail(" ".join(line.strip() for line in str(e).splitlines() if line.strip()))
     cli.trainer.fit(cli.model, ckpt_path=ckpt)
     best = out / "optimizer.pt"
     if cli.trainer.is_global_zero:

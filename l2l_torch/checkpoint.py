@@ -120,3 +120,28 @@ def load_learned_optimizer(path: str | os.PathLike, map_location: str | torch.de
         raise CheckpointError(f"{path}: weights do not match architecture {obj['arch']!r} "
                               f"({str(e).splitlines()[0]})") from None
     return lopt.to(map_location), obj["meta"]
+
+
+def check_compatible(lopt: LearnedOptimizerBase, meta: dict[str, Any], kinds: dict[str, str]) -> None:
+    """Check that a loaded learned optimizer can optimize parameters of these kinds.
+
+    Args:
+        lopt, meta: as returned by :func:`load_learned_optimizer`.
+        kinds: param name -> ``"conv"``/``"dense"`` of the model to optimize (``Task.param_kinds()``).
+
+    Raises:
+        CheckpointError: a kind has no network in ``lopt``, or (one network per kind) the network of
+            that kind was never meta-trained: ``meta["param_kinds"]`` lists the kinds seen in
+            meta-training, and a per-kind network that saw none is still at its random initialisation.
+    """
+    try:
+        lopt.init_state({n: torch.zeros(1) for n in kinds}, kinds)
+    except ValueError as e:
+        raise CheckpointError(str(e)) from None
+    trained = meta.get("param_kinds")
+    if getattr(lopt, "per_kind", False) and trained:
+        untrained = sorted(set(kinds.values()) - set(trained))
+        if untrained:
+            raise CheckpointError(f"its network for {' and '.join(map(repr, untrained))} parameters was never "
+                                  f"meta-trained (it was meta-trained on {', '.join(map(repr, trained))} "
+                                  "parameters only)")

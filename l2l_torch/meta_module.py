@@ -60,6 +60,7 @@ class MetaModule(L.LightningModule):
         self._state_seeds: list[int] = []  # task seed of each optimizee in _states (to checkpoint them)
         self._pending: list[dict[str, Any]] | None = None  # optimizees read from a checkpoint, rebuilt lazily
         self._next_task = 0  # counter of training task instances (checkpointed)
+        self._kinds_seen: set[str] = set()  # param kinds (conv/dense) meta-trained on, for the checkpoint
         self.skipped = 0  # truncations dropped for non-finite or exploding values (checkpointed)
 
     # ---------------------------------------------------------------- Lightning plumbing
@@ -86,7 +87,9 @@ class MetaModule(L.LightningModule):
         seed = (self.hparams.seed + self._next_task * world + rank) % VAL_SEED_OFFSET
         self._next_task += 1
         self._state_seeds.append(seed)
-        return init_unroll(self.lopt, self.task.sample(seed), seed)
+        task = self.task.sample(seed)
+        self._kinds_seen |= set(task.param_kinds().values())
+        return init_unroll(self.lopt, task, seed)
 
     def training_step(self, batch: Any, batch_idx: int) -> None:
         hp = self.hparams
@@ -163,6 +166,7 @@ class MetaModule(L.LightningModule):
         extra = checkpoint.get("l2l", {})
         self._next_task = int(extra.get("next_task", 0))
         self.skipped = int(extra.get("skipped", 0))
+        self._kinds_seen = set(extra.get("describe", {}).get("param_kinds", []))
         # the optimizees in flight continue where they were (single process only: with DDP the
         # checkpoint holds rank 0's optimizees, so every rank starts fresh ones instead)
         same_world = int(extra.get("world_size", 1)) == 1 and self._world_size() == 1
@@ -197,7 +201,8 @@ class MetaModule(L.LightningModule):
         """What this optimizer is trained on, for the exported checkpoint's metadata."""
         hp = self.hparams
         return {"task": self.task.describe(), "horizon": hp.horizon, "unroll": hp.unroll,
-                "tasks_per_step": hp.tasks_per_step, "meta_lr": hp.meta_lr, "global_step": int(self.global_step)}
+                "tasks_per_step": hp.tasks_per_step, "meta_lr": hp.meta_lr, "global_step": int(self.global_step),
+                "param_kinds": sorted(self._kinds_seen)}
 
 
 def _to(obj: Any, device: str | torch.device) -> Any:

@@ -10,13 +10,14 @@ Example:
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Callable, Iterable
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
-from l2l_torch.checkpoint import load_learned_optimizer
+from l2l_torch.checkpoint import CheckpointError, check_compatible, load_learned_optimizer
 from l2l_torch.learned_optimizers import LearnedOptimizerBase
 
 
@@ -78,6 +79,15 @@ class LearnedOptimizer(torch.optim.Optimizer):
         if kind not in (None, "conv", "dense"):
             raise ValueError(f"param group kind must be 'conv', 'dense' or None, got {kind!r}")
         super().add_param_group(param_group)
+        group = self.param_groups[-1]
+        kinds = {str(i): self._kind(group, p) for i, p in enumerate(group["params"])}
+        try:
+            check_compatible(self.lopt, self.meta, kinds)
+        except CheckpointError as e:
+            if "never meta-trained" not in str(e):
+                raise ValueError(str(e)) from None
+            # usable, but that network is at its random initialisation: say so, do not refuse
+            warnings.warn(f"this learned optimizer may not suit these parameters: {e}", stacklevel=3)
 
     def _kind(self, group: dict[str, Any], p: Tensor) -> str:
         return group["kind"] or ("conv" if p.dim() >= 3 else "dense")

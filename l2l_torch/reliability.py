@@ -54,3 +54,40 @@ class RestartLog(L.Callback):
                "skipped": int(getattr(pl_module, "skipped", 0))}
         with open(path, "a") as f:
             f.write(json.dumps(rec) + "\n")
+
+
+def check_resume_checkpoint(path: str | Path, lopt: Any) -> dict[str, Any]:
+    """Check that ``path`` is a Lightning checkpoint of a meta-training run with the same learned-optimizer
+    architecture as ``lopt``, before Lightning loads it. Read with ``weights_only=True``: nothing is
+    unpickled. Returns the checkpoint's ``"l2l"`` section.
+
+    Raises:
+        UserError: a missing, unreadable, truncated or foreign file, or another architecture.
+    """
+    from l2l_torch.checkpoint import FORMAT
+    from l2l_torch.cli import UserError
+
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"checkpoint not found: {path}")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except Exception as e:  # truncated zip, random bytes, pickled objects, ...
+        raise UserError(f"{path} is not a readable Lightning checkpoint "
+                        f"(corrupt, truncated or not a torch file: {type(e).__name__})") from None
+    if isinstance(ckpt, dict) and ckpt.get("format") == FORMAT:
+        raise UserError(f"{path} is a learned-optimizer file, not a training checkpoint; --ckpt_path takes a "
+                        "Lightning checkpoint (runs/TASK/checkpoints/*.ckpt)")
+    if not isinstance(ckpt, dict) or "state_dict" not in ckpt or "pytorch-lightning_version" not in ckpt:
+        raise UserError(f"{path} is not a Lightning checkpoint")
+    extra = ckpt.get("l2l")
+    if not isinstance(extra, dict) or "lopt_arch" not in extra:
+        raise UserError(f"{path} is not a checkpoint of a l2l_torch meta-training run")
+    ours = {"arch": lopt.arch_name, **lopt.config()}
+    theirs = {"arch": extra["lopt_arch"], **dict(extra.get("lopt_config") or {})}
+    diff = [f"{k} {theirs.get(k)!r} vs {ours.get(k)!r}" for k in sorted(set(ours) | set(theirs))
+            if theirs.get(k) != ours.get(k)]
+    if diff:
+        raise UserError(f"{path} holds another learned-optimizer architecture (checkpoint vs config: "
+                        f"{', '.join(diff)}); resume with the same --model.lopt settings")
+    return extra

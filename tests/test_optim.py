@@ -91,10 +91,16 @@ def test_dense_only_checkpoint_rejects_conv_params():
     lopt = LSTMOptimizer(hidden_size=4, per_kind=True)
     del lopt.nets["conv"]  # a dense-only optimizer
     model = _convnet()
-    opt = LearnedOptimizer(param_groups_by_kind(model), lopt=lopt)
-    _loss(model(_batch(model, 0))).backward()
-    with pytest.raises(ValueError, match="kind 'conv'"):
-        opt.step()
+    with pytest.raises(ValueError, match="kind 'conv'"):  # at construction, not at the first step
+        LearnedOptimizer(param_groups_by_kind(model), lopt=lopt)
+
+
+def test_untrained_kind_network_warns(tmp_path):
+    """A per-kind checkpoint meta-trained on dense parameters only has a random conv network."""
+    save_learned_optimizer(_lopt(per_kind=True), tmp_path / "dense.pt", {"param_kinds": ["dense"]})
+    LearnedOptimizer(_mlp().parameters(), checkpoint=tmp_path / "dense.pt")  # fine: dense only
+    with pytest.warns(UserWarning, match="'conv' parameters was never meta-trained"):
+        LearnedOptimizer(param_groups_by_kind(_convnet()), checkpoint=tmp_path / "dense.pt")
 
 
 def _train(model, opt, steps, start=0):

@@ -1,0 +1,195 @@
+"""Bad input to train.py / evaluate.py: one clear `error: ...` line, non-zero exit, no traceback,
+and no existing file touched. One test per kind of bad input (issue 9)."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+import evaluate
+import train
+from l2l_torch import LSTMOptimizer, save_learned_optimizer
+from tests.helpers import REPO, SHARED_DATA, smoke_train
+
+FMNIST_FILES = ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz", "t10k-images-idx3-ubyte.gz",
+                "t10k-labels-idx1-ubyte.gz")
+
+
+def snapshot(folder: Path) -> dict[str, tuple[int, int, str]]:
+    """Every file under ``folder``: (size, mtime_ns, sha256)."""
+    return {str(p.relative_to(folder)): (p.stat().st_size, p.stat().st_mtime_ns,
+                                          hashlib.sha256(p.read_bytes()).hexdigest())
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture
+def out(tmp_path):
+    """An existing output folder with a file in it that no failing command may touch."""
+    d = tmp_path / "out"
+    d.mkdir()
+    (d / "keep.txt").write_text("previous results\n")
+    return d
+
+
+@pytest.fixture(autouse=True)
+def _offline(monkeypatch, tmp_path):
+    monkeypatch.setenv("L2L_OFFLINE", "1")  # a missing dataset must fail here, not try the network
+    monkeypatch.setenv("L2L_CACHE_DIR", str(tmp_path / "cache"))
+
+
+def fails(main, args, capsys, *folders: Path) -> str:
+    """Run ``main(args)`` in-process; check the one-line error, exit code 2 and untouched ``folders``."""
+    before = [snapshot(f) for f in folders]
+    for name in ("lightning", "lightning.pytorch", "lightning.fabric", "torchmetrics"):
+        for h in logging.getLogger(name).handlers:
+            if isinstance(h, logging.StreamHandler):
+                h.stream = sys.stderr  # as in a real process (pytest swaps sys.stderr per test)
+    with pytest.raises(SystemExit) as e:
+        main([str(a) for a in args])
+    err = capsys.readouterr().err.strip()
+    assert e.value.code == 2
+    errors = [line for line in err.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and err.splitlines()[-1] == errors[0], err
+    assert "Traceback" not in err
+    assert [snapshot(f) for f in folders] == before
+    return errors[0]
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    """A real (tiny) quadratic meta-training run: OUT/checkpoints/last.ckpt and OUT/optimizer.pt."""
+    return smoke_train("quadratic", tmp_path_factory.mktemp("run") / "q", "--trainer.fast_dev_run", "false",
+                       "--trainer.max_steps", "2", "--checkpoint_every", "1", "--model.val_every", "2",
+                       "--model.horizon", "4", "--model.unroll", "2")
+
+
+# ---------------------------------------------------------------- unknown task / config key
+def test_unknown_task_subprocess(out):
+    """The real process: exit code, a single stderr line, no traceback."""
+    for script in ("train.py", "evaluate.py"):
+        before = snapshot(out)
+        r = subprocess.run([sys.executable, script, "--task", "quadratc", "--out", str(out), "--checkpoint", "x"],
+                           cwd=REPO, capture_output=True, text=True, timeout=300)
+        assert r.returncode == 2, r.stderr
+        assert r.stderr.strip().splitlines() == [r.stderr.strip()] and "error: unknown task 'quadratc'" in r.stderr
+        assert snapshot(out) == before
+
+
+@pytest.mark.parametrize("key", ["--model.horizn", "--trainer.max_step", "--model.lopt.init_args.hiden_size"])
+def test_mistyped_config_key(key, out, capsys):
+    msg = fails(train.main, ["--task", "quadratic", "--out", out, key, "5"], capsys, out)
+    assert "unrecognized arguments" in msg or "does not accept" in msg or key.split(".")[-1] in msg, msg
+
+
+def test_bad_config_value(out, capsys):
+    msg = fails(train.main, ["--task", "quadratic", "--out", out, "--trainer.max_steps", "many"], capsys, out)
+    assert "max_steps" in msg
+
+
+# ---------------------------------------------------------------- data
+def _fmnist_args(out, data_dir):
+    return ["--task", "fmnist_t1", "--out", out, "--model.task.init_args.data_dir", data_dir]
+
+
+def test_missing_data_folder(tmp_path, out, capsys):
+    msg = fails(train.main, _fmnist_args(out, tmp_path / "no_such_folder"), capsys, out)
+    assert "FashionMNIST not found in" in msg and "no_such_folder" in msg
+    msg = fails(evaluate.main, ["--task", "fmnist_t1", "--checkpoint", "x.pt", "--out", out,
+                                "--set", f"data_dir={tmp_path / 'no_such_folder'}"], capsys, out)
+    assert "FashionMNIST not found in" in msg
+
+
+def test_data_path_is_a_file(tmp_path, out, capsys):
+    f = tmp_path / "data.txt"
+    f.write_text("not a folder")
+    msg = fails(train.main, _fmnist_args(out, f), capsys, out, tmp_path)
+    assert "not found" in msg
+
+
+@pytest.mark.skipif(not (SHARED_DATA / "FashionMNIST" / "raw").is_dir(), reason="needs the shared FashionMNIST files")
+def test_damaged_dataset_file(tmp_path, out, capsys):
+    """A dataset folder whose training images file has the wrong size (a truncated copy)."""
+    raw = tmp_path / "data" / "FashionMNIST" / "raw"
+    raw.mkdir(parents=True)
+    for fn in FMNIST_FILES:
+        src = SHARED_DATA / "FashionMNIST" / "raw" / fn
+        if fn == "train-images-idx3-ubyte.gz":
+            (raw / fn).write_bytes(src.read_bytes()[: 100_000])
+        else:
+            os.symlink(src, raw / fn)
+    msg = fails(train.main, _fmnist_args(out, tmp_path / "data"), capsys, out, tmp_path / "data")
+    assert "train-images-idx3-ubyte.gz is damaged" in msg
+
+
+# ---------------------------------------------------------------- checkpoints
+def test_checkpoint_path_does_not_exist(tmp_path, out, capsys):
+    msg = fails(train.main, ["--task", "quadratic", "--out", out, "--ckpt_path", tmp_path / "nope.ckpt"], capsys, out)
+    assert msg == f"error: checkpoint not found: {tmp_path / 'nope.ckpt'}"
+    msg = fails(train.main, ["--task", "quadratic", "--out", out, "--ckpt_path", "last"], capsys, out)
+    assert "no checkpoint to resume" in msg
+    msg = fails(evaluate.main, ["--task", "quadratic", "--checkpoint", tmp_path / "nope.pt", "--out", out], capsys, out)
+    assert "checkpoint not found" in msg
+
+
+def _not_a_checkpoint(tmp_path) -> Path:
+    p = tmp_path / "notes.ckpt"
+    p.write_text("this is a text file\n")
+    return p
+
+
+def _truncated(path: Path, tmp_path: Path) -> Path:
+    p = tmp_path / ("truncated" + path.suffix)
+    data = path.read_bytes()
+    p.write_bytes(data[: len(data) // 2])
+    return p
+
+
+def test_not_a_checkpoint_or_truncated_train(run_dir, tmp_path, capsys):
+    resume_run = run_dir
+    for bad in (_not_a_checkpoint(tmp_path), _truncated(run_dir / "checkpoints" / "last.ckpt", tmp_path)):
+        msg = fails(train.main, ["--task", "quadratic", "--out", resume_run, "--ckpt_path", bad], capsys, resume_run)
+        assert "is not a readable Lightning checkpoint (corrupt, truncated" in msg
+    msg = fails(train.main, ["--task", "quadratic", "--out", resume_run, "--ckpt_path", run_dir / "optimizer.pt"],
+                capsys, resume_run)
+    assert "is a learned-optimizer file, not a training checkpoint" in msg
+
+
+def test_not_a_checkpoint_or_truncated_evaluate(run_dir, tmp_path, out, capsys):
+    for bad in (_not_a_checkpoint(tmp_path), _truncated(run_dir / "optimizer.pt", tmp_path)):
+        msg = fails(evaluate.main, ["--task", "quadratic", "--checkpoint", bad, "--out", out], capsys, out)
+        assert "is not a readable learned-optimizer checkpoint (corrupt, truncated" in msg
+    msg = fails(evaluate.main, ["--task", "quadratic", "--checkpoint", run_dir / "checkpoints" / "last.ckpt",
+                                "--out", out], capsys, out)
+    assert "Lightning training checkpoint" in msg and "l2l_torch.export" in msg
+
+
+def test_checkpoint_of_another_architecture(run_dir, tmp_path, out, capsys):
+    # resuming with a different optimizer config than the run's checkpoint
+    msg = fails(train.main, ["--task", "quadratic", "--out", run_dir, "--ckpt_path", "last",
+                             "--model.lopt.init_args.hidden_size", "8"], capsys, run_dir)
+    assert "another learned-optimizer architecture" in msg and "hidden_size 20 vs 8" in msg
+    # a learned-optimizer file whose weights do not fit its architecture, and an unknown architecture
+    obj = torch.load(run_dir / "optimizer.pt", weights_only=True)
+    torch.save({**obj, "config": {**obj["config"], "num_layers": 3}}, tmp_path / "mismatch.pt")
+    msg = fails(evaluate.main, ["--task", "quadratic", "--checkpoint", tmp_path / "mismatch.pt", "--out", out],
+                capsys, out)
+    assert "weights do not match architecture 'lstm'" in msg
+    torch.save({**obj, "arch": "transformer"}, tmp_path / "other.pt")
+    msg = fails(evaluate.main, ["--task", "quadratic", "--checkpoint", tmp_path / "other.pt", "--out", out],
+                capsys, out)
+    assert "unknown architecture 'transformer'" in msg
+
+
+def test_checkpoint_cannot_handle_task(tmp_path, out, capsys):
+    """A per-kind optimizer meta-trained on conv parameters only, evaluated on a dense task."""
+    ckpt = tmp_path / "conv_only.pt"
+    save_learned_optimizer(LSTMOptimizer(hidden_size=4, per_kind=True), ckpt, {"param_kinds": ["conv"]})
+    msg = fails(evaluate.main, ["--task", "quadratic", "--checkpoint", ckpt, "--out", out], capsys, out)
+    assert "cannot optimize task 'quadratic'" in msg and "'dense' parameters was never meta-trained" in msg
