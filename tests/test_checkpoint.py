@@ -146,3 +146,55 @@ def test_export_errors(tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.startswith("error: checkpoint not found") and "Traceback" not in err
     assert not (tmp_path / "x.pt").exists()
+
+
+# ---------------------------------------------------------------- pretrained optimizers (package data)
+def _results(tmp_path: Path) -> Path:
+    d = tmp_path / "results" / "toy"
+    d.mkdir(parents=True)
+    torch.manual_seed(0)
+    save_learned_optimizer(LSTMOptimizer(hidden_size=4), d / "optimizer.pt",
+                           {"task": {"class": "ToyFamily", "name": "toy", "dim": 3}, "horizon": 50})
+    res = {"task": "toy", "steps": 50, "seeds": 4, "overrides": {}, "optimizers": {
+        "lstm": {"lr": None, "final_loss": {"mean": 0.0123, "std": 0.004}, "diverged": 0},
+        "adam_tuned": {"lr": 0.1, "final_loss": {"mean": 0.5, "std": 0.1}, "diverged": 0},
+        "sgd": {"lr": 0.001, "final_loss": {"mean": None, "std": None}, "diverged": 4}}}
+    (d / "results.json").write_text(__import__("json").dumps(res))
+    return d
+
+
+def test_add_and_list_pretrained(tmp_path):
+    from l2l_torch.pretrained import add_pretrained, list_pretrained, pretrained_path
+
+    folder = tmp_path / "pkg"
+    entry = add_pretrained(_results(tmp_path), folder=folder)
+    assert entry["name"] == "toy" and entry["trained_on"] == "ToyFamily(dim=3)" and entry["horizon"] == 50
+    assert entry["summary"] == ("toy, 50 steps, 4 held-out instances: final train loss 0.0123 ± 0.004, diverged 0; "
+                                "best baseline adam_tuned (lr 0.1): 0.5 ± 0.1")
+    assert list(list_pretrained(folder)) == ["toy"]
+    assert pretrained_path("toy", folder) == folder / "toy.pt"
+    load_learned_optimizer(folder / "toy.pt")
+    with pytest.raises(ValueError, match="unknown pretrained optimizer 'nope'; available: toy"):
+        pretrained_path("nope", folder)
+    (tmp_path / "results" / "toy" / "results.json").unlink()
+    with pytest.raises(FileNotFoundError, match="results.json not found"):
+        add_pretrained(tmp_path / "results" / "toy", folder=folder)
+
+
+def test_shipped_pretrained_entries_match_their_results():
+    """Every shipped optimizer loads, and its summary is the one its results folder gives today."""
+    import json
+
+    from l2l_torch import LearnedOptimizer, list_pretrained
+    from l2l_torch.pretrained import summary_from_results
+    from tests.helpers import REPO
+
+    shipped = list_pretrained()
+    for name, entry in shipped.items():
+        for key in ("trained_on", "horizon", "summary"):
+            assert entry.get(key) not in (None, ""), (name, key)
+        opt = LearnedOptimizer([torch.nn.Parameter(torch.zeros(3))], pretrained=name)
+        assert opt.lopt.arch_name == entry["arch"]
+        res = REPO / entry["source"] / "results.json"
+        if res.is_file():
+            assert entry["summary"] == summary_from_results(json.loads(res.read_text())), name

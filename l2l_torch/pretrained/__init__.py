@@ -81,7 +81,9 @@ def summary_from_results(results: dict[str, Any]) -> str:
         return m if isinstance(m, (int, float)) and math.isfinite(m) else math.inf
 
     baselines = {n: o for n, o in opts.items() if n != name}
-    line = (f"{results.get('task', '?')}, {results.get('steps', '?')} steps, {results.get('seeds', '?')} held-out "
+    overrides = results.get("overrides") or {}
+    task = results.get("task", "?") + (f" ({', '.join(f'{k}={v}' for k, v in overrides.items())})" if overrides else "")
+    line = (f"{task}, {results.get('steps', '?')} steps, {results.get('seeds', '?')} held-out "
             f"instances: final train loss {_fmt(lo.get('final_loss'))}")
     if "test_accuracy" in lo:
         line += f", test accuracy {_fmt(lo['test_accuracy'])}"
