@@ -166,6 +166,8 @@ def summarize(runs: list[RunResult]) -> dict[str, Any]:
     ok = [r for r in runs if not r.diverged]
     out: dict[str, Any] = {"diverged": len(runs) - len(ok)}
     keys = sorted({k for r in ok for k in r.final})
+    # per-seed finals (None for a diverged seed): every optimizer sees the same seeds, so verdicts can pair them
+    out["per_seed"] = {k: [None if r.diverged else r.final.get(k) for r in runs] for k in keys}
     for k in keys:
         vals = torch.tensor([r.final[k] for r in ok], dtype=torch.float64)
         out[k] = {"mean": float(vals.mean()), "std": float(vals.std(unbiased=False)) if len(vals) > 1 else 0.0}
@@ -208,12 +210,14 @@ def compare(family: TaskFamily, optimizers: dict[str, tuple[OptimizerFactory, fl
 def evaluate_learned_optimizer(family: TaskFamily, lopt_factory: OptimizerFactory, steps: int, seeds: int,
                                tune: bool = True, tune_seeds: int = 3, tune_steps: int | None = None,
                                baselines: Sequence[str] = tuple(BASELINES), learned_name: str = "lstm",
-                               epoch_steps: int | None = None,
+                               epoch_steps: int | None = None, tune_metric: str = "train_loss",
                                progress: Callable[[str], None] | None = None) -> dict[str, Any]:
     """The full comparison of ``evaluate.py``: the learned optimizer against every baseline at its
     default learning rate and (``tune``) at its learning rate tuned on separate instances.
 
-    Returns the ``optimizers`` part of ``results.json`` plus ``"tuning"``: ``{name: {lr: score}}``.
+    ``tune_metric`` is the final metric the learning-rate search minimises (``train_loss``, or e.g.
+    ``val_loss``). Returns the ``optimizers`` part of ``results.json`` plus ``"tuning"``:
+    ``{name: {lr: score}}``.
     """
     optimizers: dict[str, tuple[OptimizerFactory, float | None]] = {learned_name: (lopt_factory, None)}
     tuning: dict[str, dict[str, float]] = {}
@@ -222,7 +226,7 @@ def evaluate_learned_optimizer(family: TaskFamily, lopt_factory: OptimizerFactor
         if tune:
             if progress:
                 progress(f"tuning {name}")
-            best, scores = tune_lr(family, name, tune_steps or steps, tune_seeds)
+            best, scores = tune_lr(family, name, tune_steps or steps, tune_seeds, metric=tune_metric)
             tuning[name] = {str(k): v for k, v in scores.items()}
             optimizers[f"{name}_tuned"] = (baseline_factory(name, best), best)
     results = compare(family, optimizers, steps, seeds, epoch_steps=epoch_steps, progress=progress)
