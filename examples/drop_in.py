@@ -45,7 +45,7 @@ def train(problem: str, make_opt, steps: int, seed: int, batch: int = 64) -> lis
     for _ in range(steps):
         idx = torch.randint(0, len(x), (batch,), generator=g)
 
-        def closure():
+        def closure(idx=idx):
             opt.zero_grad()
             loss = loss_fn(model(x[idx]), y[idx])
             loss.backward()

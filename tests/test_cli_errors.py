@@ -193,3 +193,15 @@ def test_checkpoint_cannot_handle_task(tmp_path, out, capsys):
     save_learned_optimizer(LSTMOptimizer(hidden_size=4, per_kind=True), ckpt, {"param_kinds": ["conv"]})
     msg = fails(evaluate.main, ["--task", "quadratic", "--checkpoint", ckpt, "--out", out], capsys, out)
     assert "cannot optimize task 'quadratic'" in msg and "'dense' parameters was never meta-trained" in msg
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root reads folders without read permission")
+def test_unreadable_data_folder(tmp_path, out, capsys):
+    raw = tmp_path / "data" / "FashionMNIST" / "raw"
+    raw.mkdir(parents=True)
+    (tmp_path / "data").chmod(0)
+    try:
+        msg = fails(train.main, _fmnist_args(out, tmp_path / "data"), capsys, out)
+    finally:
+        (tmp_path / "data").chmod(0o755)
+    assert "FashionMNIST" in msg

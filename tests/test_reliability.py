@@ -159,3 +159,15 @@ def test_diverged_run_is_reported_as_diverged():
     assert res["sgd_huge"]["diverged"] == 2 and math.isnan(res["sgd_huge"]["final_loss"]["mean"])
     row = markdown_table({"optimizers": res}).splitlines()[-1]
     assert "diverged" in row and row.rstrip(" |").endswith("2")
+
+
+def test_no_checkpoint_with_non_finite_theta(tmp_path):
+    module = _module(QuadraticFamily(num=2))
+    trainer = _trainer(tmp_path, 1)
+    trainer.fit(module)
+    trainer.save_checkpoint(tmp_path / "ok.ckpt")
+    with torch.no_grad():
+        next(module.lopt.parameters()).fill_(float("inf"))
+    with pytest.raises(RuntimeError, match="non-finite"):
+        trainer.save_checkpoint(tmp_path / "bad.ckpt")
+    assert not (tmp_path / "bad.ckpt").exists() and (tmp_path / "ok.ckpt").exists()
