@@ -29,6 +29,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--tune-seeds", type=int, default=3, help="instances per learning rate in the grid search")
     p.add_argument("--tune-steps", type=int, help="steps per tuning run (default: --steps)")
     p.add_argument("--no-tune", action="store_true", help="skip the tuned baselines")
+    p.add_argument("--tune-metric", default="train_loss",
+                   help="final metric the learning-rate search minimises (default train_loss; e.g. val_loss)")
     p.add_argument("--baselines", default="adam,rmsprop,sgd,adagrad", help="comma-separated torch.optim baselines")
     p.add_argument("--epoch-steps", type=int, help="record validation metrics every N steps (an 'epoch')")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
@@ -80,9 +82,11 @@ def main(argv: list[str] | None = None) -> None:
     res = evaluate_learned_optimizer(
         family, lambda groups: LearnedOptimizer(groups, lopt=lopt), steps, a.seeds, tune=not a.no_tune,
         tune_seeds=a.tune_seeds, tune_steps=a.tune_steps, baselines=baselines, learned_name=lopt.arch_name,
-        epoch_steps=a.epoch_steps, progress=progress)
+        epoch_steps=a.epoch_steps, tune_metric=a.tune_metric, progress=progress)
     results = {"task": a.task, "steps": steps, "seeds": a.seeds, "checkpoint": str(a.checkpoint),
                "checkpoint_meta": meta, "family": family.describe(), "overrides": overrides, "device": str(device),
+               # the metric the baselines were tuned on is the one the verdict compares
+               "primary_metric": "final_loss" if a.tune_metric == "train_loss" else a.tune_metric,
                "command": "python evaluate.py " + " ".join(sys.argv[1:] if argv is None else argv),
                "seconds": round(time.time() - t0, 1), **res}
     write_outputs(results, out)
