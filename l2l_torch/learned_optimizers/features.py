@@ -1,0 +1,157 @@
+"""Per-coordinate input features for learned optimizers (RNNprop / small_fc_lopt style).
+
+A :class:`FeatureSet` turns flat gradients and params of one group of coordinates into the inputs
+of an optimizer network, and keeps the accumulators it needs (momenta, second moments, the step
+count) as one functional ``(S, N)`` tensor: one row per accumulator, coordinates along the last
+axis, the same coordinate-minor layout as the LSTM's hidden state. Nothing is written in place, so
+the features are differentiable w.r.t. the params (and so w.r.t. ``theta`` through earlier steps).
+
+Features, in order (each optional):
+
+* the gradient ``g`` and the parameter value ``p``;
+* momenta ``m_b`` (bias-corrected EMA of ``g``) for each decay ``b`` in ``momentum_decays``;
+* ``m_b / sqrt(v)`` for each momentum decay (the Adam direction at several decays; RNNprop,
+  Lv et al. 2017), with ``v`` the bias-corrected EMA of ``g^2`` at ``rms_decay``;
+* ``rsqrt(v)``;
+* then every feature above is divided by its root-mean-square over the coordinates of its own
+  parameter tensor (the per-tensor second-moment normalisation of Metz et al. 2022), so the inputs
+  have unit scale whatever the scale of the loss or of the parameter;
+* a training-step embedding ``tanh(t / tau)`` for each ``tau`` in ``time_taus`` (not normalised).
+
+The step count is kept per coordinate (the last accumulator row) so that
+:class:`l2l_torch.LearnedOptimizer`, which stores per-coordinate state only, keeps it too.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import torch
+from torch import Tensor
+
+
+def segment_ids(sizes: Sequence[int], device: torch.device | str | None = None) -> Tensor:
+    """``(N,)`` long tensor mapping each coordinate of a concatenation of tensors to its tensor index.
+
+    Example:
+        >>> segment_ids([2, 1, 3])
+        tensor([0, 0, 1, 2, 2, 2])
+    """
+    return torch.repeat_interleave(torch.arange(len(sizes), device=device),
+                                   torch.as_tensor(list(sizes), device=device))
+
+
+def segment_rms_normalize(x: Tensor, seg: Tensor, num_segments: int, eps: float = 1e-20) -> Tensor:
+    """Divide every row of ``x`` by its root-mean-square over the coordinates of each segment.
+
+    Args:
+        x: ``(F, N)`` features of ``N`` coordinates.
+        seg: ``(N,)`` segment (parameter tensor) index of each coordinate, in ``[0, num_segments)``.
+        num_segments: number of segments ``T``.
+        eps: added to the mean square (keeps all-zero segments at zero, not NaN).
+
+    Returns:
+        ``(F, N)``, out of place and differentiable (``index_add`` and ``index_select``).
+    """
+    counts = torch.zeros(num_segments, dtype=x.dtype, device=x.device).index_add(
+        0, seg, torch.ones_like(x[0]))
+    sumsq = torch.zeros(x.shape[0], num_segments, dtype=x.dtype, device=x.device).index_add(1, seg, x * x)
+    rms = torch.sqrt(sumsq / counts.clamp_min(1.0) + eps)
+    return x / rms.index_select(1, seg)
+
+
+class FeatureSet:
+    """The features of a learned optimizer and the accumulators behind them (no weights).
+
+    Args:
+        use_grad: the (normalised) gradient.
+        use_param: the (normalised) parameter value.
+        momentum_decays: decays of the momenta ``m_b``; an empty tuple drops momentum features.
+        use_momentum: the momenta themselves as features.
+        use_adam: ``m_b / sqrt(v)`` for every momentum decay (RNNprop's inputs).
+        use_rsqrt: ``rsqrt(v)``.
+        rms_decay: decay of the second moment ``v``.
+        normalize: per-tensor second-moment normalisation of the features above.
+        time_taus: step embedding ``tanh(t / tau)``; empty to drop it.
+        eps: the ``eps`` of ``sqrt(v) + eps``.
+    """
+
+    def __init__(self, use_grad: bool = True, use_param: bool = True,
+                 momentum_decays: Sequence[float] = (0.5, 0.9, 0.99), use_momentum: bool = True,
+                 use_adam: bool = True, use_rsqrt: bool = True, rms_decay: float = 0.999,
+                 normalize: bool = True, time_taus: Sequence[float] = (1.0, 3.0, 10.0, 30.0, 100.0),
+                 eps: float = 1e-8) -> None:
+        for b in (*momentum_decays, rms_decay):
+            if not 0.0 <= b < 1.0:
+                raise ValueError(f"decays must be in [0, 1), got {b}")
+        if any(t <= 0 for t in time_taus):
+            raise ValueError(f"time_taus must be > 0, got {list(time_taus)}")
+        self.use_grad, self.use_param = use_grad, use_param
+        self.momentum_decays = tuple(float(b) for b in momentum_decays)
+        self.use_momentum, self.use_adam, self.use_rsqrt = use_momentum, use_adam, use_rsqrt
+        self.rms_decay, self.normalize, self.eps = float(rms_decay), normalize, eps
+        self.time_taus = tuple(float(t) for t in time_taus)
+        if self.num_features == 0:
+            raise ValueError("the feature set is empty: enable at least one feature")
+
+    @property
+    def num_accumulators(self) -> int:
+        """``S``: rows of the accumulator tensor (momenta, second moment, step count)."""
+        return len(self.momentum_decays) + 1 + 1
+
+    @property
+    def num_features(self) -> int:
+        """``F``: rows of the feature tensor."""
+        k = len(self.momentum_decays)
+        return (int(self.use_grad) + int(self.use_param) + k * int(self.use_momentum) + k * int(self.use_adam)
+                + int(self.use_rsqrt) + len(self.time_taus))
+
+    def init_accumulators(self, n: int, ref: Tensor) -> Tensor:
+        """Zero accumulators ``(S, n)`` with ``ref``'s dtype and device (step count 0)."""
+        return ref.new_zeros(self.num_accumulators, n)
+
+    def __call__(self, acc: Tensor, g: Tensor, p: Tensor, seg: Tensor, num_segments: int) -> tuple[Tensor, Tensor]:
+        """Update the accumulators with ``g`` and compute the features.
+
+        Args:
+            acc: ``(S, N)`` accumulators from :meth:`init_accumulators` or a previous call.
+            g: ``(N,)`` flat gradients. p: ``(N,)`` flat params.
+            seg: ``(N,)`` parameter-tensor index of each coordinate (:func:`segment_ids`).
+            num_segments: number of parameter tensors.
+
+        Returns:
+            ``(features (F, N), new_acc (S, N))``.
+        """
+        k = len(self.momentum_decays)
+        t = acc[-1] + 1.0
+        betas = torch.tensor(self.momentum_decays, dtype=g.dtype, device=g.device).unsqueeze(1)  # (k, 1)
+        m = betas * acc[:k] + (1.0 - betas) * g
+        v = self.rms_decay * acc[k] + (1.0 - self.rms_decay) * g * g
+        new_acc = torch.cat([m, v.unsqueeze(0), t.unsqueeze(0)])
+        # bias correction: the zero-initialised averages are too small for the first 1/(1-b) steps
+        m_hat = m / (1.0 - betas ** t)
+        v_hat = v / (1.0 - self.rms_decay ** t)
+        rsqrt = 1.0 / (torch.sqrt(v_hat) + self.eps)
+        feats: list[Tensor] = []
+        if self.use_grad:
+            feats.append(g.unsqueeze(0))
+        if self.use_param:
+            feats.append(p.unsqueeze(0))
+        if self.use_momentum and k:
+            feats.append(m_hat)
+        if self.use_adam and k:
+            feats.append(m_hat * rsqrt)
+        if self.use_rsqrt:
+            feats.append(rsqrt.unsqueeze(0))
+        x = torch.cat(feats) if feats else g.new_zeros(0, g.shape[0])
+        if self.normalize and x.shape[0]:
+            x = segment_rms_normalize(x, seg, num_segments)
+        if self.time_taus:
+            taus = torch.tensor(self.time_taus, dtype=g.dtype, device=g.device).unsqueeze(1)
+            x = torch.cat([x, torch.tanh(t.unsqueeze(0) / taus)])
+        return x, new_acc
+
+
+def flat_group(tensors: Mapping[str, Tensor], names: Sequence[str]) -> Tensor:
+    """The tensors ``names`` of ``tensors`` flattened and concatenated: ``(N,)``."""
+    return torch.cat([tensors[n].reshape(-1) for n in names])

@@ -1,0 +1,162 @@
+"""Per-parameter MLP learned optimizer on rich features ("small_fc_lopt", Metz et al. 2022).
+
+The common machinery of optimizers that read :class:`~l2l_torch.learned_optimizers.features.FeatureSet`
+features lives in :class:`FeatureOptimizerBase`: state handling, the per-tensor segment ids and the
+output parametrisation ``update = direction * exp(mag_mult * magnitude) * step_mult``. With small
+``step_mult`` and ``mag_mult`` the initial updates are small, and the network learns the log step
+size through ``magnitude`` (one output) and the direction through the other.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from l2l_torch.learned_optimizers.base import LearnedOptimizerBase, LOptState, group_by_kind, register
+from l2l_torch.learned_optimizers.features import FeatureSet, flat_group, segment_ids
+
+
+class FeatureOptimizerBase(LearnedOptimizerBase):
+    """A learned optimizer whose network maps :class:`FeatureSet` features to (direction, magnitude).
+
+    Subclasses build ``self.nets`` (a ``ModuleDict`` keyed by kind) and implement :meth:`_init_extra`,
+    :meth:`_net` and :meth:`_extra_rows` for any recurrent state of their own.
+
+    State: ``{"groups", "acc": {kind: (S, N)}, "seg": {kind: (N,)}, "nseg": {kind: int}, "extra": {kind: ...}}``.
+    """
+
+    def __init__(self, per_kind: bool, step_mult: float, mag_mult: float,
+                 momentum_decays: Sequence[float], use_grad: bool, use_param: bool, use_momentum: bool,
+                 use_adam: bool, use_rsqrt: bool, rms_decay: float, normalize: bool, time_taus: Sequence[float],
+                 **config: Any) -> None:
+        if step_mult <= 0:
+            raise ValueError(f"step_mult must be > 0, got {step_mult}")
+        super().__init__(per_kind=per_kind, step_mult=step_mult, mag_mult=mag_mult,
+                         momentum_decays=list(momentum_decays), use_grad=use_grad, use_param=use_param,
+                         use_momentum=use_momentum, use_adam=use_adam, use_rsqrt=use_rsqrt, rms_decay=rms_decay,
+                         normalize=normalize, time_taus=list(time_taus), **config)
+        self.per_kind, self.step_mult, self.mag_mult = per_kind, step_mult, mag_mult
+        self.feats = FeatureSet(use_grad=use_grad, use_param=use_param, momentum_decays=momentum_decays,
+                                use_momentum=use_momentum, use_adam=use_adam, use_rsqrt=use_rsqrt,
+                                rms_decay=rms_decay, normalize=normalize, time_taus=time_taus)
+        self.kinds = ("conv", "dense") if per_kind else ("all",)
+
+    # ------------------------------------------------------------ subclass hooks
+    def _init_extra(self, n: int, ref: Tensor) -> Any:
+        return None
+
+    def _net(self, kind: str, x: Tensor, extra: Any) -> tuple[Tensor, Tensor, Any]:
+        """``x`` (F, N) -> ``(direction (N,), magnitude (N,), new_extra)``."""
+        raise NotImplementedError
+
+    def _extra_rows(self, extra: Any) -> list[Tensor]:
+        return []
+
+    def _extra_from_rows(self, rows: Tensor) -> Any:
+        return None
+
+    # ------------------------------------------------------------ interface
+    def init_state(self, params: Mapping[str, Tensor], kinds: Mapping[str, str] | None = None) -> LOptState:
+        groups = group_by_kind(list(params), kinds, self.per_kind, list(self.nets))
+        state: LOptState = {"groups": groups, "acc": {}, "seg": {}, "nseg": {}, "extra": {}}
+        for k, names in groups.items():
+            sizes = [params[n].numel() for n in names]
+            ref = params[names[0]]
+            state["acc"][k] = self.feats.init_accumulators(sum(sizes), ref)
+            state["seg"][k] = segment_ids(sizes, ref.device)  # once per optimizee, not per step
+            state["nseg"][k] = len(sizes)
+            state["extra"][k] = self._init_extra(sum(sizes), ref)
+        return state
+
+    def step(self, params: Mapping[str, Tensor], grads: Mapping[str, Tensor],
+             state: LOptState) -> tuple[dict[str, Tensor], LOptState]:
+        new_params: dict[str, Tensor] = {}
+        new = {"groups": state["groups"], "acc": {}, "seg": {}, "nseg": {}, "extra": {}}
+        for kind, names in state["groups"].items():
+            sizes = [params[n].numel() for n in names]
+            seg = state.get("seg", {}).get(kind)
+            if seg is None:  # rebuilt from per-coordinate state (LearnedOptimizer): derive from the sizes
+                seg = segment_ids(sizes, params[names[0]].device)
+            x, new["acc"][kind] = self.feats(state["acc"][kind], flat_group(grads, names), flat_group(params, names),
+                                             seg, len(sizes))
+            direction, magnitude, new["extra"][kind] = self._net(kind, x, state["extra"].get(kind))
+            update = direction * torch.exp(self.mag_mult * magnitude) * self.step_mult
+            for n, u in zip(names, update.split(sizes), strict=True):
+                new_params[n] = params[n] + u.view_as(params[n])
+            new["seg"][kind], new["nseg"][kind] = seg, len(sizes)
+        return new_params, new
+
+    def coord_state(self, state: LOptState) -> dict[str, Tensor]:
+        return {k: torch.cat([state["acc"][k], *self._extra_rows(state["extra"].get(k))]).t()
+                for k in state["groups"]}
+
+    def state_from_coords(self, groups: dict[str, list[str]], coords: Mapping[str, Tensor]) -> LOptState:
+        s = self.feats.num_accumulators
+        acc, extra = {}, {}
+        for k in groups:
+            rows = coords[k].t().contiguous()
+            acc[k], extra[k] = rows[:s], self._extra_from_rows(rows[s:])
+        # no segment ids: step() derives them from the parameter sizes
+        return {"groups": groups, "acc": acc, "extra": extra}
+
+    def state_bytes_per_param(self) -> int:
+        return self.feats.num_accumulators * 4
+
+
+class CoordinatewiseMLP(nn.Module):
+    """An MLP applied to every coordinate: ``(F, N) -> (out, N)``, weights in ``nn.Linear`` modules.
+
+    Computed coordinate-minor (``W @ x``) like :func:`l2l_torch.learned_optimizers.lstm.lstm_cell_t`.
+    """
+
+    def __init__(self, in_features: int, hidden: Sequence[int], out_features: int = 2) -> None:
+        super().__init__()
+        sizes = [in_features, *hidden, out_features]
+        self.layers = nn.ModuleList(nn.Linear(a, b) for a, b in zip(sizes[:-1], sizes[1:], strict=True))
+
+    def forward(self, x: Tensor) -> Tensor:
+        for i, layer in enumerate(self.layers):
+            x = torch.addmm(layer.bias.unsqueeze(1), layer.weight, x)
+            if i < len(self.layers) - 1:
+                x = torch.relu(x)
+        return x
+
+
+@register("small_fc")
+class SmallFCOptimizer(FeatureOptimizerBase):
+    """Per-parameter MLP optimizer (Metz et al. 2022, "small_fc_lopt"): features -> 32 -> 32 -> 2, ReLU.
+
+    Args:
+        hidden: hidden widths of the MLP.
+        step_mult, mag_mult: ``update = direction * exp(mag_mult * magnitude) * step_mult``.
+        per_kind: one MLP per parameter kind (conv / dense).
+        momentum_decays, use_grad, use_param, use_momentum, use_adam, use_rsqrt, rms_decay, normalize,
+        time_taus: the features (see :class:`~l2l_torch.learned_optimizers.features.FeatureSet`).
+
+    Example:
+        >>> lopt = SmallFCOptimizer()
+        >>> params = {"w": torch.zeros(3, 4)}
+        >>> new_params, state = lopt.step(params, {"w": torch.ones(3, 4)}, lopt.init_state(params))
+        >>> new_params["w"].shape
+        torch.Size([3, 4])
+    """
+
+    def __init__(self, hidden: Sequence[int] = (32, 32), step_mult: float = 1e-3, mag_mult: float = 1e-3,
+                 per_kind: bool = False, momentum_decays: Sequence[float] = (0.5, 0.9, 0.99),
+                 use_grad: bool = True, use_param: bool = True, use_momentum: bool = True, use_adam: bool = True,
+                 use_rsqrt: bool = True, rms_decay: float = 0.999, normalize: bool = True,
+                 time_taus: Sequence[float] = (1.0, 3.0, 10.0, 30.0, 100.0)) -> None:
+        super().__init__(per_kind, step_mult, mag_mult, momentum_decays, use_grad, use_param, use_momentum,
+                         use_adam, use_rsqrt, rms_decay, normalize, time_taus, hidden=list(hidden))
+        self.nets = nn.ModuleDict({k: CoordinatewiseMLP(self.feats.num_features, hidden) for k in self.kinds})
+        for net in self.nets.values():
+            with torch.no_grad():  # magnitude starts at exp(0) = 1: the initial step size is step_mult
+                net.layers[-1].weight[1].zero_()
+                net.layers[-1].bias[1].zero_()
+
+    def _net(self, kind: str, x: Tensor, extra: Any) -> tuple[Tensor, Tensor, Any]:
+        out = self.nets[kind](x)
+        return out[0], out[1], None

@@ -1,0 +1,201 @@
+"""Feature-based learned optimizers (small_fc, rnnprop): features, gradcheck, deployment parity, checkpoints."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+from torch import nn
+from torch.func import functional_call
+
+from l2l_torch import LearnedOptimizer, param_groups_by_kind
+from l2l_torch.checkpoint import load_learned_optimizer, save_learned_optimizer
+from l2l_torch.learned_optimizers import REGISTRY, LearnedOptimizerBase, RNNpropOptimizer, SmallFCOptimizer
+from l2l_torch.learned_optimizers.features import FeatureSet, segment_ids, segment_rms_normalize
+from l2l_torch.unroll import init_unroll, truncated_unroll
+from tasks.quadratic import QuadraticFamily
+from tests.helpers import smoke_train, smoke_unroll
+
+ARCHS = [
+    (SmallFCOptimizer, {"hidden": [8, 8]}),
+    (RNNpropOptimizer, {"hidden_size": 4, "num_layers": 1}),
+]
+
+
+def _perturbed(cls, **kw) -> LearnedOptimizerBase:
+    """An optimizer with non-trivial outputs (magnitude head no longer zero, larger steps)."""
+    torch.manual_seed(1)
+    lopt = cls(step_mult=0.05, mag_mult=0.5, **kw)
+    with torch.no_grad():
+        for p in lopt.parameters():
+            p.add_(0.1 * torch.randn_like(p))
+    return lopt
+
+
+# ------------------------------------------------------------------ features
+def test_segment_rms_normalize_unit_rms_per_tensor():
+    x = torch.cat([torch.full((2, 3), 5.0), torch.randn(2, 4) * 1e-4, torch.zeros(2, 2)], dim=1)
+    seg = segment_ids([3, 4, 2])
+    y = segment_rms_normalize(x, seg, 3)
+    rms = [y[:, a:b].pow(2).mean(1).sqrt() for a, b in ((0, 3), (3, 7))]
+    for r in rms:
+        torch.testing.assert_close(r, torch.ones(2), rtol=1e-4, atol=1e-4)
+    assert torch.equal(y[:, 7:], torch.zeros(2, 2))  # an all-zero tensor stays zero, not NaN
+
+
+def test_features_invariant_to_loss_scale_and_bias_corrected():
+    fs = FeatureSet(time_taus=())
+    g = torch.randn(10)
+    p = torch.randn(10)
+    seg = segment_ids([6, 4])
+    acc = fs.init_accumulators(10, g)
+    x1, acc1 = fs(acc, g, p, seg, 2)
+    x2, _ = fs(acc, 1000.0 * g, p, seg, 2)
+    # the normalised features do not see the gradient's scale (param feature unchanged too)
+    torch.testing.assert_close(x1, x2, rtol=1e-4, atol=1e-4)
+    assert x1.shape == (fs.num_features, 10) and acc1.shape == (fs.num_accumulators, 10)
+    assert torch.equal(acc1[-1], torch.ones(10))  # step count per coordinate
+    # after one step, bias-corrected momenta equal g, so m/sqrt(v) is sign(g) (up to eps)
+    k = len(fs.momentum_decays)
+    adam = x1[2 + k: 2 + 2 * k]
+    torch.testing.assert_close(adam[0].sign(), g.sign())
+    assert torch.allclose(adam[0], adam[-1], atol=1e-5)
+
+
+def test_features_do_not_modify_inputs():
+    fs = FeatureSet()
+    acc = torch.rand(fs.num_accumulators, 5)
+    acc0 = acc.clone()
+    fs(acc, torch.randn(5), torch.randn(5), segment_ids([5]), 1)
+    assert torch.equal(acc, acc0)
+
+
+def test_feature_set_rejects_bad_config():
+    with pytest.raises(ValueError, match="decays"):
+        FeatureSet(momentum_decays=(1.5,))
+    with pytest.raises(ValueError, match="empty"):
+        FeatureSet(use_grad=False, use_param=False, momentum_decays=(), use_rsqrt=False, time_taus=())
+
+
+# ------------------------------------------------------------------ meta-gradient
+def _quadratic64(seed=0):
+    task = QuadraticFamily(dim=4, num=2).sample(seed)
+    task.w, task.y = task.w.double(), task.y.double()
+    task.module.double()
+    return task
+
+
+@pytest.mark.parametrize("cls,kw", ARCHS)
+def test_gradcheck_meta_gradient_through_unroll(cls, kw):
+    """float64 gradcheck of the meta-gradient of a 3-step unroll (exact second order) w.r.t. theta."""
+    lopt = _perturbed(cls, **kw).double()
+    task = _quadratic64()
+    names = [n for n, _ in lopt.named_parameters()]
+
+    class Bound(LearnedOptimizerBase):
+        arch_name = "bound"
+
+        def __init__(self, theta):
+            super().__init__()
+            self.theta = theta
+
+        def init_state(self, p, kinds=None):
+            return lopt.init_state(p, kinds)
+
+        def step(self, p, g, s):
+            return functional_call(lopt, self.theta, (p, g, s))
+
+        def coord_state(self, s):
+            return lopt.coord_state(s)
+
+        def state_from_coords(self, g, c):
+            return lopt.state_from_coords(g, c)
+
+    def meta_loss(*theta):
+        bound = Bound(dict(zip(names, theta, strict=True)))
+        return truncated_unroll(bound, init_unroll(bound, task, 0), 3, second_order=True).meta_loss
+
+    theta = tuple(p.detach().clone().requires_grad_() for p in lopt.parameters())
+    assert torch.autograd.gradcheck(meta_loss, theta, eps=1e-6, atol=1e-5, rtol=1e-4)
+
+
+# ------------------------------------------------------------------ deployment
+def _mlp() -> nn.Module:
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Linear(4, 5), nn.Tanh(), nn.Linear(5, 2))
+
+
+def _convnet() -> nn.Module:
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Conv2d(1, 2, 3), nn.ReLU(), nn.Flatten(), nn.Linear(2 * 4 * 4, 3))
+
+
+def _kinds(model: nn.Module) -> dict[str, str]:
+    return {f"{mn}.{pn}" if mn else pn: ("conv" if isinstance(m, nn.Conv2d) else "dense")
+            for mn, m in model.named_modules() for pn, _ in m.named_parameters(recurse=False)}
+
+
+@pytest.mark.parametrize("cls,kw", ARCHS)
+@pytest.mark.parametrize("make_model,per_kind", [(_mlp, False), (_convnet, True)])
+def test_parity_deployment_with_functional_step(cls, kw, make_model, per_kind):
+    """LearnedOptimizer (per-parameter state, step count included) equals the functional step."""
+    lopt = _perturbed(cls, per_kind=per_kind, **kw)
+    model = make_model()
+    ref = copy.deepcopy(model)
+    params = {k: v.detach().clone() for k, v in ref.named_parameters()}
+    state = lopt.init_state(params, _kinds(ref))
+    opt = LearnedOptimizer(param_groups_by_kind(model), lopt=lopt)
+    for t in range(5):
+        shape = (6, 1, 6, 6) if per_kind else (6, 4)
+        x = torch.randn(shape, generator=torch.Generator().manual_seed(t))
+        p_req = {k: v.requires_grad_() for k, v in params.items()}
+        grads = torch.autograd.grad(functional_call(ref, p_req, (x,)).pow(2).mean(), list(p_req.values()))
+        with torch.no_grad():
+            params, state = lopt.step({k: v.detach() for k, v in p_req.items()},
+                                      dict(zip(p_req, grads, strict=True)), state)
+        opt.zero_grad()
+        model(x).pow(2).mean().backward()
+        opt.step()
+        for k, v in model.named_parameters():
+            torch.testing.assert_close(v.detach(), params[k], rtol=1e-5, atol=1e-6, msg=f"{k} at step {t}")
+    # the step count survived in the per-parameter state
+    first = next(iter(opt.state.values()))["coords"]
+    assert torch.all(first[:, lopt.feats.num_accumulators - 1] == 5)
+
+
+@pytest.mark.parametrize("cls,kw", ARCHS)
+def test_checkpoint_round_trip(cls, kw, tmp_path):
+    lopt = _perturbed(cls, **kw)
+    save_learned_optimizer(lopt, tmp_path / "optimizer.pt", {"param_kinds": ["dense"]})
+    loaded, meta = load_learned_optimizer(tmp_path / "optimizer.pt")
+    assert type(loaded) is cls and REGISTRY[cls.arch_name] is cls and meta["param_kinds"] == ["dense"]
+    params = {"w": torch.randn(3, 4), "b": torch.randn(4)}
+    grads = {k: torch.randn_like(v) for k, v in params.items()}
+    a, _ = lopt.step(params, grads, lopt.init_state(params))
+    b, _ = loaded.step(params, grads, loaded.init_state(params))
+    for k in params:
+        torch.testing.assert_close(a[k], b[k])
+
+
+@pytest.mark.parametrize("cls,kw", ARCHS)
+def test_initial_steps_are_small(cls, kw):
+    lopt = cls(**kw)  # default step_mult = mag_mult = 1e-3, magnitude head at zero
+    params = {"w": torch.zeros(50, 20)}
+    new, _ = lopt.step(params, {"w": 1e3 * torch.randn(50, 20)}, lopt.init_state(params))
+    assert 0 < new["w"].abs().max() < 1e-2
+
+
+@pytest.mark.parametrize("cls,kw", ARCHS)
+def test_smoke_unroll(cls, kw):
+    smoke_unroll(cls(**kw), QuadraticFamily().sample(0))
+
+
+def test_smoke_train_small_fc(tmp_path):
+    smoke_train("quadratic", tmp_path, "--model.lopt", "l2l_torch.learned_optimizers.SmallFCOptimizer")
+    assert (tmp_path / "optimizer.pt").exists() or any(tmp_path.rglob("*.ckpt"))
+
+
+def test_smoke_train_rnnprop(tmp_path):
+    smoke_train("quadratic", tmp_path, "--model.lopt", "l2l_torch.learned_optimizers.RNNpropOptimizer",
+                "--model.lopt.hidden_size", "4")
