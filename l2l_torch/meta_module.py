@@ -41,16 +41,23 @@ class MetaModule(L.LightningModule):
         val_tasks: held-out task instances used for validation.
         val_horizon: optimizee steps in validation (defaults to ``horizon``).
         seed: base seed of the training task instances.
+        min_unroll: if set, each truncation's length is drawn log-uniformly from ``[min_unroll, unroll]``
+            (varied truncations; ``None`` keeps every truncation at ``unroll`` steps).
+        horizon_curriculum: meta-updates over which the horizon grows linearly from ``unroll`` to
+            ``horizon`` (short optimizee runs first); 0 disables the curriculum.
     """
 
     def __init__(self, task: TaskFamily, lopt: LearnedOptimizerBase, horizon: int = 100, unroll: int = 20,
                  tasks_per_step: int = 1, meta_optimizer: str = "adam", meta_lr: float = 1e-3,
                  weight_decay: float = 0.0, grad_clip: float = 1.0, second_order: bool = False,
                  loss_bound: float = 1e6, val_every: int = 50, val_tasks: int = 8,
-                 val_horizon: int | None = None, seed: int = 0) -> None:
+                 val_horizon: int | None = None, seed: int = 0, min_unroll: int | None = None,
+                 horizon_curriculum: int = 0) -> None:
         super().__init__()
         if horizon < 1 or unroll < 1 or horizon % unroll:
             raise ValueError(f"horizon ({horizon}) must be a positive multiple of unroll ({unroll})")
+        if min_unroll is not None and not 1 <= min_unroll <= unroll:
+            raise ValueError(f"min_unroll must be in [1, unroll={unroll}], got {min_unroll}")
         if meta_optimizer not in ("adam", "rmsprop"):
             raise ValueError(f"meta_optimizer must be 'adam' or 'rmsprop', got {meta_optimizer!r}")
         self.save_hyperparameters(ignore=["task", "lopt"])
@@ -95,10 +102,12 @@ class MetaModule(L.LightningModule):
         hp = self.hparams
         if self._pending is not None:
             self._restore_optimizees()
-        if not self._states or self._states[0].step >= hp.horizon:
+        horizon = self._current_horizon()
+        if not self._states or self._states[0].step >= horizon:
             self._state_seeds = []
             self._states = [self._new_optimizee() for _ in range(hp.tasks_per_step)]
-        results = [truncated_unroll(self.lopt, s, hp.unroll, second_order=hp.second_order) for s in self._states]
+        k = self._truncation_length(horizon - self._states[0].step)
+        results = [truncated_unroll(self.lopt, s, k, second_order=hp.second_order) for s in self._states]
         meta_loss = torch.stack([r.meta_loss for r in results]).mean()
         max_loss = torch.stack([r.losses.abs().max() for r in results]).max()
         opt = self.optimizers()
@@ -127,6 +136,25 @@ class MetaModule(L.LightningModule):
         self.log("lopt/update_size", torch.stack([r.update_size for r in results]).mean())
         self.log("meta_train/grad_norm", gnorm)
         self.log("meta_train/skipped", float(self.skipped))
+
+    def _current_horizon(self) -> int:
+        """The horizon now: ``horizon``, or less early in a horizon curriculum."""
+        hp = self.hparams
+        if not hp.get("horizon_curriculum"):
+            return hp.horizon
+        frac = min(1.0, self.global_step / hp.horizon_curriculum)
+        return int(round(hp.unroll + frac * (hp.horizon - hp.unroll)))
+
+    def _truncation_length(self, remaining: int) -> int:
+        """Steps in this truncation: ``unroll``, or log-uniform in ``[min_unroll, unroll]``; never past the
+        horizon (``remaining`` steps left)."""
+        hp = self.hparams
+        k = hp.unroll
+        if hp.get("min_unroll") is not None and hp.min_unroll < hp.unroll:
+            # torch's global RNG: checkpointed with the run, so a resumed run draws the same lengths
+            u = float(torch.empty(()).uniform_(math.log(hp.min_unroll), math.log(hp.unroll + 1)))
+            k = min(hp.unroll, int(math.exp(u)))
+        return max(1, min(k, remaining))
 
     def _skip(self, why: str) -> None:
         self.skipped += 1

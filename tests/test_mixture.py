@@ -1,0 +1,94 @@
+"""The MLP mixture family: deterministic per seed, varied, scaled training loss only; MetaModule's
+log-uniform truncations and horizon curriculum."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from l2l_torch.learned_optimizers import SmallFCOptimizer
+from l2l_torch.meta_module import MetaModule
+from l2l_torch.tasks.base import VAL_SEED_OFFSET
+from tasks.mixture import MLPMixtureFamily
+from tasks.quadratic import QuadraticFamily
+from tests.helpers import SHARED_DATA, smoke_train, smoke_unroll
+
+pytestmark = pytest.mark.skipif(not (SHARED_DATA / "FashionMNIST").is_dir(), reason="no shared data")
+
+
+@pytest.fixture(scope="module")
+def family() -> MLPMixtureFamily:
+    return MLPMixtureFamily(data_dir=str(SHARED_DATA), subset=600, train_eval_size=200, eval_batch_size=200)
+
+
+def test_mixture_is_deterministic_and_varied(family):
+    assert family.config_of(7) == family.config_of(7)
+    cfgs = [family.config_of(s) for s in range(60)]
+    assert {c["activation"] for c in cfgs} == {"sigmoid", "tanh", "relu"}
+    assert {c["dataset"] for c in cfgs} == {"fashion_mnist", "mnist"}
+    assert {len(c["hidden"]) for c in cfgs} == {1, 2}
+    assert len({c["batch_size"] for c in cfgs}) == 3
+    scales = [c["loss_scale"] for c in cfgs]
+    assert 0.1 <= min(scales) < 0.5 and 2.0 < max(scales) <= 10.0
+    # validation instances come from the same mixture (other seeds, same variety)
+    val = [family.config_of(VAL_SEED_OFFSET + s) for s in range(60)]
+    assert {c["activation"] for c in val} == {"sigmoid", "tanh", "relu"} and val != cfgs
+
+
+def test_sampled_task_shapes_and_scaled_training_loss(family):
+    seed = next(s for s in range(100) if len(family.config_of(s)["hidden"]) == 2)
+    task = family.sample(seed)
+    cfg = family.config_of(seed)
+    params, buffers = task.init_params()
+    h1, h2 = cfg["hidden"]
+    assert params["1.weight"].shape == (h1, 784) and params["3.weight"].shape == (h2, h1)
+    batch = task.sample_batch("train", torch.Generator().manual_seed(0))
+    assert batch[0].shape[0] == cfg["batch_size"]
+    scaled, _ = task.loss(params, buffers, batch)
+    plain = torch.nn.functional.cross_entropy(task.forward(params, buffers, batch[0])[0], batch[1])
+    torch.testing.assert_close(scaled, plain * cfg["loss_scale"])
+    # evaluation reports the plain cross-entropy (comparable across instances)
+    ev = task.evaluate(params, buffers, "val")
+    assert 1.5 < ev["loss"] < 3.5 and 0.0 <= ev["accuracy"] <= 1.0
+    assert task.describe()["loss_scale"] == cfg["loss_scale"]
+
+
+def test_bad_mixture_config(family):
+    with pytest.raises(ValueError, match="activations"):
+        MLPMixtureFamily(activations=["gelu"], data_dir=str(SHARED_DATA))
+    with pytest.raises(ValueError, match="loss_scale"):
+        MLPMixtureFamily(loss_scale_min=2.0, loss_scale_max=1.0, data_dir=str(SHARED_DATA))
+
+
+def test_smoke_unroll_small_fc_on_mixture(family):
+    smoke_unroll(SmallFCOptimizer(), family.sample(3))
+
+
+def test_smoke_train_mixture_config(tmp_path, monkeypatch):
+    monkeypatch.setenv("L2L_DATA_DIR", str(SHARED_DATA))
+    smoke_train("lopt_small_fc_mix", tmp_path, "--model.task.init_args.subset", "600",
+                "--model.task.init_args.train_eval_size", "200")
+
+
+def _module(**kw) -> MetaModule:
+    return MetaModule(QuadraticFamily(), SmallFCOptimizer(), horizon=100, unroll=20, **kw)
+
+
+def test_log_uniform_truncation_lengths():
+    torch.manual_seed(0)
+    m = _module(min_unroll=2)
+    ks = [m._truncation_length(1000) for _ in range(2000)]
+    assert min(ks) == 2 and max(ks) == 20
+    # log-uniform: about as many lengths in [2, 6) as in [6, 20]
+    short = sum(k < 6 for k in ks) / len(ks)
+    assert 0.35 < short < 0.65
+    assert m._truncation_length(3) <= 3  # never past the horizon
+    assert _module()._truncation_length(1000) == 20  # default: fixed length
+    with pytest.raises(ValueError, match="min_unroll"):
+        _module(min_unroll=30)
+
+
+def test_horizon_curriculum():
+    m = _module(horizon_curriculum=100)
+    assert m._current_horizon() == 20  # global_step 0 without a trainer
+    assert _module()._current_horizon() == 100
