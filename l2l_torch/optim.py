@@ -72,6 +72,7 @@ class LearnedOptimizer(torch.optim.Optimizer):
             lopt, self.meta = load_learned_optimizer(checkpoint)
         assert lopt is not None
         self.lopt = lopt
+        self._group_cache: tuple = (None, {}, {})
         super().__init__(params, {"scale": scale, "kind": None})
 
     def add_param_group(self, param_group: dict[str, Any]) -> None:
@@ -96,6 +97,18 @@ class LearnedOptimizer(torch.optim.Optimizer):
         """Bytes of optimizer state per parameter (Adam keeps 8: two float32 moments)."""
         return self.lopt.state_bytes_per_param()
 
+    def _kinds(self, items, names) -> dict[str, str]:
+        return {n: self._kind(g, p) for n, (p, g) in zip(names, items)}
+
+    def _grouping(self, items, names, params) -> tuple[dict[str, list[str]], dict[str, list[int]]]:
+        """Groups of param names per network and their sizes, cached while the set of params is unchanged."""
+        key = tuple((id(p), self._kind(g, p)) for p, g in items)
+        if self._group_cache[0] != key:
+            groups = self.lopt.init_state(params, self._kinds(items, names))["groups"]
+            sizes = {k: [params[n].numel() for n in ns] for k, ns in groups.items()}
+            self._group_cache = (key, groups, sizes)
+        return self._group_cache[1], self._group_cache[2]
+
     @torch.no_grad()
     def step(self, closure: Callable[[], Tensor] | None = None) -> Tensor | None:
         loss = None
@@ -116,18 +129,17 @@ class LearnedOptimizer(torch.optim.Optimizer):
         names = [str(i) for i in range(len(items))]
         params = {n: p.to(dtype) for n, (p, _) in zip(names, items)}
         grads = {n: p.grad.to(dtype) for n, (p, _) in zip(names, items)}
-        kinds = {n: self._kind(g, p) for n, (p, g) in zip(names, items)}
-        fresh = self.lopt.init_state(params, kinds)
-        groups = fresh["groups"]
-        sizes = {k: [params[n].numel() for n in ns] for k, ns in groups.items()}
-        fresh_coords = None
         owner = {n: p for n, (p, _) in zip(names, items)}  # the real parameter (state key) of each name
+        groups, sizes = self._grouping(items, names, params)
+        fresh = None
         for k, ns in groups.items():
             if any("coords" not in self.state[owner[n]] for n in ns):  # first step of these params
-                fresh_coords = fresh_coords or self.lopt.coord_state(fresh)
-                for n, c in zip(ns, fresh_coords[k].split(sizes[k])):
+                fresh = fresh or self.lopt.coord_state(self.lopt.init_state(params, self._kinds(items, names)))
+                for n, c in zip(ns, fresh[k].split(sizes[k])):
                     self.state[owner[n]].setdefault("coords", c)
-        coords = {k: torch.cat([self.state[owner[n]]["coords"].to(dtype) for n in ns])
+        # per-parameter (n, S) states are transposed views of the last step's (S, N) tensor: joining their
+        # transposes along dim 1 reads contiguous rows and yields the (S, N) working layout in one copy
+        coords = {k: torch.cat([self.state[owner[n]]["coords"].to(dtype).t() for n in ns], dim=1).t()
                   for k, ns in groups.items()}
         state = self.lopt.state_from_coords(groups, coords)
         new_params, new_state = self.lopt.step(params, grads, state)

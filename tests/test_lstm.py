@@ -110,3 +110,22 @@ def test_fast_layout_matches_plain_lstmcell(norm):
         torch.testing.assert_close(new["w"], ref)
         torch.testing.assert_close(state["hidden"]["all"][1][0], hc[1][0].t())
         params = new
+
+
+def test_no_grad_fast_path_matches_autograd_path():
+    """Deployment runs the cell with in-place ops under no_grad; it must compute the same step."""
+    torch.manual_seed(0)
+    lopt = LSTMOptimizer(hidden_size=7)
+    params = {"w": torch.randn(50)}
+    state = lopt.init_state(params)
+    for _ in range(3):
+        g = {"w": torch.randn(50)}
+        with torch.no_grad():
+            fast, fast_state = lopt.step(params, g, state)
+        slow, state = lopt.step(params, g, state)
+        torch.testing.assert_close(fast["w"], slow["w"].detach())
+        for (h1, c1), (h2, c2) in zip(fast_state["hidden"]["all"], state["hidden"]["all"]):
+            torch.testing.assert_close(h1, h2.detach())
+            torch.testing.assert_close(c1, c2.detach())
+        params = {"w": slow["w"].detach()}
+        state = {"groups": state["groups"], "hidden": {"all": [(h.detach(), c.detach()) for h, c in state["hidden"]["all"]]}}

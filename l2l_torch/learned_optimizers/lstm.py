@@ -53,6 +53,17 @@ def lstm_cell_t(x: Tensor, h: Tensor, c: Tensor, cell: nn.LSTMCell) -> tuple[Ten
     weights, same formula: results equal ``nn.LSTMCell`` up to float rounding (tested).
     """
     gates = torch.addmm((cell.bias_ih + cell.bias_hh).unsqueeze(1), cell.weight_ih, x)
+    if not torch.is_grad_enabled():
+        # deployment (no autograd graph): the same maths with in-place updates of fresh tensors,
+        # which saves most of the allocations and memory traffic of a step
+        gates.addmm_(cell.weight_hh, h)
+        hs = h.shape[0]
+        gates[: 2 * hs].sigmoid_()
+        gates[2 * hs: 3 * hs].tanh_()
+        gates[3 * hs:].sigmoid_()
+        i, f, g, o = gates.chunk(4, 0)
+        c_new = f.mul(c).addcmul_(i, g)
+        return torch.tanh(c_new).mul_(o), c_new
     gates = torch.addmm(gates, cell.weight_hh, h)
     i, f, g, o = gates.chunk(4, 0)
     c_new = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
