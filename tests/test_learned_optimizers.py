@@ -19,6 +19,7 @@ from tests.helpers import smoke_train, smoke_unroll
 
 ARCHS = [
     (SmallFCOptimizer, {"hidden": [8, 8]}),
+    (SmallFCOptimizer, {"hidden": [8], "adam_skip": True}),
     (RNNpropOptimizer, {"hidden_size": 4, "num_layers": 1}),
 ]
 
@@ -199,3 +200,16 @@ def test_smoke_train_small_fc(tmp_path):
 def test_smoke_train_rnnprop(tmp_path):
     smoke_train("quadratic", tmp_path, "--model.lopt", "l2l_torch.learned_optimizers.RNNpropOptimizer",
                 "--model.lopt.hidden_size", "4")
+
+
+def test_adam_skip_starts_near_normalised_adam():
+    """With adam_skip the initial direction is dominated by -m/sqrt(v): after one step, -sign(g)."""
+    torch.manual_seed(0)
+    lopt = SmallFCOptimizer(adam_skip=True, time_taus=())
+    params = {"w": torch.randn(40, 30)}
+    g = torch.randn(40, 30)
+    new, _ = lopt.step(params, {"w": g}, lopt.init_state(params))
+    agree = ((new["w"] - params["w"]).sign() == -g.sign()).float().mean()
+    assert agree > 0.9
+    with pytest.raises(ValueError, match="m/sqrt"):
+        SmallFCOptimizer(adam_skip=True, use_adam=False)

@@ -106,6 +106,13 @@ class FeatureSet:
         return (int(self.use_grad) + int(self.use_param) + k * int(self.use_momentum) + k * int(self.use_adam)
                 + int(self.use_rsqrt) + len(self.time_taus))
 
+    def adam_index(self, decay: float = 0.9) -> int:
+        """Row of the ``m_b / sqrt(v)`` feature whose decay ``b`` is closest to ``decay``."""
+        if not (self.use_adam and self.momentum_decays):
+            raise ValueError("this feature set has no m/sqrt(v) features (use_adam=False or no momentum decays)")
+        i = min(range(len(self.momentum_decays)), key=lambda j: abs(self.momentum_decays[j] - decay))
+        return int(self.use_grad) + int(self.use_param) + len(self.momentum_decays) * int(self.use_momentum) + i
+
     def init_accumulators(self, n: int, ref: Tensor) -> Tensor:
         """Zero accumulators ``(S, n)`` with ``ref``'s dtype and device (step count 0)."""
         return ref.new_zeros(self.num_accumulators, n)

@@ -135,6 +135,8 @@ class SmallFCOptimizer(FeatureOptimizerBase):
         per_kind: one MLP per parameter kind (conv / dense).
         momentum_decays, use_grad, use_param, use_momentum, use_adam, use_rsqrt, rms_decay, normalize,
         time_taus: the features (see :class:`~l2l_torch.learned_optimizers.features.FeatureSet`).
+        adam_skip: add a learnable linear map from the features to the direction, initialised to
+            ``-m/sqrt(v)`` (the normalised Adam direction at decay 0.9), so meta-training starts at Adam.
 
     Example:
         >>> lopt = SmallFCOptimizer()
@@ -148,15 +150,28 @@ class SmallFCOptimizer(FeatureOptimizerBase):
                  per_kind: bool = False, momentum_decays: Sequence[float] = (0.5, 0.9, 0.99),
                  use_grad: bool = True, use_param: bool = True, use_momentum: bool = True, use_adam: bool = True,
                  use_rsqrt: bool = True, rms_decay: float = 0.999, normalize: bool = True,
-                 time_taus: Sequence[float] = (1.0, 3.0, 10.0, 30.0, 100.0)) -> None:
+                 time_taus: Sequence[float] = (1.0, 3.0, 10.0, 30.0, 100.0), adam_skip: bool = False) -> None:
         super().__init__(per_kind, step_mult, mag_mult, momentum_decays, use_grad, use_param, use_momentum,
-                         use_adam, use_rsqrt, rms_decay, normalize, time_taus, hidden=list(hidden))
+                         use_adam, use_rsqrt, rms_decay, normalize, time_taus, hidden=list(hidden),
+                         adam_skip=adam_skip)
         self.nets = nn.ModuleDict({k: CoordinatewiseMLP(self.feats.num_features, hidden) for k in self.kinds})
         for net in self.nets.values():
             with torch.no_grad():  # magnitude starts at exp(0) = 1: the initial step size is step_mult
                 net.layers[-1].weight[1].zero_()
                 net.layers[-1].bias[1].zero_()
+        self.adam_skip = adam_skip
+        if adam_skip:
+            # a learnable linear path from the features to the direction, starting as -m/sqrt(v) (b = 0.9):
+            # meta-training starts from (per-tensor normalised) Adam and learns corrections to it
+            w = torch.zeros(self.feats.num_features)
+            w[self.feats.adam_index(0.9)] = -1.0
+            self.skips = nn.ParameterDict({k: nn.Parameter(w.clone()) for k in self.kinds})
+            for net in self.nets.values():
+                with torch.no_grad():  # the MLP's direction starts as a small perturbation of that
+                    net.layers[-1].weight[0].mul_(0.1)
+                    net.layers[-1].bias[0].mul_(0.1)
 
     def _net(self, kind: str, x: Tensor, extra: Any) -> tuple[Tensor, Tensor, Any]:
         out = self.nets[kind](x)
-        return out[0], out[1], None
+        direction = out[0] + self.skips[kind] @ x if self.adam_skip else out[0]
+        return direction, out[1], None
