@@ -28,6 +28,9 @@ def _isolated(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("L2L_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "l2l_cache"))
     monkeypatch.setenv("L2L_OFFLINE", "1")
     monkeypatch.delenv("L2L_DATA_DIR", raising=False)
+    # and empty per-process dataset caches, so earlier tests' loads do not hide this test's disk work
+    monkeypatch.setattr(data, "_RAW", {})
+    monkeypatch.setattr(data, "_PREPARED", {})
 
 
 def write_jpeg_folder(root, per_class: dict[str, int], size: int = 32) -> None:
