@@ -213,3 +213,14 @@ def test_adam_skip_starts_near_normalised_adam():
     assert agree > 0.9
     with pytest.raises(ValueError, match="m/sqrt"):
         SmallFCOptimizer(adam_skip=True, use_adam=False)
+
+
+def test_init_from_warm_start(tmp_path):
+    src = _perturbed(SmallFCOptimizer, hidden=[8])
+    save_learned_optimizer(src, tmp_path / "a.pt")
+    warm = SmallFCOptimizer(hidden=[8], step_mult=0.05, mag_mult=0.5, init_from=str(tmp_path / "a.pt"))
+    for a, b in zip(src.parameters(), warm.parameters(), strict=True):
+        assert torch.equal(a, b)
+    assert "init_from" not in warm.config()
+    with pytest.raises(Exception, match="differs"):
+        SmallFCOptimizer(hidden=[8], init_from=str(tmp_path / "a.pt"))  # other step_mult

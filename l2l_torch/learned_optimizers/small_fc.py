@@ -135,6 +135,9 @@ class SmallFCOptimizer(FeatureOptimizerBase):
         per_kind: one MLP per parameter kind (conv / dense).
         momentum_decays, use_grad, use_param, use_momentum, use_adam, use_rsqrt, rms_decay, normalize,
         time_taus: the features (see :class:`~l2l_torch.learned_optimizers.features.FeatureSet`).
+        init_from: start from the weights of this learned-optimizer file (``optimizer.pt`` of the same
+            architecture), e.g. to continue meta-training on another task family. Not part of
+            :meth:`config`: a checkpoint of the result stands on its own.
         adam_skip: add a learnable linear map from the features to the direction, initialised to
             ``-m/sqrt(v)`` (the normalised Adam direction at decay 0.9), so meta-training starts at Adam.
 
@@ -150,7 +153,8 @@ class SmallFCOptimizer(FeatureOptimizerBase):
                  per_kind: bool = False, momentum_decays: Sequence[float] = (0.5, 0.9, 0.99),
                  use_grad: bool = True, use_param: bool = True, use_momentum: bool = True, use_adam: bool = True,
                  use_rsqrt: bool = True, rms_decay: float = 0.999, normalize: bool = True,
-                 time_taus: Sequence[float] = (1.0, 3.0, 10.0, 30.0, 100.0), adam_skip: bool = False) -> None:
+                 time_taus: Sequence[float] = (1.0, 3.0, 10.0, 30.0, 100.0), adam_skip: bool = False,
+                 init_from: str | None = None) -> None:
         super().__init__(per_kind, step_mult, mag_mult, momentum_decays, use_grad, use_param, use_momentum,
                          use_adam, use_rsqrt, rms_decay, normalize, time_taus, hidden=list(hidden),
                          adam_skip=adam_skip)
@@ -170,8 +174,18 @@ class SmallFCOptimizer(FeatureOptimizerBase):
                 with torch.no_grad():  # the MLP's direction starts as a small perturbation of that
                     net.layers[-1].weight[0].mul_(0.1)
                     net.layers[-1].bias[0].mul_(0.1)
+        if init_from:
+            self._warm_start(init_from)
 
     def _net(self, kind: str, x: Tensor, extra: Any) -> tuple[Tensor, Tensor, Any]:
         out = self.nets[kind](x)
         direction = out[0] + self.skips[kind] @ x if self.adam_skip else out[0]
         return direction, out[1], None
+
+    def _warm_start(self, path: str) -> None:
+        from l2l_torch.checkpoint import CheckpointError, load_learned_optimizer  # (import cycle at module level)
+
+        other, _ = load_learned_optimizer(path, expect_arch=self.arch_name)
+        if other.config() != self.config():
+            raise CheckpointError(f"init_from={path}: its architecture {other.config()} differs from {self.config()}")
+        self.load_state_dict(other.state_dict())
