@@ -6,21 +6,37 @@ import sys
 
 import pytest
 
-from l2l_torch.cli import available_tasks
+from l2l_torch.cli import available_tasks, load_config
 from l2l_torch.learned_optimizers import LSTMOptimizer
 from l2l_torch.checkpoint import save_learned_optimizer
-from tests.helpers import REPO, SHARED_DATA, smoke_train
+from tests.helpers import REPO, SHARED_DATA, smoke_train, write_jpeg_folder
 
 
 def run(*args, env=None):
     return subprocess.run([sys.executable, *args], cwd=REPO, capture_output=True, text=True, timeout=600, env=env)
 
 
+def small_data_args(task: str, tmp_path) -> list[str]:
+    """CLI overrides that keep a config's smoke run small: a slice of the images, or a tiny image folder."""
+    spec = load_config(task)["model"]["task"]
+    cls, init = spec["class_path"].rsplit(".", 1)[1], spec.get("init_args") or {}
+    if cls == "ImageClassificationFamily":
+        args = ["--model.task.init_args.subset", "600", "--model.task.init_args.train_eval_size", "200"]
+        if init.get("dataset") == "cifar10":  # decoding the 60,000 JPEGs is too slow for a smoke test
+            write_jpeg_folder(tmp_path / "data" / "CIFAR-10-images", {"train": 6, "test": 2})
+            args += ["--model.task.init_args.data_dir", str(tmp_path / "data")]
+        return args
+    if cls == "STNFamily":
+        return ["--model.task.init_args.n_train", "64", "--model.task.init_args.n_val", "16",
+                "--model.task.init_args.n_test", "16"]
+    return []
+
+
 @pytest.mark.parametrize("task", available_tasks())
 def test_fast_dev_run_every_config(task, tmp_path, monkeypatch):
     monkeypatch.setenv("L2L_DATA_DIR", str(SHARED_DATA))
     monkeypatch.setenv("L2L_CACHE_DIR", str(tmp_path / "cache"))
-    smoke_train(task, tmp_path / "out")
+    smoke_train(task, tmp_path / "out", *small_data_args(task, tmp_path))
 
 
 def test_unknown_task_is_one_line_error(tmp_path):

@@ -17,7 +17,7 @@ from l2l_torch.data import (
     decode_image_folder,
     load_image_dataset,
 )
-from tests.helpers import SHARED_DATA
+from tests.helpers import SHARED_DATA, write_jpeg_folder
 
 needs_shared = pytest.mark.skipif(not (SHARED_DATA / "FashionMNIST" / "raw").is_dir(), reason="no shared data")
 
@@ -31,19 +31,6 @@ def _isolated(tmp_path_factory, monkeypatch):
     # and empty per-process dataset caches, so earlier tests' loads do not hide this test's disk work
     monkeypatch.setattr(data, "_RAW", {})
     monkeypatch.setattr(data, "_PREPARED", {})
-
-
-def write_jpeg_folder(root, per_class: dict[str, int], size: int = 32) -> None:
-    """``root/<split>/<class>/NNNN.jpg`` random RGB JPEGs; ``per_class`` maps split -> images per class."""
-    from PIL import Image
-
-    g = torch.Generator().manual_seed(0)
-    for split, n in per_class.items():
-        for c in ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]:
-            (root / split / c).mkdir(parents=True, exist_ok=True)
-            for i in range(n):
-                img = torch.randint(0, 256, (3, size, size), generator=g, dtype=torch.uint8)
-                Image.fromarray(img.permute(1, 2, 0).numpy()).save(root / split / c / f"{i:04d}.jpg")
 
 
 @needs_shared

@@ -100,7 +100,7 @@ def test_param_kinds_and_per_kind_lstm():
     assert set(state["groups"]) == {"conv", "dense"}
     assert state["groups"]["dense"] == ["13.weight", "13.bias", "15.weight", "15.bias"]
     n_conv = sum(params[n].numel() for n in state["groups"]["conv"])
-    assert state["hidden"]["conv"][0][0].shape == (n_conv, 20)
+    assert state["hidden"]["conv"][0][0].shape == (20, n_conv)  # (H, N): coordinate-minor layout
     smoke_unroll(lopt, task)
     # both LSTMs received a meta-gradient
     assert all(p.grad is not None for p in lopt.nets["conv"].parameters())
