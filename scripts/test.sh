@@ -8,15 +8,16 @@ if [ ! -x .venv/bin/python ]; then
   "$PY" -m venv .venv
 fi
 . .venv/bin/activate
+quiet() { "$@" 2>&1 | { grep -v "^WARNING: Location" || true; }; }  # this machine's pip index warnings
 python -m pip install -q --upgrade pip >/dev/null 2>&1 || true
 # torch/torchvision: the pinned pair that installs on this project's machines (see README, "Install")
 if ! python -c "import torch, torchvision" >/dev/null 2>&1; then
   case "$(uname -m)" in
-    aarch64|arm64) python -m pip install -q torch==2.9.1 torchvision==0.24.1 ;;
-    *) python -m pip install -q torch==2.14.1 torchvision==0.29.1 ;;
+    aarch64|arm64) quiet python -m pip install -q torch==2.9.1 torchvision==0.24.1 ;;
+    *) quiet python -m pip install -q torch==2.14.1 torchvision==0.29.1 ;;
   esac
 fi
-python -m pip install -q -e ".[test]"
+quiet python -m pip install -q -e ".[test]"
 # Tests read the real datasets from ../shared/data (read-only) unless told otherwise.
 export L2L_DATA_DIR="${L2L_DATA_DIR:-$(cd .. && pwd)/shared/data}"
 export L2L_CACHE_DIR="${L2L_CACHE_DIR:-$PWD/.cache/l2l_torch}"
