@@ -129,3 +129,38 @@ def test_no_grad_fast_path_matches_autograd_path():
             torch.testing.assert_close(c1, c2.detach())
         params = {"w": slow["w"].detach()}
         state = {"groups": state["groups"], "hidden": {"all": [(h.detach(), c.detach()) for h, c in state["hidden"]["all"]]}}
+
+
+def test_fast_layout_meta_gradient_matches_plain_lstmcell():
+    """Issue 7 parity: the meta-gradient through a 4-step unroll equals the plain nn.LSTMCell path's."""
+    torch.manual_seed(0)
+    lopt = LSTMOptimizer(hidden_size=5).double()
+    net = lopt.nets["all"]
+    target = torch.randn(30, dtype=torch.float64)
+
+    def loss_fn(w):
+        return ((w - target) ** 2).sum()
+
+    def run(fast: bool):
+        lopt.zero_grad()
+        w = torch.zeros(30, dtype=torch.float64, requires_grad=True)
+        state = lopt.init_state({"w": w})
+        hc = [(torch.zeros(30, 5, dtype=torch.float64),) * 2 for _ in range(2)]
+        meta = 0
+        for _ in range(4):
+            g = torch.autograd.grad(loss_fn(w), w, retain_graph=True)[0].detach()
+            if fast:
+                new, state = lopt.step({"w": w}, {"w": g}, state)
+                w = new["w"]
+            else:
+                x = preprocess_gradients(g)
+                for i, cell in enumerate(net.cells):
+                    hc[i] = cell(x, hc[i])
+                    x = hc[i][0]
+                w = w + lopt.output_scale * net.head(x).squeeze(-1)
+            meta = meta + loss_fn(w)
+        meta.backward()
+        return [p.grad.clone() for p in lopt.parameters()]
+
+    for a, b in zip(run(True), run(False)):
+        torch.testing.assert_close(a, b)
