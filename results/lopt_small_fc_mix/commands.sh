@@ -17,4 +17,5 @@ for act in sigmoid tanh relu; do
       --seeds 5 --baselines adam --out $R/fmnist_t1_${act}_${steps}
   done
 done
+python evaluate.py --task fmnist_t1 --checkpoint $R/optimizer.pt --steps 1000 --seeds 5 --baselines adam --out $R/fmnist_t1_sigmoid_1000
 python $R/summarize.py $R
