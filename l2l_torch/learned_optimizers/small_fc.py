@@ -183,7 +183,10 @@ class SmallFCOptimizer(FeatureOptimizerBase):
         return direction, out[1], None
 
     def _warm_start(self, path: str) -> None:
-        from l2l_torch.checkpoint import CheckpointError, load_learned_optimizer  # (import cycle at module level)
+        from l2l_torch.checkpoint import (  # (import cycle at module level)
+            CheckpointError,
+            load_learned_optimizer,
+        )
 
         other, _ = load_learned_optimizer(path, expect_arch=self.arch_name)
         if other.config() != self.config():
