@@ -16,4 +16,4 @@ python evaluate.py --task fmnist_t1 --checkpoint $R/optimizer.pt --steps 1000 --
 python results/lopt_small_fc_mix/summarize.py $R
 # the other learned optimizers on the same seeds (paired with the same tuned-Adam runs)
 python results/lopt_small_fc_mix/extra_rows.py $R/comparison small_fc_mixture=results/lopt_small_fc_mix/optimizer.pt \
-  paper_lstm_fmnist_t1=results/fmnist_t1/optimizer.pt -- $R/fmnist_t1_{sigmoid,tanh,relu}_{100,200}
+  paper_lstm_fmnist_t1_run3=results/fmnist_t1/optimizer.pt -- $R/fmnist_t1_{sigmoid,tanh,relu}_{100,200}
