@@ -36,6 +36,8 @@ class MetaModule(L.LightningModule):
         weight_decay: L2 weight decay on ``theta`` (the study's LSTM weight regularisation).
         grad_clip: max global norm of the meta-gradient (0 disables clipping).
         second_order: keep second derivatives through the optimizee gradients.
+        loss_weights: the ``w_t`` of the meta-loss ``mean_t w_t f(x_t)`` over a truncation, one per step
+            (``unroll`` values); ``None`` means ``w_t = 1``.
         loss_bound: a truncation whose optimizee loss exceeds this (or is not finite) is dropped.
         val_every: meta-updates between validations (one Lightning "epoch").
         val_tasks: held-out task instances used for validation.
@@ -50,12 +52,15 @@ class MetaModule(L.LightningModule):
     def __init__(self, task: TaskFamily, lopt: LearnedOptimizerBase, horizon: int = 100, unroll: int = 20,
                  tasks_per_step: int = 1, meta_optimizer: str = "adam", meta_lr: float = 1e-3,
                  weight_decay: float = 0.0, grad_clip: float = 1.0, second_order: bool = False,
-                 loss_bound: float = 1e6, val_every: int = 50, val_tasks: int = 8,
+                 loss_weights: list[float] | None = None, loss_bound: float = 1e6, val_every: int = 50,
+                 val_tasks: int = 8,
                  val_horizon: int | None = None, seed: int = 0, min_unroll: int | None = None,
                  horizon_curriculum: int = 0) -> None:
         super().__init__()
         if horizon < 1 or unroll < 1 or horizon % unroll:
             raise ValueError(f"horizon ({horizon}) must be a positive multiple of unroll ({unroll})")
+        if loss_weights is not None and len(loss_weights) != unroll:
+            raise ValueError(f"loss_weights needs one weight per unrolled step ({unroll}), got {len(loss_weights)}")
         if min_unroll is not None and not 1 <= min_unroll <= unroll:
             raise ValueError(f"min_unroll must be in [1, unroll={unroll}], got {min_unroll}")
         if meta_optimizer not in ("adam", "rmsprop"):
@@ -107,7 +112,8 @@ class MetaModule(L.LightningModule):
             self._state_seeds = []
             self._states = [self._new_optimizee() for _ in range(hp.tasks_per_step)]
         k = self._truncation_length(horizon - self._states[0].step)
-        results = [truncated_unroll(self.lopt, s, k, second_order=hp.second_order) for s in self._states]
+        weights = None if hp.loss_weights is None else torch.tensor(hp.loss_weights[:k], device=self.device)
+        results = [truncated_unroll(self.lopt, s, k, weights, hp.second_order) for s in self._states]
         meta_loss = torch.stack([r.meta_loss for r in results]).mean()
         max_loss = torch.stack([r.losses.abs().max() for r in results]).max()
         opt = self.optimizers()

@@ -129,3 +129,18 @@ def test_unroll_does_not_modify_its_input_state():
 
 def test_smoke_unroll_quadratic():
     smoke_unroll(LSTMOptimizer(), QuadraticFamily().sample(0))
+
+
+def test_loss_weights_weight_the_meta_loss():
+    lopt = LSTMOptimizer()
+    task = QuadraticFamily().sample(0)
+    st = init_unroll(lopt, task, 0)
+    w = torch.tensor([0.0, 0.0, 1.0])
+    res = truncated_unroll(lopt, st, 3, weights=w)
+    torch.testing.assert_close(res.meta_loss.detach(), res.losses[2] / 3)
+
+
+def test_meta_module_loss_weights_smoke(tmp_path):
+    from tests.helpers import smoke_train
+
+    smoke_train("quadratic", tmp_path, "--model.loss_weights", "[0.5, 1.0, 2.0]")
