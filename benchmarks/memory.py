@@ -69,7 +69,7 @@ def main() -> None:
                              text=True, check=True).stdout.strip().splitlines()[-1]
         rows.append(json.loads(out))
     xs, ys = [r["unroll"] for r in rows], [r["peak_bytes"] for r in rows]
-    n, mx, my = len(xs), sum(xs) / len(xs), sum(ys) / len(ys)
+    mx, my = sum(xs) / len(xs), sum(ys) / len(ys)
     slope = sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / sum((x - mx) ** 2 for x in xs)
     icept = my - slope * mx
     ss_res = sum((y - (icept + slope * x)) ** 2 for x, y in zip(xs, ys))

@@ -6,6 +6,8 @@ import os
 from pathlib import Path
 
 import torch
+from torch import nn
+from torch.func import functional_call
 
 from l2l_torch.learned_optimizers import LearnedOptimizerBase
 from l2l_torch.tasks import Task
@@ -54,3 +56,57 @@ def write_jpeg_folder(root, per_class: dict[str, int], size: int = 32) -> None:
             for i in range(n):
                 img = torch.randint(0, 256, (3, size, size), generator=g, dtype=torch.uint8)
                 Image.fromarray(img.permute(1, 2, 0).numpy()).save(root / split / c / f"{i:04d}.jpg")
+
+
+def quadratic64(seed: int = 0):
+    """Two 4-d quadratics in float64 (for gradchecks)."""
+    from tasks.quadratic import QuadraticFamily
+
+    task = QuadraticFamily(dim=4, num=2).sample(seed)
+    task.w, task.y = task.w.double(), task.y.double()
+    task.module.double()
+    return task
+
+
+def gradcheck_meta_gradient(lopt: LearnedOptimizerBase, task: Task, steps: int = 3) -> bool:
+    """float64 gradcheck of the meta-gradient of a ``steps``-step unroll (exact second order) w.r.t. theta.
+
+    Theta is bound into ``lopt`` through ``torch.func.functional_call`` so finite differences can perturb it.
+    """
+    names = [n for n, _ in lopt.named_parameters()]
+
+    class Bound(LearnedOptimizerBase):
+        arch_name = "bound"
+
+        def __init__(self, theta):
+            super().__init__()
+            self.theta = theta
+
+        def init_state(self, p, kinds=None):
+            return lopt.init_state(p, kinds)
+
+        def step(self, p, g, s):
+            return functional_call(lopt, self.theta, (p, g, s))
+
+        def coord_state(self, s):
+            return lopt.coord_state(s)
+
+        def state_from_coords(self, g, c):
+            return lopt.state_from_coords(g, c)
+
+    def meta_loss(*theta):
+        bound = Bound(dict(zip(names, theta, strict=True)))
+        return truncated_unroll(bound, init_unroll(bound, task, 0), steps, second_order=True).meta_loss
+
+    theta = tuple(p.detach().clone().requires_grad_() for p in lopt.parameters())
+    return torch.autograd.gradcheck(meta_loss, theta, eps=1e-6, atol=1e-5, rtol=1e-4)
+
+
+def tiny_mlp() -> nn.Module:
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Linear(4, 5), nn.Tanh(), nn.Linear(5, 2))
+
+
+def tiny_convnet() -> nn.Module:
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Conv2d(1, 2, 3), nn.ReLU(), nn.Flatten(), nn.Linear(2 * 4 * 4, 3))

@@ -13,9 +13,8 @@ from l2l_torch import LearnedOptimizer, param_groups_by_kind
 from l2l_torch.checkpoint import load_learned_optimizer, save_learned_optimizer
 from l2l_torch.learned_optimizers import REGISTRY, LearnedOptimizerBase, RNNpropOptimizer, SmallFCOptimizer
 from l2l_torch.learned_optimizers.features import FeatureSet, segment_ids, segment_rms_normalize
-from l2l_torch.unroll import init_unroll, truncated_unroll
 from tasks.quadratic import QuadraticFamily
-from tests.helpers import smoke_train, smoke_unroll
+from tests.helpers import gradcheck_meta_gradient, quadratic64, smoke_train, smoke_unroll, tiny_convnet, tiny_mlp
 
 ARCHS = [
     (SmallFCOptimizer, {"hidden": [8, 8]}),
@@ -80,56 +79,15 @@ def test_feature_set_rejects_bad_config():
 
 
 # ------------------------------------------------------------------ meta-gradient
-def _quadratic64(seed=0):
-    task = QuadraticFamily(dim=4, num=2).sample(seed)
-    task.w, task.y = task.w.double(), task.y.double()
-    task.module.double()
-    return task
-
-
 @pytest.mark.parametrize("cls,kw", ARCHS)
 def test_gradcheck_meta_gradient_through_unroll(cls, kw):
     """float64 gradcheck of the meta-gradient of a 3-step unroll (exact second order) w.r.t. theta."""
     lopt = _perturbed(cls, **kw).double()
-    task = _quadratic64()
-    names = [n for n, _ in lopt.named_parameters()]
-
-    class Bound(LearnedOptimizerBase):
-        arch_name = "bound"
-
-        def __init__(self, theta):
-            super().__init__()
-            self.theta = theta
-
-        def init_state(self, p, kinds=None):
-            return lopt.init_state(p, kinds)
-
-        def step(self, p, g, s):
-            return functional_call(lopt, self.theta, (p, g, s))
-
-        def coord_state(self, s):
-            return lopt.coord_state(s)
-
-        def state_from_coords(self, g, c):
-            return lopt.state_from_coords(g, c)
-
-    def meta_loss(*theta):
-        bound = Bound(dict(zip(names, theta, strict=True)))
-        return truncated_unroll(bound, init_unroll(bound, task, 0), 3, second_order=True).meta_loss
-
-    theta = tuple(p.detach().clone().requires_grad_() for p in lopt.parameters())
-    assert torch.autograd.gradcheck(meta_loss, theta, eps=1e-6, atol=1e-5, rtol=1e-4)
+    assert gradcheck_meta_gradient(lopt, quadratic64())
 
 
 # ------------------------------------------------------------------ deployment
-def _mlp() -> nn.Module:
-    torch.manual_seed(0)
-    return nn.Sequential(nn.Linear(4, 5), nn.Tanh(), nn.Linear(5, 2))
-
-
-def _convnet() -> nn.Module:
-    torch.manual_seed(0)
-    return nn.Sequential(nn.Conv2d(1, 2, 3), nn.ReLU(), nn.Flatten(), nn.Linear(2 * 4 * 4, 3))
+_mlp, _convnet = tiny_mlp, tiny_convnet
 
 
 def _kinds(model: nn.Module) -> dict[str, str]:

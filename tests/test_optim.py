@@ -12,16 +12,10 @@ from torch.func import functional_call
 
 import l2l_torch
 from l2l_torch import LearnedOptimizer, LSTMOptimizer, param_groups_by_kind, save_learned_optimizer
+from tests.helpers import tiny_convnet, tiny_mlp
 
 
-def _mlp() -> nn.Module:
-    torch.manual_seed(0)
-    return nn.Sequential(nn.Linear(4, 5), nn.Tanh(), nn.Linear(5, 2))
-
-
-def _convnet() -> nn.Module:
-    torch.manual_seed(0)
-    return nn.Sequential(nn.Conv2d(1, 2, 3), nn.ReLU(), nn.Flatten(), nn.Linear(2 * 4 * 4, 3))
+_mlp, _convnet = tiny_mlp, tiny_convnet
 
 
 def _batch(model: nn.Module, t: int) -> torch.Tensor:

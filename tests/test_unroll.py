@@ -2,7 +2,6 @@
 
 import pytest
 import torch
-from torch.func import functional_call
 
 from l2l_torch.evaluation import baseline_factory, train_optimizee
 from l2l_torch.learned_optimizers import LSTMOptimizer
@@ -10,7 +9,7 @@ from l2l_torch.learned_optimizers.base import LearnedOptimizerBase, group_by_kin
 from l2l_torch.optim import LearnedOptimizer
 from l2l_torch.unroll import init_unroll, truncated_unroll
 from tasks.quadratic import QuadraticFamily
-from tests.helpers import smoke_unroll
+from tests.helpers import gradcheck_meta_gradient, quadratic64, smoke_unroll
 
 
 class SGDLopt(LearnedOptimizerBase):
@@ -37,47 +36,14 @@ class SGDLopt(LearnedOptimizerBase):
         return {"groups": groups, "n": {k: c.shape[0] for k, c in coords.items()}}
 
 
-def _quadratic64(seed=0):
-    task = QuadraticFamily(dim=4, num=2).sample(seed)
-    task.w, task.y = task.w.double(), task.y.double()
-    task.module.double()
-    return task
+_quadratic64 = quadratic64
 
 
 def test_gradcheck_meta_gradient_through_3_step_unroll():
     """The meta-gradient of a 3-step unroll equals finite differences (float64, exact second order)."""
     torch.manual_seed(0)
     lopt = LSTMOptimizer(hidden_size=4, preprocess="none", output_scale=0.1).double()
-    task = _quadratic64()
-    names = [n for n, _ in lopt.named_parameters()]
-
-    class Bound(LearnedOptimizerBase):
-        """``lopt`` with an explicit theta swapped in through functional_call."""
-
-        arch_name = "bound"
-
-        def __init__(self, theta):
-            super().__init__()
-            self.theta = theta
-
-        def init_state(self, p, kinds=None):
-            return lopt.init_state(p, kinds)
-
-        def step(self, p, g, s):
-            return functional_call(lopt, self.theta, (p, g, s))
-
-        def coord_state(self, s):
-            return lopt.coord_state(s)
-
-        def state_from_coords(self, g, c):
-            return lopt.state_from_coords(g, c)
-
-    def meta_loss(*theta):
-        bound = Bound(dict(zip(names, theta)))
-        return truncated_unroll(bound, init_unroll(bound, task, 0), 3, second_order=True).meta_loss
-
-    theta = tuple(p.detach().clone().requires_grad_() for p in lopt.parameters())
-    assert torch.autograd.gradcheck(meta_loss, theta, eps=1e-6, atol=1e-5, rtol=1e-4)
+    assert gradcheck_meta_gradient(lopt, quadratic64())
 
 
 def test_first_order_meta_gradient_matches_detached_reference():
