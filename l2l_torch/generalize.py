@@ -3,7 +3,7 @@
     python -m l2l_torch.generalize configs/suites/generalization.yaml [--out results/generalization] [--quick]
 
 A suite file names the base task (the config the optimizer was meta-trained with), the checkpoint,
-and one row per change (a task argument changed with ``set``, a different number of ``steps``, or a
+optionally ``steps``, ``seeds``, ``tune_seeds`` and ``baselines`` (default: all four), and one row per change (a task argument changed with ``set``, a different number of ``steps``, or a
 different ``checkpoint`` for optimizers meta-trained differently). Each row runs ``evaluate.py`` with
 those overrides into ``OUT/<row name>/`` (the same tuned baselines and the same outputs as any
 evaluation), so ``python -m l2l_torch.report`` picks the rows up.
@@ -35,7 +35,7 @@ def load_suite(path: str | Path) -> dict[str, Any]:
     if None in names or len(set(names)) != len(names):
         raise UserError(f"{path}: every row needs a unique name")
     for r in suite["rows"]:
-        unknown = set(r) - {"name", "what", "from", "to", "set", "steps", "checkpoint", "task"}
+        unknown = set(r) - {"name", "what", "from", "to", "set", "steps", "checkpoint", "task", "baselines"}
         if unknown:
             raise UserError(f"{path}: row {r['name']!r} has unknown keys {sorted(unknown)}")
     return suite
@@ -52,6 +52,9 @@ def row_args(suite: dict[str, Any], row: dict[str, Any], out: Path, quick: bool)
     if steps:
         args += ["--steps", str(steps)]
     args += ["--seeds", str(seeds), "--tune-seeds", str(tune_seeds)]
+    baselines = row.get("baselines", suite.get("baselines"))
+    if baselines:
+        args += ["--baselines", ",".join(baselines) if isinstance(baselines, list) else str(baselines)]
     for k, v in (row.get("set") or {}).items():
         args += ["--set", f"{k}={json.dumps(v)}"]
     return args
@@ -63,6 +66,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--out", default="results/generalization")
     p.add_argument("--rows", help="comma-separated row names to run (default: all)")
     p.add_argument("--quick", action="store_true", help="2 seeds, at most 5 steps: a smoke test")
+    p.add_argument("--baselines", help="override the suite's baselines (comma-separated), e.g. adam")
     a = p.parse_args(argv)
     try:
         suite = load_suite(a.suite)
@@ -77,6 +81,8 @@ def main(argv: list[str] | None = None) -> None:
         rows = [r for r in rows if r["name"] in wanted]
     import evaluate
 
+    if a.baselines:
+        suite["baselines"] = a.baselines
     for row in rows:
         args = row_args(suite, row, Path(a.out), a.quick)
         print(f"[generalize] {row['name']}: python evaluate.py {' '.join(args)}", flush=True)
