@@ -69,6 +69,42 @@ def save_learned_optimizer(lopt: LearnedOptimizerBase, path: str | os.PathLike,
                        "config": lopt.config(), "state_dict": state, "meta": dict(meta or {})}, path)
 
 
+def safe_torch_load(path: str | os.PathLike, what: str, mmap: bool = False) -> Any:
+    """``torch.load(path, weights_only=True)`` on the CPU, with one-sentence errors.
+
+    Raises:
+        FileNotFoundError: ``path`` does not exist.
+        CheckpointError: the file is truncated, not a torch file, or would need unpickling; ``what``
+            names what was expected (e.g. ``"Lightning checkpoint"``).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint not found: {path}")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
+    except Exception as e:  # truncated zip, random bytes, pickled objects, ...
+        raise CheckpointError(f"{path} is not a readable {what} "
+                              f"(corrupt, truncated or not a torch file: {type(e).__name__})") from None
+
+
+def load_lightning_checkpoint(path: str | os.PathLike, if_learned_optimizer: str) -> dict[str, Any]:
+    """A Lightning training checkpoint read with :func:`safe_torch_load`.
+
+    Args:
+        if_learned_optimizer: how the error ends when ``path`` is a learned-optimizer file instead
+            (``f"{path} is {if_learned_optimizer}"``), so each caller can say what to do.
+
+    Raises:
+        FileNotFoundError, CheckpointError: missing, unreadable, a learned-optimizer file, or not Lightning's.
+    """
+    ckpt = safe_torch_load(path, "Lightning checkpoint", mmap=True)
+    if isinstance(ckpt, dict) and ckpt.get("format") == FORMAT:
+        raise CheckpointError(f"{path} is {if_learned_optimizer}")
+    if not isinstance(ckpt, dict) or "state_dict" not in ckpt or "pytorch-lightning_version" not in ckpt:
+        raise CheckpointError(f"{path} is not a Lightning checkpoint")
+    return ckpt
+
+
 def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     """Read and validate a learned-optimizer file without building the network.
 
@@ -78,13 +114,7 @@ def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
             unknown architecture.
     """
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint not found: {path}")
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # truncated zip, random bytes, pickled objects, ...
-        raise CheckpointError(f"{path} is not a readable learned-optimizer checkpoint "
-                              f"(corrupt, truncated or not a torch file: {type(e).__name__})") from None
+    obj = safe_torch_load(path, "learned-optimizer checkpoint")
     if isinstance(obj, dict) and "state_dict" in obj and "pytorch-lightning_version" in obj:
         raise CheckpointError(f"{path} is a Lightning training checkpoint, not a learned-optimizer file; "
                               "export it with `python -m l2l_torch.export CKPT OUT`")

@@ -17,9 +17,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import torch
 
-from l2l_torch.checkpoint import CheckpointError, save_learned_optimizer
+from l2l_torch.checkpoint import CheckpointError, load_lightning_checkpoint, save_learned_optimizer
 from l2l_torch.learned_optimizers import REGISTRY, LearnedOptimizerBase
 
 PREFIX = "lopt."
@@ -37,17 +36,7 @@ def lopt_from_lightning(path: str | os.PathLike) -> tuple[LearnedOptimizerBase, 
             weights do not fit the architecture it names.
     """
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint not found: {path}")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # truncated zip, random bytes, pickled objects, ...
-        raise CheckpointError(f"{path} is not a readable Lightning checkpoint "
-                              f"(corrupt, truncated or not a torch file: {type(e).__name__})") from None
-    if isinstance(ckpt, dict) and ckpt.get("format") == "l2l_torch.learned_optimizer":
-        raise CheckpointError(f"{path} is already a learned-optimizer file; nothing to export")
-    if not isinstance(ckpt, dict) or "state_dict" not in ckpt or "pytorch-lightning_version" not in ckpt:
-        raise CheckpointError(f"{path} is not a Lightning checkpoint")
+    ckpt = load_lightning_checkpoint(path, "already a learned-optimizer file; nothing to export")
     extra = ckpt.get("l2l")
     if not isinstance(extra, dict) or "lopt_arch" not in extra:
         raise CheckpointError(f"{path} is a Lightning checkpoint, but not of a l2l_torch meta-training run "

@@ -64,22 +64,16 @@ def check_resume_checkpoint(path: str | Path, lopt: Any) -> dict[str, Any]:
     Raises:
         UserError: a missing, unreadable, truncated or foreign file, or another architecture.
     """
-    from l2l_torch.checkpoint import FORMAT
+    from l2l_torch.checkpoint import CheckpointError, load_lightning_checkpoint
     from l2l_torch.cli import UserError
 
     path = Path(path)
-    if not path.is_file():
-        raise UserError(f"checkpoint not found: {path}")
     try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-    except Exception as e:  # truncated zip, random bytes, pickled objects, ...
-        raise UserError(f"{path} is not a readable Lightning checkpoint "
-                        f"(corrupt, truncated or not a torch file: {type(e).__name__})") from None
-    if isinstance(ckpt, dict) and ckpt.get("format") == FORMAT:
-        raise UserError(f"{path} is a learned-optimizer file, not a training checkpoint; --ckpt_path takes a "
-                        "Lightning checkpoint (runs/TASK/checkpoints/*.ckpt)")
-    if not isinstance(ckpt, dict) or "state_dict" not in ckpt or "pytorch-lightning_version" not in ckpt:
-        raise UserError(f"{path} is not a Lightning checkpoint")
+        ckpt = load_lightning_checkpoint(
+            path, "a learned-optimizer file, not a training checkpoint; --ckpt_path takes a "
+                  "Lightning checkpoint (runs/TASK/checkpoints/*.ckpt)")
+    except (FileNotFoundError, CheckpointError) as e:
+        raise UserError(str(e)) from None
     extra = ckpt.get("l2l")
     if not isinstance(extra, dict) or "lopt_arch" not in extra:
         raise UserError(f"{path} is not a checkpoint of a l2l_torch meta-training run")
