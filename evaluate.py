@@ -4,7 +4,9 @@
 
 Trains fresh, held-out optimizees of the task with the learned optimizer and with Adam, RMSprop,
 SGD and Adagrad, each at its default learning rate and at a learning rate tuned by grid search
-on separate task instances. Writes ``results.json``, ``curves.png``, ``table.md`` and TensorBoard
+on separate task instances. Writes ``results.json``, ``curves.png``, ``table.md``, ``epochs.png``
+(per-epoch validation accuracy, with ``--epoch-steps``), ``updates.png``/``updates.json`` (the
+learned optimizer's update sizes against tuned Adam's on one held-out instance) and TensorBoard
 curves (``tb/``) to ``--out``.
 """
 
@@ -33,6 +35,8 @@ def main(argv: list[str] | None = None) -> None:
                    help="final metric the learning-rate search minimises (default train_loss; e.g. val_loss)")
     p.add_argument("--baselines", default="adam,rmsprop,sgd,adagrad", help="comma-separated torch.optim baselines")
     p.add_argument("--epoch-steps", type=int, help="record validation metrics every N steps (an 'epoch')")
+    p.add_argument("--no-updates", action="store_true",
+                   help="skip the update-size histogram (updates.png: learned vs tuned Adam, one seed)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a task init arg for a generalisation test, e.g. --set activation=relu")
     a = p.parse_args(argv)
@@ -41,9 +45,9 @@ def main(argv: list[str] | None = None) -> None:
     import yaml
 
     from l2l_torch.checkpoint import CheckpointError, check_compatible, load_learned_optimizer
-    from l2l_torch.evaluation import BASELINES, evaluate_learned_optimizer
+    from l2l_torch.evaluation import BASELINES, baseline_factory, evaluate_learned_optimizer, update_sizes
     from l2l_torch.optim import LearnedOptimizer
-    from l2l_torch.plots import write_outputs
+    from l2l_torch.plots import write_outputs, write_updates
 
     try:
         overrides = {}
@@ -90,6 +94,14 @@ def main(argv: list[str] | None = None) -> None:
                "command": "python evaluate.py " + " ".join(sys.argv[1:] if argv is None else argv),
                "seconds": round(time.time() - t0, 1), **res}
     write_outputs(results, out)
+    if not a.no_updates:
+        progress("update sizes")
+        adam_name = "adam_tuned" if "adam_tuned" in res["optimizers"] else "adam"
+        adam_lr = res["optimizers"][adam_name]["lr"] if adam_name in res["optimizers"] else BASELINES["adam"][1]
+        upd = update_sizes(family, {lopt.arch_name: (lambda groups: LearnedOptimizer(groups, lopt=lopt), None),
+                                    adam_name: (baseline_factory("adam", adam_lr), adam_lr)}, steps)
+        upd.update(task=a.task, checkpoint=str(a.checkpoint))
+        write_updates(upd, out)
     grids = _image_grids(family, res["optimizers"], lambda groups: LearnedOptimizer(groups, lopt=lopt),
                          lopt.arch_name, steps, out, progress)
     _task_table(family, results, out)
@@ -106,7 +118,9 @@ def main(argv: list[str] | None = None) -> None:
     except ImportError:
         pass
     print((out / "table.md").read_text())
-    print(f"wrote {out / 'results.json'}, {out / 'curves.png'}, {out / 'table.md'}")
+    print(f"wrote {out / 'results.json'}, {out / 'curves.png'}, {out / 'table.md'}"
+          + ("" if a.no_updates else f", {out / 'updates.png'}")
+          + (f", {out / 'epochs.png'}" if (out / "epochs.png").is_file() and a.epoch_steps else ""))
     json.dumps(results)  # fail loudly here rather than leave a half-written folder
 
 

@@ -52,9 +52,52 @@ def param_groups(task: Task, params: dict[str, Tensor]) -> list[dict[str, Any]]:
     return [{"params": ps, "kind": k} for k, ps in groups.items()]
 
 
+class UpdateRecorder:
+    """Sizes of an optimizer's updates over a run: a histogram of ``log10|update|`` per coordinate
+    (every step, every parameter) and the mean and median ``|update|`` of each step.
+
+    Everything stays on the params' device until :meth:`to_dict` (no host sync per step). The edge
+    bins also hold the values beyond ``[lo, hi]``; exact zeros are counted apart (``zeros``). An update
+    is measured as the change of the stored params, so updates far below a param's float precision
+    (``~1e-7 |p|`` in float32) show up rounded to it, or as zeros.
+    """
+
+    def __init__(self, lo: float = -10.0, hi: float = 1.0, bins: int = 110) -> None:
+        self.lo, self.hi, self.bins = lo, hi, bins
+        self.counts: Tensor | None = None  #: (bins + 1,) int64; the last entry counts exact zeros
+        self._stats: list[Tensor] = []  #: per step: (mean |u|, median |u|)
+        self._before: Tensor | None = None
+
+    @staticmethod
+    def _flat(params: dict[str, Tensor]) -> Tensor:
+        return torch.cat([p.detach().reshape(-1) for p in params.values()])  # a copy
+
+    def before(self, params: dict[str, Tensor]) -> None:
+        self._before = self._flat(params)
+
+    def after(self, params: dict[str, Tensor]) -> None:
+        assert self._before is not None, "call before() first"
+        u = torch.nan_to_num((self._flat(params) - self._before).abs().float(), nan=math.inf)  # NaN: top bin
+        self._before = None
+        idx = ((u.clamp_min(1e-30).log10() - self.lo) * (self.bins / (self.hi - self.lo))).floor()
+        idx = torch.where(u == 0, self.bins, idx.clamp(0, self.bins - 1)).long()
+        c = torch.bincount(idx, minlength=self.bins + 1)
+        self.counts = c if self.counts is None else self.counts + c
+        self._stats.append(torch.stack([u.mean(), u.median()]))
+
+    def to_dict(self) -> dict[str, Any]:
+        """``{"edges", "counts", "zeros", "mean_abs", "median_abs"}`` as plain lists (one host sync)."""
+        counts = [0] * (self.bins + 1) if self.counts is None else self.counts.cpu().tolist()
+        stats = torch.stack(self._stats).double().cpu() if self._stats else torch.zeros(0, 2)
+        width = (self.hi - self.lo) / self.bins
+        return {"edges": [round(self.lo + i * width, 6) for i in range(self.bins + 1)], "counts": counts[:-1],
+                "zeros": counts[-1], "mean_abs": [float(f"{v:.4g}") for v in stats[:, 0].tolist()],
+                "median_abs": [float(f"{v:.4g}") for v in stats[:, 1].tolist()]}
+
+
 def train_optimizee(task: Task, make_optimizer: OptimizerFactory, steps: int, seed: int,
                     epoch_steps: int | None = None, loss_bound: float = 1e8,
-                    keep_params: bool = False) -> RunResult:
+                    keep_params: bool = False, record_updates: UpdateRecorder | None = None) -> RunResult:
     """Train a fresh optimizee of ``task`` (initialised from ``seed``) for ``steps`` steps.
 
     Args:
@@ -66,6 +109,7 @@ def train_optimizee(task: Task, make_optimizer: OptimizerFactory, steps: int, se
         epoch_steps: if set, validation metrics are recorded every ``epoch_steps`` steps.
         loss_bound: a loss above this, or a non-finite one, marks the run as diverged (it stops there).
         keep_params: keep the final params and buffers in the result.
+        record_updates: if given, every step's update (params after minus before) goes into it.
 
     Returns:
         A :class:`RunResult`. A diverged run has ``diverged=True`` and NaN final metrics, never
@@ -92,7 +136,11 @@ def train_optimizee(task: Task, make_optimizer: OptimizerFactory, steps: int, se
         buffers = {k: v.detach() for k, v in new_buffers.items()}
         opt.zero_grad(set_to_none=True)
         loss.backward()
+        if record_updates is not None:
+            record_updates.before(params)
         opt.step()
+        if record_updates is not None:
+            record_updates.after(params)
         if epoch_steps and (t + 1) % epoch_steps == 0:
             epochs.append({"step": t + 1, **{f"val_{k}": v for k, v in task.evaluate(params, buffers, "val").items()}})
     final: dict[str, float] = {}
@@ -179,8 +227,12 @@ def summarize(runs: list[RunResult]) -> dict[str, Any]:
         out[f"curve_q{q}"] = [None if not math.isfinite(v) else v for v in qs]
     if any(r.epochs for r in ok):
         n_ep = min(len(r.epochs) for r in ok)
-        out["epochs"] = [{k: sum(r.epochs[e][k] for r in ok) / len(ok) for k in ok[0].epochs[e]}
-                         for e in range(n_ep)]
+        ep = {k: torch.tensor([[r.epochs[e][k] for e in range(n_ep)] for r in ok], dtype=torch.float64)
+              for k in ok[0].epochs[0]}
+        out["epochs"] = [{k: float(v[:, e].mean()) for k, v in ep.items()} for e in range(n_ep)]
+        # spread over seeds of each per-epoch metric (same keys; "step" has none)
+        out["epochs_std"] = [{k: float(v[:, e].std(unbiased=False)) for k, v in ep.items() if k != "step"}
+                             for e in range(n_ep)]
     return out
 
 
@@ -204,6 +256,19 @@ def compare(family: TaskFamily, optimizers: dict[str, tuple[OptimizerFactory, fl
         s = summarize(runs)
         s["final_loss"] = s.get("train_loss", {"mean": float("nan"), "std": float("nan")})
         out[name] = {"lr": lr, **s}
+    return out
+
+
+def update_sizes(family: TaskFamily, optimizers: dict[str, tuple[OptimizerFactory, float | None]], steps: int,
+                 seed: int = TEST_SEED_OFFSET) -> dict[str, Any]:
+    """Train the held-out instance ``seed`` once with each optimizer, recording its update sizes
+    (:class:`UpdateRecorder`). Returns ``{"seed", "steps", "optimizers": {name: {"lr", "diverged",
+    "edges", "counts", "zeros", "mean_abs", "median_abs"}}}`` (the content of ``updates.json``)."""
+    out: dict[str, Any] = {"seed": seed, "steps": steps, "optimizers": {}}
+    for name, (factory, lr) in optimizers.items():
+        rec = UpdateRecorder()
+        r = train_optimizee(family.sample(seed), factory, steps, seed, record_updates=rec)
+        out["optimizers"][name] = {"lr": lr, "diverged": r.diverged, **rec.to_dict()}
     return out
 
 

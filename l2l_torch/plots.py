@@ -1,4 +1,12 @@
-"""Writing evaluation outputs: ``results.json``, a loss-curve PNG and a markdown table."""
+"""Writing evaluation outputs: ``results.json``, a loss-curve PNG, a per-epoch validation PNG (when the
+run recorded epochs), an update-size histogram PNG and markdown tables.
+
+The update-size histogram of a committed checkpoint, without a full evaluation::
+
+    python -m l2l_torch.plots updates --task fmnist_t1 --checkpoint results/fmnist_t1/optimizer.pt --out results/fmnist_t1
+
+(tuned Adam's learning rate is read from ``--out``'s ``results.json`` when there is one, else ``--adam-lr``).
+"""
 
 from __future__ import annotations
 
@@ -51,8 +59,7 @@ def plot_curves(results: dict[str, Any], path: Path, title: str | None = None) -
             std = [0.0 if v is None else v for v in o.get("curve_std", [0.0] * len(mean))]
             lo = [m - s for m, s in zip(mean, std)]
             hi = [m + s for m, s in zip(mean, std)]
-        style = {"lw": 2.2, "color": "black"} if o.get("lr") is None else {"lw": 1.2, "ls": "--" if "_tuned" not in name else "-"}
-        ax.plot(xs, mean, label=name, **style)
+        ax.plot(xs, mean, label=name, **_style(name, o))
         all_pos &= all(v > 0 for v in mean if math.isfinite(v))
         ax.fill_between(xs, [max(v, 1e-12) for v in lo], hi, alpha=0.12, color=ax.lines[-1].get_color())
     if all_pos:
@@ -67,6 +74,151 @@ def plot_curves(results: dict[str, Any], path: Path, title: str | None = None) -
     plt.close(fig)
 
 
+def epoch_metric(results: dict[str, Any]) -> str | None:
+    """The per-epoch metric to show: ``val_accuracy`` where recorded, else ``val_loss``; None without epochs."""
+    eps = [o["epochs"] for o in results["optimizers"].values() if o.get("epochs")]
+    if not eps:
+        return None
+    return "val_accuracy" if "val_accuracy" in eps[0][0] else "val_loss"
+
+
+def epoch_table(results: dict[str, Any]) -> str | None:
+    """Markdown: one row per optimizer, one column per epoch, the per-epoch validation metric
+    (mean ± std over seeds). None when the run recorded no epochs."""
+    key = epoch_metric(results)
+    if key is None:
+        return None
+    opts = {n: o for n, o in results["optimizers"].items() if o.get("epochs")}
+    n_ep = max(len(o["epochs"]) for o in opts.values())
+    pct = key.endswith("accuracy")
+    steps = next(o["epochs"] for o in opts.values() if len(o["epochs"]) == n_ep)
+    head = ["optimizer", *[f"epoch {e + 1} (step {steps[e]['step']:g})" for e in range(n_ep)]]
+    lines = [f"Per-epoch {key.replace('_', ' ')}{' (%)' if pct else ''}, mean ± std over seeds:", "",
+             "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for name, o in opts.items():
+        stds = o.get("epochs_std") or [{}] * len(o["epochs"])
+        cells = [_fmt({"mean": ep[key], "std": sd.get(key, 0.0)}, pct=pct) for ep, sd in zip(o["epochs"], stds, strict=False)]
+        lines.append("| " + " | ".join([name, *cells, *["–"] * (n_ep - len(cells))]) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _style(name: str, o: dict[str, Any]) -> dict[str, Any]:
+    return {"lw": 2.2, "color": "black"} if o.get("lr") is None else {"lw": 1.2, "ls": "--" if "_tuned" not in name else "-"}
+
+
+def plot_epochs(results: dict[str, Any], path: Path, title: str | None = None) -> bool:
+    """Per-epoch validation accuracy (else loss) per optimizer: mean with a ±1 std band over seeds;
+    the learned optimizer against the baselines at default learning rates (left) and at tuned ones
+    (right). Returns False (and writes nothing) when the run recorded no epochs."""
+    key = epoch_metric(results)
+    if key is None:
+        return False
+    scale = 100.0 if key.endswith("accuracy") else 1.0
+    opts = {n: o for n, o in results["optimizers"].items() if o.get("epochs")}
+    panels = [("default learning rates", {n: o for n, o in opts.items() if "_tuned" not in n}),
+              ("tuned learning rates", {n: o for n, o in opts.items() if o.get("lr") is None or "_tuned" in n})]
+    panels = [(t, ps) for t, ps in panels if any(o.get("lr") is not None for o in ps.values())] or [("", opts)]
+    fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 4.2), squeeze=False)
+    label = "validation accuracy (%)" if scale == 100.0 else "validation loss"
+    for ax, (sub, ps) in zip(axes[0], panels, strict=False):
+        for i, (name, o) in enumerate(ps.items()):
+            xs = list(range(1, len(o["epochs"]) + 1))
+            mean = [scale * (math.nan if e.get(key) is None else e[key]) for e in o["epochs"]]
+            std = [scale * (s.get(key) or 0.0) for s in (o.get("epochs_std") or [{}] * len(xs))]
+            style = _style(name, o) | ({} if o.get("lr") is None else {"color": f"C{i}", "ls": "-"})
+            ax.plot(xs, mean, marker="o", ms=3, label=name, **style)
+            ax.fill_between(xs, [m - s for m, s in zip(mean, std, strict=True)], [m + s for m, s in zip(mean, std, strict=True)],
+                            alpha=0.12, color=ax.lines[-1].get_color())
+        ax.set_xticks(range(1, max(len(o["epochs"]) for o in ps.values()) + 1))
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(f"{label} (mean; band: ±1 std)")
+        ax.set_title(sub, fontsize=10)
+        ax.legend(fontsize=8)
+        ax.grid(alpha=0.3)
+    fig.suptitle(title or f"{results['task']}: per-epoch {label}, {results['seeds']} seeds")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True
+
+
+def update_summary(updates: dict[str, Any]) -> dict[str, dict[str, float]]:
+    """Per optimizer, from its histogram: the median and the 10th/90th percentiles of ``|update|``
+    over all coordinates and steps (interpolated in log10 inside a bin, zeros included), and the
+    fraction of exact zeros."""
+    out = {}
+    for name, u in updates["optimizers"].items():
+        counts, edges, zeros = u["counts"], u["edges"], u.get("zeros", 0)
+        total = sum(counts) + zeros
+        if not total:
+            continue
+        stats = {"zero_fraction": zeros / total}
+        for q in (10, 50, 90):
+            target, acc = q / 100 * total, zeros
+            val = 0.0
+            if acc < target:
+                for i, c in enumerate(counts):
+                    if c and acc + c >= target:  # interpolate linearly in log10 inside the bin
+                        val = 10 ** (edges[i] + (target - acc) / c * (edges[i + 1] - edges[i]))
+                        break
+                    acc += c
+            stats[f"p{q}"] = val
+        out[name] = stats
+    return out
+
+
+def plot_updates(updates: dict[str, Any], path: Path, title: str | None = None) -> None:
+    """Left: overlaid histograms of ``log10|update|`` over all coordinates and steps, one per optimizer
+    (fraction of all updates per bin, log y). Right: mean and median ``|update|`` per step."""
+    fig, (ax, bx) = plt.subplots(1, 2, figsize=(11, 4.2))
+    summary = update_summary(updates)
+    lo, hi = math.inf, -math.inf
+    for name, u in updates["optimizers"].items():
+        lr = "learned" if u.get("lr") is None else f"lr {u['lr']:g}"
+        total = max(sum(u["counts"]) + u.get("zeros", 0), 1)
+        edges = u["edges"]
+        color = "black" if u.get("lr") is None else None
+        zero = f", {100 * u.get('zeros', 0) / total:.2g}% exactly 0" if u.get("zeros") else ""
+        ax.stairs([c / total for c in u["counts"]], edges, fill=True, alpha=0.35, color=color,
+                  label=f"{name} ({lr}{zero})")
+        c = ax.patches[-1].get_facecolor()
+        ax.stairs([c_ / total for c_ in u["counts"]], edges, color=c[:3], lw=1.2)
+        med = summary.get(name, {}).get("p50")
+        if med:
+            ax.axvline(math.log10(med), color=c[:3], ls=":", lw=1.2)
+        used = [i for i, c_ in enumerate(u["counts"]) if c_]
+        if used:
+            lo, hi = min(lo, edges[used[0]]), max(hi, edges[used[-1] + 1])
+        xs = range(1, len(u["mean_abs"]) + 1)
+        bx.plot(xs, u["mean_abs"], color=c[:3], lw=1.4, label=f"{name}: mean")
+        bx.plot(xs, u["median_abs"], color=c[:3], lw=1.0, ls="--", label=f"{name}: median")
+    ax.set_yscale("log")
+    if math.isfinite(lo):
+        ax.set_xlim(lo - 0.25, hi + 0.25)
+    ax.set_xlabel("log10 |update| (per coordinate, all steps; dotted: median)")
+    ax.set_ylabel("fraction of updates")
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    bx.set_yscale("log")
+    bx.set_xscale("log")
+    bx.set_xlabel("optimizee step")
+    bx.set_ylabel("|update| per step")
+    bx.legend(fontsize=8)
+    bx.grid(alpha=0.3)
+    fig.suptitle(title or f"update sizes: one held-out instance (seed {updates.get('seed')}), "
+                 f"{updates.get('steps')} steps{', ' + updates['task'] if 'task' in updates else ''}")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def write_updates(updates: dict[str, Any], out: Path) -> None:
+    """``updates.json`` and ``updates.png`` into ``out``."""
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "updates.json").write_text(json.dumps(json_safe(updates), allow_nan=False))
+    plot_updates(updates, out / "updates.png")
+
+
 def json_safe(obj: Any) -> Any:
     """Replace non-finite floats by None (JSON has no NaN/Inf) recursively."""
     if isinstance(obj, float):
@@ -79,8 +231,77 @@ def json_safe(obj: Any) -> Any:
 
 
 def write_outputs(results: dict[str, Any], out: Path) -> None:
-    """``results.json``, ``curves.png`` and ``table.md`` into ``out``."""
+    """``results.json``, ``curves.png``, ``table.md`` and, when the run recorded epochs, ``epochs.png``
+    (and the per-epoch table in ``table.md``) into ``out``."""
     out.mkdir(parents=True, exist_ok=True)
     (out / "results.json").write_text(json.dumps(json_safe(results), indent=1, allow_nan=False, default=str))
     plot_curves(results, out / "curves.png")
-    (out / "table.md").write_text(markdown_table(results))
+    plot_epochs(results, out / "epochs.png")
+    ep = epoch_table(results)
+    (out / "table.md").write_text(markdown_table(results) + ("" if ep is None else "\n" + ep))
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``python -m l2l_torch.plots updates ...``: the update-size histogram of a checkpoint (see the module doc)."""
+    import argparse
+    import sys
+
+    p = argparse.ArgumentParser(prog="python -m l2l_torch.plots", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="cmd", required=True)
+    u = sub.add_parser("updates", help="update-size histogram of a learned optimizer against Adam")
+    u.add_argument("--task", required=True)
+    u.add_argument("--checkpoint", required=True, help="learned-optimizer file (optimizer.pt)")
+    u.add_argument("--out", required=True, help="output folder (updates.json, updates.png)")
+    u.add_argument("--steps", type=int, help="optimizee steps (default: results.json in --out, else the config's horizon)")
+    u.add_argument("--adam-lr", type=float, help="Adam's learning rate (default: adam_tuned's in --out/results.json)")
+    u.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="task override, as in evaluate.py")
+    a = p.parse_args(argv)
+
+    import torch
+    import yaml
+
+    from l2l_torch.checkpoint import CheckpointError, check_compatible, load_learned_optimizer
+    from l2l_torch.cli import UserError, fail, load_config, task_family_from_config
+    from l2l_torch.evaluation import BASELINES, baseline_factory, update_sizes
+    from l2l_torch.optim import LearnedOptimizer
+
+    out = Path(a.out)
+    prev = json.loads((out / "results.json").read_text()) if (out / "results.json").is_file() else {}
+    try:
+        overrides = dict(prev.get("overrides") or {})
+        for kv in a.set:
+            if "=" not in kv:
+                raise UserError(f"--set expects KEY=VALUE, got {kv!r}")
+            k, v = kv.split("=", 1)
+            overrides[k] = yaml.safe_load(v)
+        cfg = load_config(a.task)
+        family = task_family_from_config(a.task, overrides)
+    except UserError as e:
+        fail(str(e))
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        lopt, meta = load_learned_optimizer(a.checkpoint, map_location=device)
+    except (FileNotFoundError, CheckpointError) as e:
+        fail(str(e))
+    family.to(device)
+    try:
+        check_compatible(lopt, meta, family.sample(0).param_kinds())
+    except CheckpointError as e:
+        fail(f"checkpoint {a.checkpoint} cannot optimize task {a.task!r}: {e}")
+    steps = a.steps or prev.get("steps") or int(cfg.get("model", {}).get("horizon", 100))
+    adam = prev.get("optimizers", {}).get("adam_tuned")
+    lr, adam_name = (a.adam_lr, "adam") if a.adam_lr else ((adam["lr"], "adam_tuned") if adam else (BASELINES["adam"][1], "adam"))
+    upd = update_sizes(family, {lopt.arch_name: (lambda groups: LearnedOptimizer(groups, lopt=lopt), None),
+                                adam_name: (baseline_factory("adam", lr), lr)}, steps)
+    upd.update(task=a.task, checkpoint=str(a.checkpoint),
+               command="python -m l2l_torch.plots " + " ".join(sys.argv[1:] if argv is None else argv))
+    write_updates(upd, out)
+    print(f"wrote {out / 'updates.json'}, {out / 'updates.png'}")
+    for name, st in update_summary(upd).items():
+        print(f"{name}: median |update| {st['p50']:.3g} (10-90%: {st['p10']:.3g}-{st['p90']:.3g}), "
+              f"{100 * st['zero_fraction']:.1f}% zeros")
+
+
+if __name__ == "__main__":
+    main()

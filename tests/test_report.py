@@ -70,3 +70,64 @@ def test_verdict_paired_and_unpaired():
     assert report.verdict(b, a, 4) == "worse"
     assert report.verdict(a, a, 4) in ("within noise", "too few seeds")
     assert report.verdict({"final_loss": {"mean": None}}, b, 4) == "diverged"
+
+
+def test_update_recorder_counts_every_coordinate_and_step():
+    from l2l_torch.evaluation import UpdateRecorder, baseline_factory, train_optimizee
+    from l2l_torch.plots import update_summary
+    from tasks.quadratic import QuadraticFamily
+
+    task = QuadraticFamily(dim=4, num=2).sample(0)
+    rec = UpdateRecorder()
+    train_optimizee(task, baseline_factory("adam", 0.01), 5, 0, record_updates=rec)
+    u = rec.to_dict()
+    assert sum(u["counts"]) + u["zeros"] == 5 * 8 and len(u["mean_abs"]) == len(u["median_abs"]) == 5
+    # Adam's first step moves every coordinate by lr (|m/sqrt(v)| = 1): median ~ 0.01 at bin resolution
+    assert abs(u["median_abs"][0] - 0.01) < 1e-4
+    st = update_summary({"optimizers": {"adam": u}})["adam"]
+    assert 10 ** -2.3 < st["p50"] < 10 ** -1.7 and st["zero_fraction"] == 0
+
+
+def test_epoch_and_update_plots_reach_the_report(tmp_path, tiny_ckpt):
+    import evaluate
+    from l2l_torch import plots
+
+    results = tmp_path / "results"
+    out = results / "quadratic"
+    evaluate.main(["--task", "quadratic", "--checkpoint", str(tiny_ckpt), "--out", str(out), "--steps", "4",
+                   "--epoch-steps", "2", "--seeds", "2", "--tune-seeds", "1", "--baselines", "adam"])
+    res = json.loads((out / "results.json").read_text())
+    lstm = res["optimizers"]["lstm"]
+    assert [e["step"] for e in lstm["epochs"]] == [2, 4] and set(lstm["epochs_std"][0]) == {"val_loss"}
+    assert (out / "epochs.png").stat().st_size > 0 and (out / "updates.png").stat().st_size > 0
+    upd = json.loads((out / "updates.json").read_text())
+    assert set(upd["optimizers"]) == {"lstm", "adam_tuned"} and upd["optimizers"]["adam_tuned"]["lr"] is not None
+    assert "Per-epoch val loss" in (out / "table.md").read_text()
+    report.main(["--results", str(results), "--no-rerun", "--readme", str(tmp_path / "none.md")])
+    text = (results / "RESULTS.md").read_text()
+    assert "(quadratic/epochs.png)" in text and "(quadratic/updates.png)" in text and "epoch 2 (step 4)" in text
+    assert "median |update|" in text
+    # the stand-alone histogram of a checkpoint (tuned Adam's lr from the folder's results.json)
+    other = tmp_path / "other"
+    plots.main(["updates", "--task", "quadratic", "--checkpoint", str(tiny_ckpt), "--out", str(other), "--steps", "3"])
+    assert json.loads((other / "updates.json").read_text())["optimizers"]["adam"]["lr"] == 1e-3
+    plots.main(["updates", "--task", "quadratic", "--checkpoint", str(tiny_ckpt), "--out", str(out)])
+    assert json.loads((out / "updates.json").read_text())["steps"] == 4
+
+
+def test_epoch_table_and_plot_with_accuracy(tmp_path):
+    from l2l_torch.plots import epoch_table, plot_epochs
+
+    ep = lambda a: [{"step": 10, "val_loss": 1.0, "val_accuracy": a}, {"step": 20, "val_loss": 0.5, "val_accuracy": a + 0.1}]  # noqa: E731
+    sd = [{"val_loss": 0.1, "val_accuracy": 0.01}] * 2
+    res = {"task": "t", "seeds": 2, "optimizers": {
+        "lstm": {"lr": None, "epochs": ep(0.7), "epochs_std": sd},
+        "adam": {"lr": 1e-3, "epochs": ep(0.6), "epochs_std": sd},
+        "adam_tuned": {"lr": 1e-2, "epochs": ep(0.65)},  # older results: no std
+        "sgd": {"lr": 1e-3, "diverged": 2}}}
+    table = epoch_table(res)
+    assert "val accuracy (%)" in table and "| lstm | 70.0 ± 1.0 | 80.0 ± 1.0 |" in table
+    assert "| adam_tuned | 65.0 ± 0.0 | 75.0 ± 0.0 |" in table and "sgd" not in table
+    assert plot_epochs(res, tmp_path / "e.png") and (tmp_path / "e.png").is_file()
+    assert epoch_table({"optimizers": {"a": {"lr": None}}}) is None
+    assert not plot_epochs({"task": "t", "seeds": 1, "optimizers": {"a": {"lr": None}}}, tmp_path / "n.png")
