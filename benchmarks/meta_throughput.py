@@ -13,7 +13,11 @@ all coordinates (``(N, F)`` layout), a linear head, the same preprocessing, data
 batch, no further optimisation. Both paths start from the same weights and data; the benchmark
 checks that they produce the same meta-loss before timing them, then alternates them
 (reference, ours, reference, ours, ...) and reports medians and the ratio. The last line printed with
-``--json`` is one JSON object holding ``meta_steps_per_s`` (optimizee steps per second of ours).
+``--json`` is one JSON object holding ``meta_steps_per_s`` (optimizee steps per second of ours, one
+task instance per meta-step) and, beside it, ``batched_meta_steps_per_s``: the Fashion-MNIST MLP
+with ``--tasks-per-step`` B task instances per meta-step, ours stepping all B with one LSTM call
+(:func:`l2l_torch.unroll.batched_unroll`), the reference looping over them; the reference always
+runs the same number of optimizee steps as ours, and every figure counts optimizee steps.
 """
 
 from __future__ import annotations
@@ -32,7 +36,7 @@ from torch import nn
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from l2l_torch.learned_optimizers import LSTMOptimizer, preprocess_gradients  # noqa: E402
-from l2l_torch.unroll import init_unroll, truncated_unroll  # noqa: E402
+from l2l_torch.unroll import batched_unroll, init_unroll, truncated_unroll  # noqa: E402
 
 
 class PlainLSTMOptimizer(nn.Module):
@@ -76,7 +80,7 @@ def reference_truncation(plain: PlainLSTMOptimizer, task, params, hidden, gen, u
     return torch.stack(losses).mean(), params, hidden
 
 
-def make_task(kind: str):
+def make_task(kind: str, seed: int = 0):
     from tasks.image_classification import ImageClassificationFamily
 
     if kind == "mlp":
@@ -84,47 +88,64 @@ def make_task(kind: str):
                                         batch_size=128)
     else:
         fam = ImageClassificationFamily(dataset="cifar10", source="folder", model="convdense", batch_size=128)
-    return fam.sample(0)
+    return fam.sample(seed)
 
 
-def bench(kind: str, repeats: int, truncations: int, unroll: int = 20) -> dict:
+def bench(kind: str, repeats: int, truncations: int, unroll: int = 20, tasks_per_step: int = 1) -> dict:
+    """Optimizee steps per second of ours and of the reference, alternated in one process.
+
+    With ``tasks_per_step`` B > 1, one meta-step unrolls B task instances: ours with
+    :func:`batched_unroll` (one LSTM call over all B*N coordinates per step), the reference with its
+    plain per-task loop; both count B optimizee steps per unrolled step, so the same total work.
+    """
     task = make_task(kind)
+    tasks = [task] + [make_task(kind, seed=b) for b in range(1, tasks_per_step)]
     torch.manual_seed(0)
     lopt = LSTMOptimizer()  # hidden 20, 2 layers, log/sign preprocessing
     plain = PlainLSTMOptimizer(lopt)
     meta_opt = torch.optim.Adam(lopt.parameters(), lr=1e-3)
     n_params = sum(p.numel() for p in task.init_params(0)[0].values())
 
+    def ref_start(seed: int):
+        params, _ = task.init_params(seed)
+        hidden = [(torch.zeros(n_params, 20), torch.zeros(n_params, 20)) for _ in range(2)]
+        return params, hidden, torch.Generator().manual_seed(seed)
+
     # same start, same batches: the two paths must agree before we time them
-    st = init_unroll(lopt, task, 0)
-    ours = truncated_unroll(lopt, st, unroll).meta_loss
-    p0, _ = task.init_params(0)
-    hidden0 = [(torch.zeros(n_params, 20), torch.zeros(n_params, 20)) for _ in range(2)]
-    ref = reference_truncation(plain, task, p0, hidden0, torch.Generator().manual_seed(0), unroll)[0]
-    agree = torch.allclose(ours, ref, rtol=1e-4, atol=1e-5)
+    states = [init_unroll(lopt, t, b) for b, t in enumerate(tasks)]
+    if tasks_per_step == 1:
+        ours = truncated_unroll(lopt, states[0], unroll).meta_loss
+    else:
+        ours = torch.stack([r.meta_loss for r in batched_unroll(lopt, states, unroll)]).mean()
+    refs = []
+    for b, t in enumerate(tasks):
+        p0, h0, gen = ref_start(b)
+        refs.append(reference_truncation(plain, t, p0, h0, gen, unroll)[0])
+    agree = torch.allclose(ours, torch.stack(refs).mean(), rtol=1e-4, atol=1e-5)
 
     def run_ours() -> float:
-        s = init_unroll(lopt, task, 1)
+        s = [init_unroll(lopt, t, 100 + b) for b, t in enumerate(tasks)]
         t0 = time.perf_counter()
         for _ in range(truncations):
-            r = truncated_unroll(lopt, s, unroll)
+            rs = [truncated_unroll(lopt, s[0], unroll)] if tasks_per_step == 1 else batched_unroll(lopt, s, unroll)
             meta_opt.zero_grad()
-            r.meta_loss.backward()
+            torch.stack([r.meta_loss for r in rs]).mean().backward()
             meta_opt.step()
-            s = r.state
-        return truncations * unroll / (time.perf_counter() - t0)
+            s = [r.state for r in rs]
+        return tasks_per_step * truncations * unroll / (time.perf_counter() - t0)
 
     def run_ref() -> float:
-        params, _ = task.init_params(1)
-        hidden = [(torch.zeros(n_params, 20), torch.zeros(n_params, 20)) for _ in range(2)]
-        gen = torch.Generator().manual_seed(1)
+        runs = [list(ref_start(100 + b)) for b in range(tasks_per_step)]
         t0 = time.perf_counter()
         for _ in range(truncations):
-            loss, params, hidden = reference_truncation(plain, task, params, hidden, gen, unroll)
+            losses = []
+            for t, r in zip(tasks, runs):
+                loss, r[0], r[1] = reference_truncation(plain, t, r[0], r[1], r[2], unroll)
+                losses.append(loss)
             meta_opt.zero_grad()
-            loss.backward()
+            torch.stack(losses).mean().backward()
             meta_opt.step()
-        return truncations * unroll / (time.perf_counter() - t0)
+        return tasks_per_step * truncations * unroll / (time.perf_counter() - t0)
 
     run_ours(), run_ref()  # warm-up (allocator, caches)
     r_ours, r_ref = [], []
@@ -132,9 +153,9 @@ def bench(kind: str, repeats: int, truncations: int, unroll: int = 20) -> dict:
         r_ref.append(run_ref())
         r_ours.append(run_ours())
     m_ours, m_ref = statistics.median(r_ours), statistics.median(r_ref)
-    return {"task": kind, "params": n_params, "unroll": unroll, "batch": 128, "same_meta_loss": bool(agree),
-            "ours_steps_per_s": m_ours, "reference_steps_per_s": m_ref, "speedup": m_ours / m_ref,
-            "ours_runs": r_ours, "reference_runs": r_ref}
+    return {"task": kind, "params": n_params, "unroll": unroll, "batch": 128, "tasks_per_step": tasks_per_step,
+            "same_meta_loss": bool(agree), "ours_steps_per_s": m_ours, "reference_steps_per_s": m_ref,
+            "speedup": m_ours / m_ref, "ours_runs": r_ours, "reference_runs": r_ref}
 
 
 def main() -> None:
@@ -144,18 +165,32 @@ def main() -> None:
     ap.add_argument("--truncations", type=int, default=3, help="truncations per timed run")
     ap.add_argument("--threads", type=int, default=int(os.environ.get("OMP_NUM_THREADS", 2)))
     ap.add_argument("--tasks", default="mlp,convdense")
+    ap.add_argument("--tasks-per-step", type=int, default=4,
+                    help="task instances per meta-step of the batched mlp row (1 skips that row)")
     ap.add_argument("--out", default="results/benchmarks", help="folder for meta_throughput.json")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
-    rows = [bench(k, a.repeats, a.truncations) for k in a.tasks.split(",") if k]
-    print(f"{'task':10} {'params':>8} {'ours steps/s':>13} {'reference':>10} {'speedup':>8} {'same loss':>9}")
+    rows = []
+    for k in filter(None, a.tasks.split(",")):
+        rows.append(bench(k, a.repeats, a.truncations))
+        if k == "mlp" and a.tasks_per_step > 1:
+            rows.append(bench(k, a.repeats, a.truncations, tasks_per_step=a.tasks_per_step))
+    print(f"{'task':10} {'params':>8} {'tasks/step':>10} {'ours steps/s':>13} {'reference':>10} {'speedup':>8} "
+          f"{'same loss':>9}")
     for r in rows:
-        print(f"{r['task']:10} {r['params']:>8} {r['ours_steps_per_s']:>13.2f} {r['reference_steps_per_s']:>10.2f} "
-              f"{r['speedup']:>7.2f}x {str(r['same_meta_loss']):>9}")
-    std = next(r for r in rows if r["task"] == "mlp") if any(r["task"] == "mlp" for r in rows) else rows[0]
+        print(f"{r['task']:10} {r['params']:>8} {r['tasks_per_step']:>10} {r['ours_steps_per_s']:>13.2f} "
+              f"{r['reference_steps_per_s']:>10.2f} {r['speedup']:>7.2f}x {str(r['same_meta_loss']):>9}")
+    # the standard configuration: one Fashion-MNIST MLP per meta-step; the batched row is reported beside it
+    std = next((r for r in rows if r["task"] == "mlp" and r["tasks_per_step"] == 1), rows[0])
     summary = {"meta_steps_per_s": std["ours_steps_per_s"], "reference_steps_per_s": std["reference_steps_per_s"],
-               "speedup_vs_reference": std["speedup"], "threads": a.threads, "torch": torch.__version__,
-               "rows": rows}
+               "speedup_vs_reference": std["speedup"], "tasks_per_step": 1}
+    bat = next((r for r in rows if r["task"] == "mlp" and r["tasks_per_step"] > 1), None)
+    if bat is not None:
+        summary.update({"batched_tasks_per_step": bat["tasks_per_step"],
+                        "batched_meta_steps_per_s": bat["ours_steps_per_s"],
+                        "batched_reference_steps_per_s": bat["reference_steps_per_s"],
+                        "batched_speedup_vs_reference": bat["speedup"]})
+    summary.update({"threads": a.threads, "torch": torch.__version__, "rows": rows})
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "meta_throughput.json").write_text(json.dumps(summary, indent=1))

@@ -19,7 +19,7 @@ from l2l_torch.evaluation import train_optimizee
 from l2l_torch.learned_optimizers import LearnedOptimizerBase
 from l2l_torch.optim import LearnedOptimizer
 from l2l_torch.tasks.base import VAL_SEED_OFFSET, TaskFamily
-from l2l_torch.unroll import UnrollState, init_unroll, truncated_unroll
+from l2l_torch.unroll import UnrollState, batched_unroll, init_unroll, truncated_unroll
 
 
 class MetaModule(L.LightningModule):
@@ -31,6 +31,13 @@ class MetaModule(L.LightningModule):
         horizon: optimizee steps before a fresh optimizee is sampled (T).
         unroll: optimizee steps per truncation, i.e. per meta-update (K).
         tasks_per_step: optimizees unrolled in parallel per meta-update (meta-batch).
+        batch_tasks: step the ``tasks_per_step`` optimizees with ONE learned-optimizer call over all their
+            coordinates (:func:`l2l_torch.unroll.batched_unroll`; same numbers as one by one, tested)
+            instead of one unroll per optimizee. Used only if the optimizer's ``tasks_batchable`` allows
+            it. Off by default: on a CPU the LSTM's work per coordinate is the same either way, so batching
+            saves only per-call overhead and synchronisation, and its measured gain on the shared 2-core
+            machine was small and noisy (``results/benchmarks/meta_throughput.json``); on GPUs, where
+            per-kernel overhead dominates for small optimizees, it is the better setting.
         meta_optimizer: ``"adam"`` or ``"rmsprop"``.
         meta_lr: learning rate of the meta-optimizer.
         weight_decay: L2 weight decay on ``theta`` (the study's LSTM weight regularisation).
@@ -50,7 +57,7 @@ class MetaModule(L.LightningModule):
     """
 
     def __init__(self, task: TaskFamily, lopt: LearnedOptimizerBase, horizon: int = 100, unroll: int = 20,
-                 tasks_per_step: int = 1, meta_optimizer: str = "adam", meta_lr: float = 1e-3,
+                 tasks_per_step: int = 1, batch_tasks: bool = False, meta_optimizer: str = "adam", meta_lr: float = 1e-3,
                  weight_decay: float = 0.0, grad_clip: float = 1.0, second_order: bool = False,
                  loss_weights: list[float] | None = None, loss_bound: float = 1e6, val_every: int = 50,
                  val_tasks: int = 8,
@@ -113,7 +120,10 @@ class MetaModule(L.LightningModule):
             self._states = [self._new_optimizee() for _ in range(hp.tasks_per_step)]
         k = self._truncation_length(horizon - self._states[0].step)
         weights = None if hp.loss_weights is None else torch.tensor(hp.loss_weights[:k], device=self.device)
-        results = [truncated_unroll(self.lopt, s, k, weights, hp.second_order) for s in self._states]
+        if hp.get("batch_tasks") and len(self._states) > 1 and getattr(self.lopt, "tasks_batchable", False):
+            results = batched_unroll(self.lopt, self._states, k, weights, hp.second_order)
+        else:
+            results = [truncated_unroll(self.lopt, s, k, weights, hp.second_order) for s in self._states]
         meta_loss = torch.stack([r.meta_loss for r in results]).mean()
         max_loss = torch.stack([r.losses.abs().max() for r in results]).max()
         opt = self.optimizers()

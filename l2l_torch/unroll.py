@@ -11,6 +11,11 @@ w.r.t. the *non-leaf* ``x_t`` with ``autograd.grad``, which stops at ``x_t`` and
 one optimizee backward per step, not a walk back through the whole unroll. Nothing in the
 loop writes in place, so the meta-gradient is exact for the (truncated, first-order) objective.
 There is no host synchronisation inside the loop.
+
+:func:`batched_unroll` runs ``B`` optimizees (task instances) in the same loop and steps them with
+ONE call of the learned optimizer over all ``B`` optimizees' coordinates, which is exact for
+optimizers that treat coordinates independently (``lopt.tasks_batchable``): fewer, larger kernels
+per step than ``B`` separate unrolls, with the same numbers.
 """
 
 from __future__ import annotations
@@ -114,3 +119,93 @@ def truncated_unroll(lopt: LearnedOptimizerBase, state: UnrollState, num_steps: 
         update_size = (flat_new - flat_old).abs().mean()
     new_state = UnrollState(task, params, buffers, lopt_state, state.step + num_steps, gen).detached()
     return UnrollResult(meta_loss, stacked.detach(), update_size, new_state)
+
+
+def batched_unroll(lopt: LearnedOptimizerBase, states: list[UnrollState], num_steps: int,
+                   weights: Tensor | None = None, second_order: bool = False) -> list[UnrollResult]:
+    """``B`` truncations of :func:`truncated_unroll` at once, with one optimizer step over all of them.
+
+    Each optimizee keeps its own task, params, buffers and batch generator; at each step their
+    gradients are concatenated (param names prefixed ``"{b}/"``) so the learned optimizer runs once
+    over ``sum_b N_b`` coordinates (e.g. one LSTM call on ``(F, B*N)`` inputs instead of ``B`` calls on
+    ``(F, N)``). Per optimizee the results equal ``truncated_unroll(lopt, states[b], ...)`` up to float
+    rounding (tested), including the meta-gradient.
+
+    Args:
+        lopt: a learned optimizer with ``tasks_batchable`` (its step must not mix coordinates, e.g.
+            no batch normalisation over coordinates).
+        states: ``B`` unroll states (typically the detached states of the previous truncation).
+        num_steps, weights, second_order: as in :func:`truncated_unroll`.
+
+    Returns:
+        ``B`` :class:`UnrollResult`, one per state, in order.
+    """
+    if num_steps < 1:
+        raise ValueError(f"num_steps must be >= 1, got {num_steps}")
+    if not getattr(lopt, "tasks_batchable", False):
+        raise ValueError(f"{type(lopt).__name__} mixes coordinates in its step (tasks_batchable is False); "
+                         "unroll its tasks one by one with truncated_unroll")
+    nb = len(states)
+    params = [{k: v if v.requires_grad else v.detach().requires_grad_() for k, v in s.params.items()}
+              for s in states]
+    buffers = [s.buffers for s in states]
+    names = [list(p) for p in params]
+    lopt_state = _merge_lopt_states(lopt, [s.lopt_state for s in states])
+    losses: list[list[Tensor]] = [[] for _ in range(nb)]
+    last_params = params
+    for t in range(num_steps + 1):
+        grads: dict[str, Tensor] = {}
+        for b, s in enumerate(states):
+            loss, new_buffers = s.task.loss(params[b], buffers[b], s.task.sample_batch("train", s.generator))
+            if t > 0:
+                losses[b].append(loss)
+            if t == num_steps:
+                continue
+            g = torch.autograd.grad(loss, [params[b][n] for n in names[b]], retain_graph=True,
+                                    create_graph=second_order)
+            grads.update({f"{b}/{n}": gi if second_order else gi.detach() for n, gi in zip(names[b], g)})
+            buffers[b] = {k: v.detach() for k, v in new_buffers.items()}
+        if t == num_steps:
+            break
+        last_params = params
+        merged = {f"{b}/{n}": v for b in range(nb) for n, v in params[b].items()}
+        new, lopt_state = lopt.step(merged, grads, lopt_state)
+        params = [{n: new[f"{b}/{n}"] for n in names[b]} for b in range(nb)]
+    out_states = _split_lopt_state(lopt, lopt_state, states)
+    results = []
+    for b, s in enumerate(states):
+        stacked = torch.stack(losses[b])
+        w = torch.ones_like(stacked) if weights is None else weights.to(stacked)
+        with torch.no_grad():
+            flat_new = torch.cat([params[b][n].reshape(-1) for n in names[b]])
+            flat_old = torch.cat([last_params[b][n].reshape(-1) for n in names[b]])
+            update_size = (flat_new - flat_old).abs().mean()
+        new_state = UnrollState(s.task, params[b], buffers[b], out_states[b], s.step + num_steps, s.generator)
+        results.append(UnrollResult((w * stacked).mean(), stacked.detach(), update_size, new_state.detached()))
+    return results
+
+
+def _merge_lopt_states(lopt: LearnedOptimizerBase, lopt_states: list) -> dict:
+    """One optimizer state for ``B`` optimizees: groups with ``"{b}/"``-prefixed names, coordinates stacked.
+
+    Coordinates are concatenated per group in optimizee order, which is the order of the merged
+    names in each group, so the merged state is the state of the merged params.
+    """
+    groups: dict[str, list[str]] = {}
+    coords: dict[str, list[Tensor]] = {}
+    for b, st in enumerate(lopt_states):
+        for kind, c in lopt.coord_state(st).items():
+            groups.setdefault(kind, []).extend(f"{b}/{n}" for n in st["groups"][kind])
+            coords.setdefault(kind, []).append(c)
+    return lopt.state_from_coords(groups, {k: torch.cat(v, dim=0) for k, v in coords.items()})
+
+
+def _split_lopt_state(lopt: LearnedOptimizerBase, merged: dict, states: list[UnrollState]) -> list:
+    """Inverse of :func:`_merge_lopt_states`: one optimizer state per optimizee."""
+    coords = lopt.coord_state(merged)
+    sizes = {kind: [sum(s.params[n].numel() for n in s.lopt_state["groups"].get(kind, [])) for s in states]
+             for kind in coords}
+    parts = {kind: c.split(sizes[kind], dim=0) for kind, c in coords.items()}
+    return [lopt.state_from_coords(s.lopt_state["groups"],
+                                   {k: parts[k][b] for k in s.lopt_state["groups"]})
+            for b, s in enumerate(states)]

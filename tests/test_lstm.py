@@ -164,3 +164,13 @@ def test_fast_layout_meta_gradient_matches_plain_lstmcell():
 
     for a, b in zip(run(True), run(False)):
         torch.testing.assert_close(a, b)
+
+
+def test_fused_cell_gradcheck():
+    """The hand-written backward of the meta-training LSTM cell equals finite differences (float64)."""
+    from l2l_torch.learned_optimizers.lstm import _FusedLSTMCell
+
+    torch.manual_seed(0)
+    w = torch.randn(12, 2 + 3 + 1, dtype=torch.float64, requires_grad=True)  # H=3, F=2
+    x, h, c = (torch.randn(k, 7, dtype=torch.float64, requires_grad=True) for k in (2, 3, 3))
+    assert torch.autograd.gradcheck(_FusedLSTMCell.apply, (w, x, h, c))

@@ -69,6 +69,10 @@ class LearnedOptimizerBase(nn.Module, abc.ABC):
     """
 
     arch_name: str = "base"
+    #: whether several optimizees can be stepped by one call over their concatenated coordinates with
+    #: the same result (see :func:`l2l_torch.unroll.batched_unroll`): True only if :meth:`step` never
+    #: mixes coordinates (no statistics over coordinates or tensors, no shared counters)
+    tasks_batchable: bool = False
 
     def __init__(self, **config: Any) -> None:
         super().__init__()

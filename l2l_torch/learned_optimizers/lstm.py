@@ -44,30 +44,122 @@ def preprocess_gradients(grad: Tensor, p: float = 10.0, dim: int = -1) -> Tensor
     return torch.stack([log_part, sign_part], dim=dim)
 
 
+def _ifog_weights(cell: nn.LSTMCell) -> Tensor:
+    """``[W_ih | W_hh | b_ih + b_hh]`` as one ``(4H, F + H + 1)`` matrix, gate rows reordered to i, f, o, g.
+
+    With the three sigmoid gates first, one ``sigmoid_`` covers rows ``[0, 3H)``; with the bias as a
+    last column (multiplying a row of ones), one ``mm`` gives the pre-activations and, in the backward,
+    one ``mm`` gives the gradients of all three weight tensors.
+    """
+    w = torch.cat([cell.weight_ih, cell.weight_hh, (cell.bias_ih + cell.bias_hh).unsqueeze(1)], dim=1)
+    i, f, g, o = w.chunk(4, 0)
+    return torch.cat([i, f, o, g], dim=0)
+
+
+#: scratch buffers of the fused cell, reused across steps: a fresh multi-MB tensor per step costs its
+#: first-touch page faults, which on small CPU machines cost more than the maths written into it
+_SCRATCH: dict[tuple, Tensor] = {}
+
+
+def _scratch(role: str, shape: tuple[int, ...], like: Tensor) -> Tensor:
+    """A reusable buffer of ``shape`` (contents undefined) for temporaries that never leave a call."""
+    key = (role, like.dtype, like.device)
+    n = math.prod(shape)
+    buf = _SCRATCH.get(key)
+    if buf is None or buf.numel() < n:
+        buf = _SCRATCH[key] = like.new_empty(n)
+    return buf[:n].view(shape)
+
+
+def _ifog_gates(w: Tensor, x: Tensor, h: Tensor) -> tuple[Tensor, Tensor]:
+    """Activated gates ``(4H, N)`` (rows i, f, o, g) and the stacked inputs ``[x; h; 1]`` ``(F+H+1, N)``.
+
+    Both live in scratch buffers: use them before the next call.
+    """
+    f_in, hs, n = x.shape[0], h.shape[0], h.shape[1]
+    xh1 = _scratch("xh1", (f_in + hs + 1, n), h)
+    xh1[:f_in] = x
+    xh1[f_in:-1] = h
+    xh1[-1] = 1.0
+    gates = torch.mm(w, xh1, out=_scratch("gates", (4 * hs, n), h))
+    gates[: 3 * hs].sigmoid_()
+    gates[3 * hs:].tanh_()
+    return gates, xh1
+
+
+class _FusedLSTMCell(torch.autograd.Function):
+    """One LSTM cell over ``N`` coordinates with a hand-written backward (the meta-training hot path).
+
+    forward(w ``(4H, F+H+1)`` from :func:`_ifog_weights`, x ``(F, N)``, h ``(H, N)``, c ``(H, N)``)
+    -> (h' ``(H, N)``, c' ``(H, N)``). Only the inputs and ``c'`` are saved (tensors that exist anyway):
+    the gates are recomputed in the backward (one small ``mm``) instead of keeping ``4H x N``
+    activations per step alive for the whole truncation, and temporaries live in reused scratch
+    buffers instead of the ~20 fresh intermediates that autograd keeps for the decomposed cell.
+    Same formula as ``nn.LSTMCell``.
+    """
+
+    @staticmethod
+    def forward(ctx, w: Tensor, x: Tensor, h: Tensor, c: Tensor) -> tuple[Tensor, Tensor]:
+        gates, _ = _ifog_gates(w, x, h)
+        i, f, o, g = gates.chunk(4, 0)
+        c_new = f.mul(c).addcmul_(i, g)
+        h_new = torch.tanh(c_new).mul_(o)
+        ctx.save_for_backward(w, x, h, c, c_new)
+        return h_new, c_new
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, dh: Tensor | None, dc: Tensor | None):
+        w, x, h, c, c_new = ctx.saved_tensors
+        gates, xh1 = _ifog_gates(w, x, h)
+        hs = c.shape[0]
+        i, f, o, g = gates.chunk(4, 0)
+        if dh is None:
+            dh = torch.zeros_like(c)
+        tc = torch.tanh(c_new, out=_scratch("tc", tuple(c.shape), c))
+        # dL/dc through h' = o * tanh(c'), plus the gradient arriving at c' directly
+        dct = tc.square().neg_().add_(1).mul_(o).mul_(dh)
+        if dc is not None:
+            dct.add_(dc)
+        d = _scratch("d", tuple(gates.shape), c)  # gradient w.r.t. the gate pre-activations, rows i, f, o, g
+        d_i, d_f, d_o, d_g = d.chunk(4, 0)
+        torch.mul(dct, g, out=d_i)
+        torch.mul(dct, c, out=d_f)
+        torch.mul(dh, tc, out=d_o)
+        torch.mul(dct, i, out=d_g)
+        dc_prev = dct.mul_(f) if ctx.needs_input_grad[3] else None  # the last use of dct and f
+        # the gates are scratch and no longer needed: turn them into the activations' derivatives in place
+        d_g.mul_(g.square_().neg_().add_(1))
+        s = gates[: 3 * hs]
+        d[: 3 * hs].mul_(s).mul_(s.neg_().add_(1))
+        dw = torch.mm(d, xh1.t()) if ctx.needs_input_grad[0] else None
+        dx = torch.mm(w[:, : x.shape[0]].t(), d) if ctx.needs_input_grad[1] else None
+        dh_prev = torch.mm(w[:, x.shape[0]: -1].t(), d) if ctx.needs_input_grad[2] else None
+        return dw, dx, dh_prev, dc_prev
+
+
 def lstm_cell_t(x: Tensor, h: Tensor, c: Tensor, cell: nn.LSTMCell) -> tuple[Tensor, Tensor]:
     """``nn.LSTMCell`` maths in a coordinate-minor layout: ``x`` (F, N), ``h``/``c`` (H, N) -> (H, N) each.
 
     With coordinates along the last axis, each gate is a contiguous row block of the ``(4H, N)`` gate
     matrix, so the elementwise gate maths runs on contiguous memory; ``nn.LSTMCell`` on ``(N, 4H)``
     works on strided column blocks, which is several times slower on CPUs for large ``N``. Same
-    weights, same formula: results equal ``nn.LSTMCell`` up to float rounding (tested).
+    weights, same formula: results equal ``nn.LSTMCell`` up to float rounding (tested). With autograd
+    on, the cell is one :class:`_FusedLSTMCell` (hand-written backward, gates recomputed there).
     """
+    if torch.is_grad_enabled():
+        return _FusedLSTMCell.apply(_ifog_weights(cell), x, h, c)
+    # deployment (no autograd graph): in-place updates of fresh tensors save most of the allocations
+    # and memory traffic of a step
     gates = torch.addmm((cell.bias_ih + cell.bias_hh).unsqueeze(1), cell.weight_ih, x)
-    if not torch.is_grad_enabled():
-        # deployment (no autograd graph): the same maths with in-place updates of fresh tensors,
-        # which saves most of the allocations and memory traffic of a step
-        gates.addmm_(cell.weight_hh, h)
-        hs = h.shape[0]
-        gates[: 2 * hs].sigmoid_()
-        gates[2 * hs: 3 * hs].tanh_()
-        gates[3 * hs:].sigmoid_()
-        i, f, g, o = gates.chunk(4, 0)
-        c_new = f.mul(c).addcmul_(i, g)
-        return torch.tanh(c_new).mul_(o), c_new
-    gates = torch.addmm(gates, cell.weight_hh, h)
+    gates.addmm_(cell.weight_hh, h)
+    hs = h.shape[0]
+    gates[: 2 * hs].sigmoid_()
+    gates[2 * hs: 3 * hs].tanh_()
+    gates[3 * hs:].sigmoid_()
     i, f, g, o = gates.chunk(4, 0)
-    c_new = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
-    return torch.sigmoid(o) * torch.tanh(c_new), c_new
+    c_new = f.mul(c).addcmul_(i, g)
+    return torch.tanh(c_new).mul_(o), c_new
 
 
 class CoordinatewiseLSTM(nn.Module):
@@ -145,10 +237,16 @@ class LSTMOptimizer(LearnedOptimizerBase):
         self.hidden_size, self.num_layers = hidden_size, num_layers
         self.preprocess, self.preprocess_p = preprocess, preprocess_p
         self.output_scale, self.per_kind = output_scale, per_kind
+        self.normalization = normalization
         in_features = 2 if preprocess == "log_sign" else 1
         kinds = ("conv", "dense") if per_kind else ("all",)
         self.nets = nn.ModuleDict({k: CoordinatewiseLSTM(in_features, hidden_size, num_layers, normalization)
                                    for k in kinds})
+
+    @property
+    def tasks_batchable(self) -> bool:
+        # coordinatewise, except batch normalisation, whose statistics are over all coordinates
+        return self.normalization != "batch"
 
     def features(self, grad: Tensor) -> Tensor:
         """Input features ``(F, N)`` of flat gradients ``(N,)``."""
