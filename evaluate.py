@@ -19,6 +19,25 @@ import time
 from pathlib import Path
 
 
+def _reuse(a, overrides: dict) -> dict:
+    """The earlier ``results.json`` named by ``--reuse-baselines``, checked against this evaluation."""
+    from l2l_torch.cli import UserError
+
+    path = Path(a.reuse_baselines) / "results.json"
+    if not path.is_file():
+        raise UserError(f"--reuse-baselines: no results.json in {a.reuse_baselines}")
+    prev = json.loads(path.read_text())
+    mine = {"task": a.task, "steps": a.steps or prev["steps"], "seeds": a.seeds, "overrides": overrides,
+            "epoch_steps": a.epoch_steps}
+    theirs = {"task": prev["task"], "steps": prev["steps"], "seeds": prev["seeds"],
+              "overrides": prev.get("overrides", {}), "epoch_steps": prev.get("epoch_steps")}
+    if mine != theirs:
+        diff = {k: (theirs[k], mine[k]) for k in mine if mine[k] != theirs[k]}
+        raise UserError(f"--reuse-baselines {a.reuse_baselines}: its settings differ from this evaluation's "
+                        f"(setting: (theirs, ours)) {diff}")
+    return prev
+
+
 def main(argv: list[str] | None = None) -> None:
     from l2l_torch.cli import UserError, available_tasks, fail, load_config, task_family_from_config
 
@@ -34,6 +53,11 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--tune-metric", default="train_loss",
                    help="final metric the learning-rate search minimises (default train_loss; e.g. val_loss)")
     p.add_argument("--baselines", default="adam,rmsprop,sgd,adagrad", help="comma-separated torch.optim baselines")
+    p.add_argument("--lr-grid", help="comma-separated starting learning-rate grid of the search (default 1e-4 ... 3; "
+                   "it grows past an edge that wins either way)")
+    p.add_argument("--reuse-baselines", metavar="DIR",
+                   help="take the baselines (runs and tuning) from DIR/results.json of the same task, steps, seeds "
+                        "and --set overrides instead of running them again; only the learned optimizer is trained")
     p.add_argument("--epoch-steps", type=int, help="record validation metrics every N steps (an 'epoch')")
     p.add_argument("--no-updates", action="store_true",
                    help="skip the update-size histogram (updates.png: learned vs tuned Adam, one seed)")
@@ -62,6 +86,8 @@ def main(argv: list[str] | None = None) -> None:
         unknown = [b for b in baselines if b not in BASELINES]
         if unknown:
             raise UserError(f"unknown baseline(s) {unknown}; known: {sorted(BASELINES)}")
+        lr_grid = [float(x) for x in a.lr_grid.split(",")] if a.lr_grid else None
+        reuse = _reuse(a, overrides) if a.reuse_baselines else None
     except UserError as e:
         fail(str(e))
     except TypeError as e:
@@ -86,13 +112,15 @@ def main(argv: list[str] | None = None) -> None:
     res = evaluate_learned_optimizer(
         family, lambda groups: LearnedOptimizer(groups, lopt=lopt), steps, a.seeds, tune=not a.no_tune,
         tune_seeds=a.tune_seeds, tune_steps=a.tune_steps, baselines=baselines, learned_name=lopt.arch_name,
-        epoch_steps=a.epoch_steps, tune_metric=a.tune_metric, progress=progress)
+        epoch_steps=a.epoch_steps, tune_metric=a.tune_metric, progress=progress, reuse=reuse,
+        **({"lr_grid": lr_grid} if lr_grid else {}))
     results = {"task": a.task, "steps": steps, "seeds": a.seeds, "checkpoint": str(a.checkpoint),
                "checkpoint_meta": meta, "family": family.describe(), "overrides": overrides, "device": str(device),
                # the metric the baselines were tuned on is the one the verdict compares
                "primary_metric": "final_loss" if a.tune_metric == "train_loss" else a.tune_metric,
                "command": "python evaluate.py " + " ".join(sys.argv[1:] if argv is None else argv),
-               "seconds": round(time.time() - t0, 1), **res}
+               "seconds": round(time.time() - t0, 1), "epoch_steps": a.epoch_steps,
+               **({"baselines_from": a.reuse_baselines} if a.reuse_baselines else {}), **res}
     write_outputs(results, out)
     if not a.no_updates:
         progress("update sizes")

@@ -44,6 +44,7 @@ def main(argv: list[str] | None = None) -> None:
             fail(f"--ckpt_path last: no checkpoint to resume at {last}")
         ckpt = str(last)
 
+    from jsonargparse import lazy_instance as spec
     from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
     from lightning.pytorch.cli import LightningCLI
     from lightning.pytorch.loggers import TensorBoardLogger
@@ -51,8 +52,6 @@ def main(argv: list[str] | None = None) -> None:
     from l2l_torch.callbacks import ExportBestOptimizer
     from l2l_torch.meta_module import MetaModule
     from l2l_torch.reliability import AtomicCheckpointIO, RestartLog
-
-    from jsonargparse import lazy_instance as spec
 
     trainer_defaults = {
         "default_root_dir": str(out),

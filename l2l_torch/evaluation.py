@@ -9,7 +9,7 @@ instances disjoint from the evaluation instances.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -276,22 +276,32 @@ def evaluate_learned_optimizer(family: TaskFamily, lopt_factory: OptimizerFactor
                                tune: bool = True, tune_seeds: int = 3, tune_steps: int | None = None,
                                baselines: Sequence[str] = tuple(BASELINES), learned_name: str = "lstm",
                                epoch_steps: int | None = None, tune_metric: str = "train_loss",
-                               progress: Callable[[str], None] | None = None) -> dict[str, Any]:
+                               progress: Callable[[str], None] | None = None, lr_grid: Sequence[float] = LR_GRID,
+                               reuse: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """The full comparison of ``evaluate.py``: the learned optimizer against every baseline at its
     default learning rate and (``tune``) at its learning rate tuned on separate instances.
 
     ``tune_metric`` is the final metric the learning-rate search minimises (``train_loss``, or e.g.
-    ``val_loss``). Returns the ``optimizers`` part of ``results.json`` plus ``"tuning"``:
+    ``val_loss``); ``lr_grid`` is the starting grid of that search (it still grows past an edge).
+    ``reuse``: an earlier ``results.json`` of the same task, steps and seeds whose baseline runs and
+    tuning are taken as they are (the runs are deterministic per seed), so only the learned optimizer
+    is trained; it must come from the same code and settings (``evaluate.py --reuse-baselines``
+    checks the settings). Returns the ``optimizers`` part of ``results.json`` plus ``"tuning"``:
     ``{name: {lr: score}}``.
     """
     optimizers: dict[str, tuple[OptimizerFactory, float | None]] = {learned_name: (lopt_factory, None)}
     tuning: dict[str, dict[str, float]] = {}
+    if reuse is not None:
+        results = compare(family, optimizers, steps, seeds, epoch_steps=epoch_steps, progress=progress)
+        kept = {k: v for k, v in reuse["optimizers"].items() if k.removesuffix("_tuned") in baselines}
+        return {"optimizers": {**results, **kept},
+                "tuning": {k: v for k, v in reuse.get("tuning", {}).items() if k in baselines}}
     for name in baselines:
         optimizers[name] = (baseline_factory(name), BASELINES[name][1])
         if tune:
             if progress:
                 progress(f"tuning {name}")
-            best, scores = tune_lr(family, name, tune_steps or steps, tune_seeds, metric=tune_metric)
+            best, scores = tune_lr(family, name, tune_steps or steps, tune_seeds, grid=lr_grid, metric=tune_metric)
             tuning[name] = {str(k): v for k, v in scores.items()}
             optimizers[f"{name}_tuned"] = (baseline_factory(name, best), best)
     results = compare(family, optimizers, steps, seeds, epoch_steps=epoch_steps, progress=progress)

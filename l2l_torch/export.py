@@ -17,7 +17,6 @@ import sys
 from pathlib import Path
 from typing import Any
 
-
 from l2l_torch.checkpoint import CheckpointError, load_lightning_checkpoint, save_learned_optimizer
 from l2l_torch.learned_optimizers import REGISTRY, LearnedOptimizerBase
 

@@ -6,9 +6,9 @@ import sys
 
 import pytest
 
+from l2l_torch.checkpoint import save_learned_optimizer
 from l2l_torch.cli import available_tasks, load_config
 from l2l_torch.learned_optimizers import LSTMOptimizer
-from l2l_torch.checkpoint import save_learned_optimizer
 from tests.helpers import REPO, SHARED_DATA, smoke_train, write_jpeg_folder
 
 
@@ -71,3 +71,25 @@ def test_evaluate_on_tiny_checkpoint(tmp_path):
         assert set(o["final_loss"]) == {"mean", "std"}
         assert (o["lr"] is None) == (name == "lstm")
     assert (out / "curves.png").stat().st_size > 0 and (out / "table.md").read_text().startswith("| optimizer")
+
+
+def test_evaluate_reuses_baselines(tmp_path):
+    """--reuse-baselines trains only the learned optimizer and copies the baselines of an earlier run."""
+    ckpt = tmp_path / "optimizer.pt"
+    save_learned_optimizer(LSTMOptimizer(hidden_size=4, preprocess="none"), ckpt, {"task": "quadratic"})
+    common = ("--task", "quadratic", "--checkpoint", str(ckpt), "--steps", "5", "--seeds", "2", "--no-updates")
+    r = run("evaluate.py", *common, "--out", str(tmp_path / "a"), "--tune-seeds", "1", "--baselines", "adam",
+            "--lr-grid", "0.01,0.1")
+    assert r.returncode == 0, r.stderr
+    first = json.loads((tmp_path / "a" / "results.json").read_text())
+    assert set(first["tuning"]["adam"]) >= {"0.01", "0.1"}
+    r = run("evaluate.py", *common, "--out", str(tmp_path / "b"), "--baselines", "adam",
+            "--reuse-baselines", str(tmp_path / "a"))
+    assert r.returncode == 0, r.stderr
+    second = json.loads((tmp_path / "b" / "results.json").read_text())
+    assert second["optimizers"]["adam_tuned"] == first["optimizers"]["adam_tuned"]
+    assert second["optimizers"]["lstm"]["per_seed"] == first["optimizers"]["lstm"]["per_seed"]  # deterministic
+    assert second["baselines_from"] == str(tmp_path / "a")
+    r = run("evaluate.py", *common[:-1], "--seeds", "3", "--out", str(tmp_path / "c"),
+            "--reuse-baselines", str(tmp_path / "a"))
+    assert r.returncode != 0 and "differ" in r.stderr

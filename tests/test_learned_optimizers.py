@@ -11,10 +11,23 @@ from torch.func import functional_call
 
 from l2l_torch import LearnedOptimizer, param_groups_by_kind
 from l2l_torch.checkpoint import load_learned_optimizer, save_learned_optimizer
-from l2l_torch.learned_optimizers import REGISTRY, LearnedOptimizerBase, RNNpropOptimizer, SmallFCOptimizer
+from l2l_torch.learned_optimizers import (
+    REGISTRY,
+    LearnedOptimizerBase,
+    LSTMOptimizer,
+    RNNpropOptimizer,
+    SmallFCOptimizer,
+)
 from l2l_torch.learned_optimizers.features import FeatureSet, segment_ids, segment_rms_normalize
 from tasks.quadratic import QuadraticFamily
-from tests.helpers import gradcheck_meta_gradient, quadratic64, smoke_train, smoke_unroll, tiny_convnet, tiny_mlp
+from tests.helpers import (
+    gradcheck_meta_gradient,
+    quadratic64,
+    smoke_train,
+    smoke_unroll,
+    tiny_convnet,
+    tiny_mlp,
+)
 
 ARCHS = [
     (SmallFCOptimizer, {"hidden": [8, 8]}),
@@ -182,3 +195,18 @@ def test_init_from_warm_start(tmp_path):
     assert "init_from" not in warm.config()
     with pytest.raises(Exception, match="differs"):
         SmallFCOptimizer(hidden=[8], init_from=str(tmp_path / "a.pt"))  # other step_mult
+
+
+def test_lstm_warm_start_single_to_per_kind(tmp_path):
+    torch.manual_seed(2)
+    src = LSTMOptimizer()
+    save_learned_optimizer(src, tmp_path / "single.pt")
+    warm = LSTMOptimizer(per_kind=True, init_from=str(tmp_path / "single.pt"))
+    for kind in ("conv", "dense"):  # both per-kind LSTMs start as the single one
+        for a, b in zip(src.nets["all"].parameters(), warm.nets[kind].parameters(), strict=True):
+            assert torch.equal(a, b)
+    save_learned_optimizer(warm, tmp_path / "kinds.pt")
+    with pytest.raises(Exception, match="no weights"):
+        LSTMOptimizer(init_from=str(tmp_path / "kinds.pt"))
+    with pytest.raises(Exception, match="differs"):
+        LSTMOptimizer(per_kind=True, output_scale=0.01, init_from=str(tmp_path / "single.pt"))

@@ -14,7 +14,6 @@ import l2l_torch
 from l2l_torch import LearnedOptimizer, LSTMOptimizer, param_groups_by_kind, save_learned_optimizer
 from tests.helpers import tiny_convnet, tiny_mlp
 
-
 _mlp, _convnet = tiny_mlp, tiny_convnet
 
 

@@ -14,6 +14,7 @@ for deployment, so the two can never drift apart.
 from __future__ import annotations
 
 import abc
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -109,3 +110,30 @@ class LearnedOptimizerBase(nn.Module, abc.ABC):
     def state_bytes_per_param(self) -> int:
         """Bytes of optimizer state kept per optimizee parameter (float32)."""
         return 0
+
+    def warm_start(self, path: str) -> None:
+        """Copy ``theta`` from the learned-optimizer file ``path`` (same architecture).
+
+        The stored optimizer may differ in ``per_kind`` only: a single-network optimizer (``"all"``)
+        warm-starts every per-kind network of this one, e.g. an MLP-trained LSTM as the starting
+        point of a conv/dense LSTM for a CNN.
+
+        Raises:
+            CheckpointError: another architecture or configuration, or a per-kind file for a
+                single-network optimizer.
+        """
+        from l2l_torch.checkpoint import CheckpointError, load_learned_optimizer  # (import cycle)
+
+        other, _ = load_learned_optimizer(path, expect_arch=self.arch_name)
+        mine, theirs = self.config(), other.config()
+        if {k: v for k, v in mine.items() if k != "per_kind"} != {k: v for k, v in theirs.items() if k != "per_kind"}:
+            raise CheckpointError(f"init_from={path}: its architecture {theirs} differs from {mine}")
+        src = other.state_dict()
+        new = {}
+        for key in self.state_dict():
+            alt = re.sub(r"^(nets|skips)\.(conv|dense)\b", r"\1.all", key)
+            if key not in src and alt not in src:
+                raise CheckpointError(f"init_from={path}: it has no weights for {key!r} "
+                                      "(a per-kind optimizer cannot warm-start a single-network one)")
+            new[key] = src[key] if key in src else src[alt]
+        self.load_state_dict(new)

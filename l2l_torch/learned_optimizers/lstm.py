@@ -212,6 +212,10 @@ class LSTMOptimizer(LearnedOptimizerBase):
             ``"layer"``, applied to the top LSTM output before the linear head.
         per_kind: one LSTM per parameter kind (``"conv"`` and ``"dense"``), as in the paper's
             CIFAR experiment and the study's 6.5.2; otherwise one LSTM for all params.
+        init_from: start from the weights of this learned-optimizer file (same architecture; a
+            single-LSTM file warm-starts both LSTMs of a ``per_kind`` one, see
+            :meth:`~l2l_torch.learned_optimizers.base.LearnedOptimizerBase.warm_start`). Not part of
+            :meth:`config`: a checkpoint of the result stands on its own.
 
     Example:
         >>> lopt = LSTMOptimizer()
@@ -224,7 +228,7 @@ class LSTMOptimizer(LearnedOptimizerBase):
 
     def __init__(self, hidden_size: int = 20, num_layers: int = 2, preprocess: str = "log_sign",
                  preprocess_p: float = 10.0, output_scale: float = 0.1, normalization: str = "none",
-                 per_kind: bool = False) -> None:
+                 per_kind: bool = False, init_from: str | None = None) -> None:
         if preprocess not in PREPROCESS_MODES:
             raise ValueError(f"preprocess must be one of {PREPROCESS_MODES}, got {preprocess!r}")
         if normalization not in NORMALIZATIONS:
@@ -242,6 +246,8 @@ class LSTMOptimizer(LearnedOptimizerBase):
         kinds = ("conv", "dense") if per_kind else ("all",)
         self.nets = nn.ModuleDict({k: CoordinatewiseLSTM(in_features, hidden_size, num_layers, normalization)
                                    for k in kinds})
+        if init_from:
+            self.warm_start(init_from)
 
     @property
     def tasks_batchable(self) -> bool:

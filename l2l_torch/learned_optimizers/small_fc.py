@@ -175,20 +175,9 @@ class SmallFCOptimizer(FeatureOptimizerBase):
                     net.layers[-1].weight[0].mul_(0.1)
                     net.layers[-1].bias[0].mul_(0.1)
         if init_from:
-            self._warm_start(init_from)
+            self.warm_start(init_from)
 
     def _net(self, kind: str, x: Tensor, extra: Any) -> tuple[Tensor, Tensor, Any]:
         out = self.nets[kind](x)
         direction = out[0] + self.skips[kind] @ x if self.adam_skip else out[0]
         return direction, out[1], None
-
-    def _warm_start(self, path: str) -> None:
-        from l2l_torch.checkpoint import (  # (import cycle at module level)
-            CheckpointError,
-            load_learned_optimizer,
-        )
-
-        other, _ = load_learned_optimizer(path, expect_arch=self.arch_name)
-        if other.config() != self.config():
-            raise CheckpointError(f"init_from={path}: its architecture {other.config()} differs from {self.config()}")
-        self.load_state_dict(other.state_dict())
