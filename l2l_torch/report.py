@@ -131,6 +131,34 @@ def experiment_section(name: str, res: dict[str, Any], rel: str, folder: Path | 
     return "\n".join(lines)
 
 
+def memory_lines(m: dict[str, Any]) -> list[str]:
+    """Markdown lines of ``results/benchmarks/memory.json`` (``benchmarks/memory.py``)."""
+    def mib(v: float | None) -> str:
+        return "n/a" if v is None else f"{v / 2**20:.1f}"
+
+    r0 = m["rows"][0]
+    peak = "CUDA allocator" if r0["device"] == "cuda" else "CPU allocator, torch.profiler"
+    lines = [f"Memory of one meta-training truncation and its meta-backward against the unroll length "
+             f"({m['task']}, {m.get('params', '?')} params, {r0['device']}, `python benchmarks/memory.py`): "
+             "bytes that autograd holds for the meta-backward when the forward ends (unique storages), the "
+             "allocator's peak above the start, and the process's peak resident memory above the start "
+             "(coarse: the C allocator reuses freed pages):", "",
+             f"| unroll | saved for backward MiB | peak MiB ({peak}) | peak RSS MiB |", "|---|---|---|---|"]
+    lines += [f"| {r['unroll']} | {mib(r['saved_bytes'])} | {mib(r['peak_bytes'])} | {mib(r.get('peak_rss_bytes'))} |"
+              for r in m["rows"]]
+    names = {"saved_bytes": "saved for backward", "peak_bytes": "allocator peak", "peak_rss_bytes": "peak RSS"}
+    fits = "; ".join(f"{names.get(k, k)} {f['bytes_per_unrolled_step'] / 2**20:.2f} MiB per unrolled step "
+                     f"(intercept {f['intercept_bytes'] / 2**20:.1f} MiB, R² = {f['r2']:.4f})"
+                     for k, f in m["fits"].items())
+    per = ""
+    if m.get("params") and "saved_bytes" in m["fits"]:
+        per = (f" Saved per unrolled step and optimizee parameter: "
+               f"{m['fits']['saved_bytes']['bytes_per_unrolled_step'] / m['params']:.0f} B, of which "
+               f"{m['lstm_state_bytes_per_param']} B are the LSTM's new hidden and cell states.")
+    return lines + ["", f"Linear fits: {fits}.{per} Optimizer state per parameter: LSTM "
+                    f"{m['lstm_state_bytes_per_param']} B, Adam {m['adam_state_bytes_per_param']} B.", ""]
+
+
 def performance_block(root: Path) -> str | None:
     """Markdown of ``results/benchmarks/*.json`` (throughput, deployment, memory), or None."""
     bench = root / "benchmarks"
@@ -155,13 +183,7 @@ def performance_block(root: Path) -> str | None:
         lines.append("")
     mp = bench / "memory.json"
     if mp.is_file():
-        m = json.loads(mp.read_text())
-        lines += ["Peak memory of one meta-training truncation against the unroll length "
-                  "(`python benchmarks/memory.py`):", "", "| unroll | peak MiB |", "|---|---|"]
-        lines += [f"| {r['unroll']} | {r['peak_bytes'] / 2**20:.1f} |" for r in m["rows"]]
-        lines += ["", f"Linear fit: {m['bytes_per_unrolled_step'] / 2**20:.2f} MiB per unrolled step, R² = {m['r2']:.3f}. "
-                  f"Optimizer state per parameter: LSTM {m['lstm_state_bytes_per_param']} B, "
-                  f"Adam {m['adam_state_bytes_per_param']} B.", ""]
+        lines += memory_lines(json.loads(mp.read_text()))
     return "\n".join(lines) if lines else None
 
 

@@ -1,0 +1,48 @@
+"""benchmarks/memory.py: the saved-for-backward meter, the per-truncation measures and the report lines (seconds)."""
+
+import torch
+
+from benchmarks.memory import SavedTensorMeter, linear_fit, measure, summarize
+from l2l_torch.learned_optimizers import LSTMOptimizer
+from l2l_torch.report import memory_lines
+from l2l_torch.unroll import init_unroll, truncated_unroll
+from tasks.quadratic import QuadraticFamily
+
+
+def test_meter_counts_each_storage_once_and_only_while_saved():
+    a = torch.randn(1000, requires_grad=True)
+    meter = SavedTensorMeter()
+    with meter():
+        y = a * a  # saves ``a`` twice
+        z = a[:500].exp()  # saves its result (a new storage); the view of ``a`` is not saved
+    assert meter.live_bytes == 4000 + 2000
+    del y  # its graph frees what it saved, though ``a`` itself lives on
+    assert meter.live_bytes == 2000
+    del z
+    assert meter.live_bytes == 0
+    assert meter.peak == 6000
+
+
+def test_saved_and_peak_bytes_grow_linearly_with_the_unroll():
+    torch.manual_seed(0)
+    lopt = LSTMOptimizer()
+    task = QuadraticFamily(dim=10, num=50).sample(0)  # 500 coordinates
+    warm = truncated_unroll(lopt, init_unroll(lopt, task, 0), 1)  # (the initial zero states share storage)
+    warm.meta_loss.backward()
+    st = warm.state
+    rows = []
+    for k in (2, 4, 8):
+        row, st = measure(lopt, st, k)
+        rows.append(row)
+    assert all(r["peak_bytes"] >= r["saved_bytes"] > 0 and r["params"] == 500 for r in rows)
+    s = summarize(rows, "quadratic", lopt.state_bytes_per_param())
+    assert s["r2"] > 0.9999
+    # every step saves at least the two layers' new hidden and cell states (320 B per coordinate)
+    assert s["bytes_per_unrolled_step"] >= 500 * lopt.state_bytes_per_param()
+    text = "\n".join(memory_lines(s))
+    assert "| 8 |" in text and "saved for backward" in text and "LSTM 320 B" in text
+
+
+def test_linear_fit_is_exact_on_a_line():
+    f = linear_fit([10, 20, 40], [5 + 3 * x for x in (10, 20, 40)])
+    assert abs(f["bytes_per_unrolled_step"] - 3) < 1e-9 and abs(f["intercept_bytes"] - 5) < 1e-9 and f["r2"] == 1.0
