@@ -98,12 +98,33 @@ def updates_line(updates: dict[str, Any]) -> str:
             + (f" Made by `{updates['command']}`." if updates.get("command") else ""))
 
 
+def provenance_lines(res: dict[str, Any], rel: str, folder: Path | None) -> list[str]:
+    """How to make the checkpoint again: ``python train.py --task NAME`` when the checkpoint lies in
+    ``results/NAME/`` and ``configs/NAME.yaml`` exists, and links to the ``COMMAND.md`` files (of the
+    experiment's folder or its parent) that hold the exact commands and their circumstances."""
+    out = []
+    ckpt = Path(res.get("checkpoint") or "")
+    if ckpt.parent.name and (REPO / "configs" / f"{ckpt.parent.name}.yaml").is_file():
+        task = ckpt.parent.name
+        out.append(f"Meta-train this checkpoint again from scratch: `python train.py --task {task} --out runs/{task}` "
+                   f"(then `cp runs/{task}/optimizer.pt {ckpt}`).")
+    if folder is not None:
+        docs = [(folder / "COMMAND.md", f"{rel}/COMMAND.md")]
+        if "/" in rel:
+            docs.append((folder.parent / "COMMAND.md", f"{rel.rsplit('/', 1)[0]}/COMMAND.md"))
+        found = [link for f, link in docs if f.is_file()]
+        if found:
+            out.append(f"Exact commands and circumstances: [COMMAND.md]({found[0]}).")
+    return out + [""] if out else []
+
+
 def experiment_section(name: str, res: dict[str, Any], rel: str, folder: Path | None = None) -> str:
     """Markdown of one experiment. ``folder`` (the experiment's results folder) adds the per-epoch and
     update-size figures where it holds them."""
     lines = [f"## {name}", "", f"`{res.get('command', '?')}`", "",
              f"{res['steps']} optimizee steps, {res['seeds']} held-out seeds; checkpoint "
              f"`{res.get('checkpoint')}` (selected meta-step: {res.get('checkpoint_meta', {}).get('global_step', '?')}).", ""]
+    lines += provenance_lines(res, rel, folder)
     lines.append(markdown_table(res))
     lo, ad = res["optimizers"][learned_name(res)], res["optimizers"].get("adam_tuned", {})
     key = primary(res)
@@ -208,12 +229,13 @@ def rerun(results: dict[str, dict[str, Any]], root: Path, quick: bool, out_root:
         args = cmd[2:]
         if quick:
             args = _replace(args, {"--seeds": "2", "--tune-seeds": "1", "--steps": str(min(res["steps"], 10)),
-                                   "--out": str(out_root / name)})
+                                   "--out": str(out_root / name), "--reuse-baselines": None})
         print(f"[report] {name}: python evaluate.py {' '.join(args)}", flush=True)
         subprocess.run([sys.executable, "evaluate.py", *args], cwd=REPO, check=True)
 
 
-def _replace(args: list[str], new: dict[str, str]) -> list[str]:
+def _replace(args: list[str], new: dict[str, str | None]) -> list[str]:
+    """``args`` with each option of ``new`` set to its value (``None``: the option removed)."""
     out, skip = [], False
     for i, a in enumerate(args):
         if skip:
@@ -224,7 +246,8 @@ def _replace(args: list[str], new: dict[str, str]) -> list[str]:
             continue
         out.append(a)
     for k, v in new.items():
-        out += [k, v]
+        if v is not None:
+            out += [k, v]
     return out
 
 

@@ -131,3 +131,10 @@ def test_epoch_table_and_plot_with_accuracy(tmp_path):
     assert plot_epochs(res, tmp_path / "e.png") and (tmp_path / "e.png").is_file()
     assert epoch_table({"optimizers": {"a": {"lr": None}}}) is None
     assert not plot_epochs({"task": "t", "seeds": 1, "optimizers": {"a": {"lr": None}}}, tmp_path / "n.png")
+
+
+def test_quick_rerun_drops_reuse_of_baselines():
+    from l2l_torch.report import _replace
+
+    args = ["--task", "t", "--seeds", "5", "--reuse-baselines", "results/x", "--out", "o"]
+    assert _replace(args, {"--seeds": "2", "--reuse-baselines": None}) == ["--task", "t", "--out", "o", "--seeds", "2"]
