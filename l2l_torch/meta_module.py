@@ -29,7 +29,8 @@ class MetaModule(L.LightningModule):
         task: the task family optimizees are drawn from.
         lopt: the learned optimizer (its parameters are ``theta``).
         horizon: optimizee steps before a fresh optimizee is sampled (T).
-        unroll: optimizee steps per truncation, i.e. per meta-update (K).
+        unroll: optimizee steps per truncation, i.e. per meta-update (K); when it does not divide the
+            horizon, the last truncation of each optimizee is shorter.
         tasks_per_step: optimizees unrolled in parallel per meta-update (meta-batch).
         batch_tasks: step the ``tasks_per_step`` optimizees with ONE learned-optimizer call over all their
             coordinates (:func:`l2l_torch.unroll.batched_unroll`; same numbers as one by one, tested)
@@ -64,8 +65,9 @@ class MetaModule(L.LightningModule):
                  val_horizon: int | None = None, seed: int = 0, min_unroll: int | None = None,
                  horizon_curriculum: int = 0) -> None:
         super().__init__()
-        if horizon < 1 or unroll < 1 or horizon % unroll:
-            raise ValueError(f"horizon ({horizon}) must be a positive multiple of unroll ({unroll})")
+        if horizon < 1 or not 1 <= unroll <= horizon:
+            # a horizon that is not a multiple of unroll ends with a shorter truncation (100 = 30+30+30+10)
+            raise ValueError(f"unroll ({unroll}) must be in [1, horizon={horizon}]")
         if loss_weights is not None and len(loss_weights) != unroll:
             raise ValueError(f"loss_weights needs one weight per unrolled step ({unroll}), got {len(loss_weights)}")
         if min_unroll is not None and not 1 <= min_unroll <= unroll:

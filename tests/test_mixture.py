@@ -88,6 +88,17 @@ def test_log_uniform_truncation_lengths():
         _module(min_unroll=30)
 
 
+def test_unroll_that_does_not_divide_the_horizon():
+    m = MetaModule(QuadraticFamily(), SmallFCOptimizer(), horizon=100, unroll=30)
+    lengths, done = [], 0
+    while done < 100:  # how training_step walks one optimizee through its horizon
+        lengths.append(m._truncation_length(100 - done))
+        done += lengths[-1]
+    assert lengths == [30, 30, 30, 10]
+    with pytest.raises(ValueError, match="unroll"):
+        MetaModule(QuadraticFamily(), SmallFCOptimizer(), horizon=10, unroll=20)
+
+
 def test_horizon_curriculum():
     m = _module(horizon_curriculum=100)
     assert m._current_horizon() == 20  # global_step 0 without a trainer
