@@ -39,7 +39,15 @@ def _reuse(a, overrides: dict) -> dict:
 
 
 def main(argv: list[str] | None = None) -> None:
-    from l2l_torch.cli import UserError, available_tasks, fail, load_config, task_family_from_config
+    from l2l_torch.cli import (
+        UserError,
+        available_tasks,
+        fail,
+        load_config,
+        load_for_task,
+        parse_overrides,
+        task_family_from_config,
+    )
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--task", required=True, help=f"one of: {', '.join(available_tasks())}")
@@ -65,21 +73,12 @@ def main(argv: list[str] | None = None) -> None:
                    help="override a task init arg for a generalisation test, e.g. --set activation=relu")
     a = p.parse_args(argv)
 
-    import torch
-    import yaml
-
-    from l2l_torch.checkpoint import CheckpointError, check_compatible, load_learned_optimizer
     from l2l_torch.evaluation import BASELINES, baseline_factory, evaluate_learned_optimizer, update_sizes
     from l2l_torch.optim import LearnedOptimizer
     from l2l_torch.plots import write_outputs, write_updates
 
     try:
-        overrides = {}
-        for kv in a.set:
-            if "=" not in kv:
-                raise UserError(f"--set expects KEY=VALUE, got {kv!r}")
-            k, v = kv.split("=", 1)
-            overrides[k] = yaml.safe_load(v)
+        overrides = parse_overrides(a.set)
         cfg = load_config(a.task)
         family = task_family_from_config(a.task, overrides)
         baselines = [b for b in a.baselines.split(",") if b]
@@ -92,16 +91,7 @@ def main(argv: list[str] | None = None) -> None:
         fail(str(e))
     except TypeError as e:
         fail(f"bad --set override for task {a.task!r}: {e}")
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        lopt, meta = load_learned_optimizer(a.checkpoint, map_location=device)
-    except (FileNotFoundError, CheckpointError) as e:
-        fail(str(e))
-    family.to(device)
-    try:
-        check_compatible(lopt, meta, family.sample(0).param_kinds())
-    except CheckpointError as e:
-        fail(f"checkpoint {a.checkpoint} cannot optimize task {a.task!r}: {e}")
+    lopt, meta, device = load_for_task(a.checkpoint, a.task, family)
     steps = a.steps or int(cfg.get("model", {}).get("horizon", 100))
     out = Path(a.out)
     t0 = time.time()

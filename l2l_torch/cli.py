@@ -1,4 +1,5 @@
-"""Shared command-line plumbing for ``train.py`` and ``evaluate.py``: task lookup and clean errors."""
+"""Shared command-line plumbing for ``train.py``, ``evaluate.py`` and ``python -m l2l_torch.plots``: task
+lookup, ``--set`` overrides, loading a learned optimizer for a task, and clean errors."""
 
 from __future__ import annotations
 
@@ -58,3 +59,35 @@ def task_family_from_config(task: str, overrides: dict[str, Any] | None = None):
         raise UserError(f"configs/{task}.yaml has no model.task section")
     spec = {**spec, "init_args": {**(spec.get("init_args") or {}), **(overrides or {})}}
     return instantiate(spec)
+
+
+def parse_overrides(pairs: list[str], base: dict[str, Any] | None = None) -> dict[str, Any]:
+    """``--set KEY=VALUE`` arguments as task init-arg overrides (values parsed as YAML), on top of ``base``."""
+    overrides = dict(base or {})
+    for kv in pairs:
+        if "=" not in kv:
+            raise UserError(f"--set expects KEY=VALUE, got {kv!r}")
+        k, v = kv.split("=", 1)
+        overrides[k] = yaml.safe_load(v)
+    return overrides
+
+
+def load_for_task(checkpoint: str, task: str, family: Any):
+    """Load the learned optimizer at ``checkpoint`` onto the device (CUDA when present), move ``family``
+    there and check that the optimizer can train the task's parameters. Exits with one sentence
+    (:func:`fail`) when it cannot. Returns ``(lopt, meta, device)``."""
+    import torch
+
+    from l2l_torch.checkpoint import CheckpointError, check_compatible, load_learned_optimizer
+
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        lopt, meta = load_learned_optimizer(checkpoint, map_location=device)
+    except (FileNotFoundError, CheckpointError) as e:
+        fail(str(e))
+    family.to(device)
+    try:
+        check_compatible(lopt, meta, family.sample(0).param_kinds())
+    except CheckpointError as e:
+        fail(f"checkpoint {checkpoint} cannot optimize task {task!r}: {e}")
+    return lopt, meta, device

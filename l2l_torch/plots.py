@@ -258,37 +258,26 @@ def main(argv: list[str] | None = None) -> None:
     u.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="task override, as in evaluate.py")
     a = p.parse_args(argv)
 
-    import torch
-    import yaml
-
-    from l2l_torch.checkpoint import CheckpointError, check_compatible, load_learned_optimizer
-    from l2l_torch.cli import UserError, fail, load_config, task_family_from_config
+    from l2l_torch.cli import (
+        UserError,
+        fail,
+        load_config,
+        load_for_task,
+        parse_overrides,
+        task_family_from_config,
+    )
     from l2l_torch.evaluation import BASELINES, baseline_factory, update_sizes
     from l2l_torch.optim import LearnedOptimizer
 
     out = Path(a.out)
     prev = json.loads((out / "results.json").read_text()) if (out / "results.json").is_file() else {}
     try:
-        overrides = dict(prev.get("overrides") or {})
-        for kv in a.set:
-            if "=" not in kv:
-                raise UserError(f"--set expects KEY=VALUE, got {kv!r}")
-            k, v = kv.split("=", 1)
-            overrides[k] = yaml.safe_load(v)
+        overrides = parse_overrides(a.set, prev.get("overrides"))
         cfg = load_config(a.task)
         family = task_family_from_config(a.task, overrides)
     except UserError as e:
         fail(str(e))
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        lopt, meta = load_learned_optimizer(a.checkpoint, map_location=device)
-    except (FileNotFoundError, CheckpointError) as e:
-        fail(str(e))
-    family.to(device)
-    try:
-        check_compatible(lopt, meta, family.sample(0).param_kinds())
-    except CheckpointError as e:
-        fail(f"checkpoint {a.checkpoint} cannot optimize task {a.task!r}: {e}")
+    lopt, meta, device = load_for_task(a.checkpoint, a.task, family)
     steps = a.steps or prev.get("steps") or int(cfg.get("model", {}).get("horizon", 100))
     adam = prev.get("optimizers", {}).get("adam_tuned")
     lr, adam_name = (a.adam_lr, "adam") if a.adam_lr else ((adam["lr"], "adam_tuned") if adam else (BASELINES["adam"][1], "adam"))
