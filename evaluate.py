@@ -31,6 +31,9 @@ def _reuse(a, overrides: dict) -> dict:
             "epoch_steps": a.epoch_steps}
     theirs = {"task": prev["task"], "steps": prev["steps"], "seeds": prev["seeds"],
               "overrides": prev.get("overrides", {}), "epoch_steps": prev.get("epoch_steps")}
+    if "epoch_steps" not in prev:  # written before results.json stored it: read it off the command
+        cmd = prev.get("command", "").split()
+        theirs["epoch_steps"] = int(cmd[cmd.index("--epoch-steps") + 1]) if "--epoch-steps" in cmd else None
     if mine != theirs:
         diff = {k: (theirs[k], mine[k]) for k in mine if mine[k] != theirs[k]}
         raise UserError(f"--reuse-baselines {a.reuse_baselines}: its settings differ from this evaluation's "
