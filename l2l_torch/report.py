@@ -180,6 +180,10 @@ def memory_lines(m: dict[str, Any]) -> list[str]:
                     f"{m['lstm_state_bytes_per_param']} B, Adam {m['adam_state_bytes_per_param']} B.", ""]
 
 
+def _threads(n: int) -> str:
+    return f"{n} thread" + ("" if n == 1 else "s")
+
+
 def performance_block(root: Path) -> str | None:
     """Markdown of ``results/benchmarks/*.json`` (throughput, deployment, memory), or None."""
     bench = root / "benchmarks"
@@ -187,7 +191,7 @@ def performance_block(root: Path) -> str | None:
     tp = bench / "meta_throughput.json"
     if tp.is_file():
         t = json.loads(tp.read_text())
-        lines += [f"Meta-training throughput ({t['threads']} threads, `python benchmarks/meta_throughput.py --json`):", "",
+        lines += [f"Meta-training throughput ({_threads(t['threads'])}, `python benchmarks/meta_throughput.py --json`):", "",
                   "| task | params | task instances per meta-step | ours (optimizee steps/s) | plain reference | "
                   "speed-up | same meta-loss |", "|---|---|---|---|---|---|---|"]
         lines += [f"| {r['task']} | {r['params']} | {r.get('tasks_per_step', 1)} | {r['ours_steps_per_s']:.2f} | "
@@ -196,7 +200,7 @@ def performance_block(root: Path) -> str | None:
     dp = bench / "deployment.json"
     if dp.is_file():
         d = json.loads(dp.read_text())
-        lines += [f"Deployment step (forward + backward + optimizer step, batch 128, {d['threads']} threads, "
+        lines += [f"Deployment step (forward + backward + optimizer step, batch 128, {_threads(d['threads'])}, "
                   "`python benchmarks/deployment.py`):", "",
                   "| model | params | Adam ms/step | LearnedOptimizer ms/step | ratio |", "|---|---|---|---|---|"]
         lines += [f"| {r['task']} | {r['params']} | {r['adam_ms']:.1f} | {r['learned_ms']:.1f} | {r['ratio']:.2f}× |"
