@@ -138,3 +138,29 @@ def test_quick_rerun_drops_reuse_of_baselines():
 
     args = ["--task", "t", "--seeds", "5", "--reuse-baselines", "results/x", "--out", "o"]
     assert _replace(args, {"--seeds": "2", "--reuse-baselines": None}) == ["--task", "t", "--out", "o", "--seeds", "2"]
+
+
+def test_compare_checkpoints_on_committed_seeds(tmp_path):
+    """python -m l2l_torch.compare: other checkpoints on an evaluation's exact seeds, paired with its tuned Adam."""
+    import subprocess
+    import sys
+
+    ckpt = tmp_path / "optimizer.pt"
+    save_learned_optimizer(LSTMOptimizer(hidden_size=4, preprocess="none"), ckpt, {"task": "quadratic"})
+    ev = tmp_path / "eval"
+    repo = report.REPO
+    r = subprocess.run([sys.executable, "evaluate.py", "--task", "quadratic", "--checkpoint", str(ckpt), "--out", str(ev),
+                        "--steps", "3", "--seeds", "2", "--tune-seeds", "1", "--baselines", "adam", "--no-updates",
+                        "--lr-grid", "0.1,0.3"], cwd=repo, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    out = tmp_path / "cmp"
+    r = subprocess.run([sys.executable, "-m", "l2l_torch.compare", str(out), f"again={ckpt}", "--", str(ev)],
+                       cwd=repo, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    rows = json.loads(out.with_suffix(".json").read_text())
+    res = json.loads((ev / "results.json").read_text())
+    assert rows[0]["again"] == res["optimizers"]["lstm"]["per_seed"]["train_loss"]  # same checkpoint, same seeds
+    assert "again" in out.with_suffix(".md").read_text()
+    r = subprocess.run([sys.executable, "-m", "l2l_torch.compare", str(out), f"lstm={ckpt}", "--", str(ev)],
+                       cwd=repo, capture_output=True, text=True)
+    assert r.returncode == 2 and "clash" in r.stderr
