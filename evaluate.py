@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -111,7 +112,8 @@ def main(argv: list[str] | None = None) -> None:
                "checkpoint_meta": meta, "family": family.describe(), "overrides": overrides, "device": str(device),
                # the metric the baselines were tuned on is the one the verdict compares
                "primary_metric": "final_loss" if a.tune_metric == "train_loss" else a.tune_metric,
-               "command": "python evaluate.py " + " ".join(sys.argv[1:] if argv is None else argv),
+               # shell-quoted, so that `python -m l2l_torch.report` can run it again (e.g. --set 'hidden=[20, 20]')
+               "command": "python evaluate.py " + shlex.join(sys.argv[1:] if argv is None else argv),
                "seconds": round(time.time() - t0, 1), "epoch_steps": a.epoch_steps,
                **({"baselines_from": a.reuse_baselines} if a.reuse_baselines else {}), **res}
     write_outputs(results, out)

@@ -56,7 +56,7 @@ def row_args(suite: dict[str, Any], row: dict[str, Any], out: Path, quick: bool)
     if baselines:
         args += ["--baselines", ",".join(baselines) if isinstance(baselines, list) else str(baselines)]
     for k, v in (row.get("set") or {}).items():
-        args += ["--set", f"{k}={json.dumps(v)}"]
+        args += ["--set", f"{k}={json.dumps(v, separators=(',', ':'))}"]  # one shell word: hidden=[20,20]
     return args
 
 

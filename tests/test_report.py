@@ -164,3 +164,14 @@ def test_compare_checkpoints_on_committed_seeds(tmp_path):
     r = subprocess.run([sys.executable, "-m", "l2l_torch.compare", str(out), f"lstm={ckpt}", "--", str(ev)],
                        cwd=repo, capture_output=True, text=True)
     assert r.returncode == 2 and "clash" in r.stderr
+
+
+def test_recorded_commands_survive_the_shell():
+    """A rerun splits the recorded command with shlex: --set values must stay one word."""
+    import shlex
+
+    args = generalize.row_args({"base_task": "t", "checkpoint": "c"}, {"name": "r", "set": {"hidden": [20, 20]}},
+                               report.REPO, quick=False)
+    assert "hidden=[20,20]" in args
+    cmd = "python evaluate.py " + shlex.join(["--set", "hidden=[20, 20]"])
+    assert shlex.split(cmd)[2:] == ["--set", "hidden=[20, 20]"]
