@@ -33,7 +33,7 @@ def _reuse(a, overrides: dict) -> dict:
     theirs = {"task": prev["task"], "steps": prev["steps"], "seeds": prev["seeds"],
               "overrides": prev.get("overrides", {}), "epoch_steps": prev.get("epoch_steps")}
     if "epoch_steps" not in prev:  # written before results.json stored it: read it off the command
-        cmd = prev.get("command", "").split()
+        cmd = shlex.split(prev.get("command", ""))
         theirs["epoch_steps"] = int(cmd[cmd.index("--epoch-steps") + 1]) if "--epoch-steps" in cmd else None
     if mine != theirs:
         diff = {k: (theirs[k], mine[k]) for k in mine if mine[k] != theirs[k]}
@@ -77,7 +77,7 @@ def main(argv: list[str] | None = None) -> None:
                    help="override a task init arg for a generalisation test, e.g. --set activation=relu")
     a = p.parse_args(argv)
 
-    from l2l_torch.evaluation import BASELINES, baseline_factory, evaluate_learned_optimizer, update_sizes
+    from l2l_torch.evaluation import BASELINES, evaluate_learned_optimizer, updates_against_adam
     from l2l_torch.optim import LearnedOptimizer
     from l2l_torch.plots import write_outputs, write_updates
 
@@ -119,10 +119,7 @@ def main(argv: list[str] | None = None) -> None:
     write_outputs(results, out)
     if not a.no_updates:
         progress("update sizes")
-        adam_name = "adam_tuned" if "adam_tuned" in res["optimizers"] else "adam"
-        adam_lr = res["optimizers"][adam_name]["lr"] if adam_name in res["optimizers"] else BASELINES["adam"][1]
-        upd = update_sizes(family, {lopt.arch_name: (lambda groups: LearnedOptimizer(groups, lopt=lopt), None),
-                                    adam_name: (baseline_factory("adam", adam_lr), adam_lr)}, steps)
+        upd = updates_against_adam(family, lopt, steps, res["optimizers"])
         upd.update(task=a.task, checkpoint=str(a.checkpoint))
         write_updates(upd, out)
     grids = _image_grids(family, res["optimizers"], lambda groups: LearnedOptimizer(groups, lopt=lopt),

@@ -19,12 +19,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from l2l_torch.evaluation import BASELINES
-
-
-def learned_column(res: dict[str, Any]) -> str:
-    """The name of the learned optimizer in an evaluation's ``results.json``."""
-    return next(k for k in res["optimizers"] if k.removesuffix("_tuned") not in BASELINES)
+from l2l_torch.report import learned_name
 
 
 def compare_rows(ckpts: dict[str, str], eval_dirs: list[str]) -> list[dict[str, Any]]:
@@ -44,7 +39,7 @@ def compare_rows(ckpts: dict[str, str], eval_dirs: list[str]) -> list[dict[str, 
         r = json.loads(path.read_text())
         if "adam_tuned" not in r["optimizers"]:
             raise UserError(f"{d} has no tuned Adam to compare with (evaluated with --no-tune?)")
-        learned = learned_column(r)
+        learned = learned_name(r)
         clash = sorted(set(ckpts) & {"adam_tuned", learned})
         if clash:
             raise UserError(f"checkpoint name(s) {clash} clash with the columns of {d}; choose other names")

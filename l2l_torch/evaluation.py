@@ -272,6 +272,24 @@ def update_sizes(family: TaskFamily, optimizers: dict[str, tuple[OptimizerFactor
     return out
 
 
+def updates_against_adam(family: TaskFamily, lopt: Any, steps: int, optimizers: Mapping[str, Any] | None = None,
+                         adam_lr: float | None = None) -> dict[str, Any]:
+    """:func:`update_sizes` of the learned optimizer ``lopt`` and of Adam: at ``adam_lr`` if given, else at
+    the tuned learning rate of ``optimizers["adam_tuned"]`` (the ``optimizers`` of a ``results.json``)
+    when there is one, else at Adam's default."""
+    from l2l_torch.optim import LearnedOptimizer  # (import cycle at module level)
+
+    tuned = (optimizers or {}).get("adam_tuned")
+    if adam_lr is not None:
+        name, lr = "adam", adam_lr
+    elif tuned is not None:
+        name, lr = "adam_tuned", tuned["lr"]
+    else:
+        name, lr = "adam", BASELINES["adam"][1]
+    return update_sizes(family, {lopt.arch_name: (lambda groups: LearnedOptimizer(groups, lopt=lopt), None),
+                                 name: (baseline_factory("adam", lr), lr)}, steps)
+
+
 def evaluate_learned_optimizer(family: TaskFamily, lopt_factory: OptimizerFactory, steps: int, seeds: int,
                                tune: bool = True, tune_seeds: int = 3, tune_steps: int | None = None,
                                baselines: Sequence[str] = tuple(BASELINES), learned_name: str = "lstm",

@@ -122,7 +122,7 @@ class MetaModule(L.LightningModule):
             self._states = [self._new_optimizee() for _ in range(hp.tasks_per_step)]
         k = self._truncation_length(horizon - self._states[0].step)
         weights = None if hp.loss_weights is None else torch.tensor(hp.loss_weights[:k], device=self.device)
-        if hp.get("batch_tasks") and len(self._states) > 1 and getattr(self.lopt, "tasks_batchable", False):
+        if hp.batch_tasks and len(self._states) > 1 and self.lopt.tasks_batchable:
             results = batched_unroll(self.lopt, self._states, k, weights, hp.second_order)
         else:
             results = [truncated_unroll(self.lopt, s, k, weights, hp.second_order) for s in self._states]

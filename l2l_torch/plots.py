@@ -266,8 +266,7 @@ def main(argv: list[str] | None = None) -> None:
         parse_overrides,
         task_family_from_config,
     )
-    from l2l_torch.evaluation import BASELINES, baseline_factory, update_sizes
-    from l2l_torch.optim import LearnedOptimizer
+    from l2l_torch.evaluation import updates_against_adam
 
     out = Path(a.out)
     prev = json.loads((out / "results.json").read_text()) if (out / "results.json").is_file() else {}
@@ -279,10 +278,7 @@ def main(argv: list[str] | None = None) -> None:
         fail(str(e))
     lopt, meta, device = load_for_task(a.checkpoint, a.task, family)
     steps = a.steps or prev.get("steps") or int(cfg.get("model", {}).get("horizon", 100))
-    adam = prev.get("optimizers", {}).get("adam_tuned")
-    lr, adam_name = (a.adam_lr, "adam") if a.adam_lr else ((adam["lr"], "adam_tuned") if adam else (BASELINES["adam"][1], "adam"))
-    upd = update_sizes(family, {lopt.arch_name: (lambda groups: LearnedOptimizer(groups, lopt=lopt), None),
-                                adam_name: (baseline_factory("adam", lr), lr)}, steps)
+    upd = updates_against_adam(family, lopt, steps, prev.get("optimizers"), a.adam_lr)
     upd.update(task=a.task, checkpoint=str(a.checkpoint),
                command="python -m l2l_torch.plots " + " ".join(sys.argv[1:] if argv is None else argv))
     write_updates(upd, out)

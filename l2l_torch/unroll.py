@@ -110,15 +110,21 @@ def truncated_unroll(lopt: LearnedOptimizerBase, state: UnrollState, num_steps: 
         buffers = {k: v.detach() for k, v in new_buffers.items()}
         last_params = params
         params, lopt_state = lopt.step(params, dict(zip(names, grads)), lopt_state)
+    return _result(losses, weights, params, last_params,
+                   UnrollState(task, params, buffers, lopt_state, state.step + num_steps, gen))
+
+
+def _result(losses: list[Tensor], weights: Tensor | None, params: dict[str, Tensor],
+            last_params: dict[str, Tensor], new_state: UnrollState) -> UnrollResult:
+    """The :class:`UnrollResult` of one truncation: weighted meta-loss over its ``K`` losses, the size
+    of its last update (``params`` minus ``last_params``) and the detached state after it."""
     stacked = torch.stack(losses)
     w = torch.ones_like(stacked) if weights is None else weights.to(stacked)
-    meta_loss = (w * stacked).mean()
     with torch.no_grad():
-        flat_new = torch.cat([params[n].reshape(-1) for n in names])
-        flat_old = torch.cat([last_params[n].reshape(-1) for n in names])
+        flat_new = torch.cat([v.reshape(-1) for v in params.values()])
+        flat_old = torch.cat([last_params[n].reshape(-1) for n in params])
         update_size = (flat_new - flat_old).abs().mean()
-    new_state = UnrollState(task, params, buffers, lopt_state, state.step + num_steps, gen).detached()
-    return UnrollResult(meta_loss, stacked.detach(), update_size, new_state)
+    return UnrollResult((w * stacked).mean(), stacked.detach(), update_size, new_state.detached())
 
 
 def batched_unroll(lopt: LearnedOptimizerBase, states: list[UnrollState], num_steps: int,
@@ -142,7 +148,7 @@ def batched_unroll(lopt: LearnedOptimizerBase, states: list[UnrollState], num_st
     """
     if num_steps < 1:
         raise ValueError(f"num_steps must be >= 1, got {num_steps}")
-    if not getattr(lopt, "tasks_batchable", False):
+    if not lopt.tasks_batchable:
         raise ValueError(f"{type(lopt).__name__} mixes coordinates in its step (tasks_batchable is False); "
                          "unroll its tasks one by one with truncated_unroll")
     nb = len(states)
@@ -172,17 +178,9 @@ def batched_unroll(lopt: LearnedOptimizerBase, states: list[UnrollState], num_st
         new, lopt_state = lopt.step(merged, grads, lopt_state)
         params = [{n: new[f"{b}/{n}"] for n in names[b]} for b in range(nb)]
     out_states = _split_lopt_state(lopt, lopt_state, states)
-    results = []
-    for b, s in enumerate(states):
-        stacked = torch.stack(losses[b])
-        w = torch.ones_like(stacked) if weights is None else weights.to(stacked)
-        with torch.no_grad():
-            flat_new = torch.cat([params[b][n].reshape(-1) for n in names[b]])
-            flat_old = torch.cat([last_params[b][n].reshape(-1) for n in names[b]])
-            update_size = (flat_new - flat_old).abs().mean()
-        new_state = UnrollState(s.task, params[b], buffers[b], out_states[b], s.step + num_steps, s.generator)
-        results.append(UnrollResult((w * stacked).mean(), stacked.detach(), update_size, new_state.detached()))
-    return results
+    return [_result(losses[b], weights, params[b], last_params[b],
+                    UnrollState(s.task, params[b], buffers[b], out_states[b], s.step + num_steps, s.generator))
+            for b, s in enumerate(states)]
 
 
 def _merge_lopt_states(lopt: LearnedOptimizerBase, lopt_states: list) -> dict:
