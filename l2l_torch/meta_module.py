@@ -13,8 +13,10 @@ from typing import Any
 
 import lightning as L
 import torch
+from torch.nn.utils import parameters_to_vector
 from torch.utils.data import DataLoader
 
+from l2l_torch.estimators import antithetic_pair, pes_estimate
 from l2l_torch.evaluation import train_optimizee
 from l2l_torch.learned_optimizers import LearnedOptimizerBase
 from l2l_torch.optim import LearnedOptimizer
@@ -55,6 +57,11 @@ class MetaModule(L.LightningModule):
             (varied truncations; ``None`` keeps every truncation at ``unroll`` steps).
         horizon_curriculum: meta-updates over which the horizon grows linearly from ``unroll`` to
             ``horizon`` (short optimizee runs first); 0 disables the curriculum.
+        estimator: ``"bptt"`` (truncated backpropagation through the unroll, the paper's) or ``"pes"``
+            (Persistent Evolution Strategies, :mod:`l2l_torch.estimators`: unbiased over the whole horizon,
+            no backward through the unroll; each of the ``tasks_per_step`` optimizees is run by an
+            antithetic pair of particles, and the estimate's variance is logged as ``meta_train/pes_var``).
+        pes_sigma: standard deviation of PES's perturbations of ``theta``.
     """
 
     def __init__(self, task: TaskFamily, lopt: LearnedOptimizerBase, horizon: int = 100, unroll: int = 20,
@@ -63,7 +70,7 @@ class MetaModule(L.LightningModule):
                  loss_weights: list[float] | None = None, loss_bound: float = 1e6, val_every: int = 50,
                  val_tasks: int = 8,
                  val_horizon: int | None = None, seed: int = 0, min_unroll: int | None = None,
-                 horizon_curriculum: int = 0) -> None:
+                 horizon_curriculum: int = 0, estimator: str = "bptt", pes_sigma: float = 0.01) -> None:
         super().__init__()
         if horizon < 1 or not 1 <= unroll <= horizon:
             # a horizon that is not a multiple of unroll ends with a shorter truncation (100 = 30+30+30+10)
@@ -72,6 +79,10 @@ class MetaModule(L.LightningModule):
             raise ValueError(f"loss_weights needs one weight per unrolled step ({unroll}), got {len(loss_weights)}")
         if min_unroll is not None and not 1 <= min_unroll <= unroll:
             raise ValueError(f"min_unroll must be in [1, unroll={unroll}], got {min_unroll}")
+        if estimator not in ("bptt", "pes"):
+            raise ValueError(f"estimator must be 'bptt' or 'pes', got {estimator!r}")
+        if estimator == "pes" and (second_order or pes_sigma <= 0):
+            raise ValueError("estimator='pes' needs pes_sigma > 0 and no second_order (it uses no gradients)")
         if meta_optimizer not in ("adam", "rmsprop"):
             raise ValueError(f"meta_optimizer must be 'adam' or 'rmsprop', got {meta_optimizer!r}")
         self.save_hyperparameters(ignore=["task", "lopt"])
@@ -83,6 +94,7 @@ class MetaModule(L.LightningModule):
         self._next_task = 0  # counter of training task instances (checkpointed)
         self._kinds_seen: set[str] = set()  # param kinds (conv/dense) meta-trained on, for the checkpoint
         self.skipped = 0  # truncations dropped for non-finite or exploding values (checkpointed)
+        self._xi: list[torch.Tensor] = []  # PES: accumulated perturbation per pair of particles (checkpointed)
 
     # ---------------------------------------------------------------- Lightning plumbing
     def configure_optimizers(self):
@@ -114,19 +126,30 @@ class MetaModule(L.LightningModule):
 
     def training_step(self, batch: Any, batch_idx: int) -> None:
         hp = self.hparams
+        pes = hp.get("estimator", "bptt") == "pes"
         if self._pending is not None:
             self._restore_optimizees()
         horizon = self._current_horizon()
         if not self._states or self._states[0].step >= horizon:
             self._state_seeds = []
             self._states = [self._new_optimizee() for _ in range(hp.tasks_per_step)]
+            if pes:  # each optimizee is run by an antithetic pair of particles
+                self._states = [p for s in self._states for p in antithetic_pair(s)]
+                self._state_seeds = [seed for seed in self._state_seeds for _ in range(2)]
+                zeros = torch.zeros_like(parameters_to_vector(self.lopt.parameters()).detach())
+                self._xi = [zeros] * hp.tasks_per_step
         k = self._truncation_length(horizon - self._states[0].step)
         weights = None if hp.loss_weights is None else torch.tensor(hp.loss_weights[:k], device=self.device)
-        if hp.batch_tasks and len(self._states) > 1 and self.lopt.tasks_batchable:
+        if pes:
+            est = pes_estimate(self.lopt, list(zip(self._states[0::2], self._states[1::2])), self._xi, k,
+                               hp.pes_sigma, weights)
+            results, meta_loss = est.results, est.meta_loss
+        elif hp.batch_tasks and len(self._states) > 1 and self.lopt.tasks_batchable:
             results = batched_unroll(self.lopt, self._states, k, weights, hp.second_order)
         else:
             results = [truncated_unroll(self.lopt, s, k, weights, hp.second_order) for s in self._states]
-        meta_loss = torch.stack([r.meta_loss for r in results]).mean()
+        if not pes:
+            meta_loss = torch.stack([r.meta_loss for r in results]).mean()
         max_loss = torch.stack([r.losses.abs().max() for r in results]).max()
         opt = self.optimizers()
         opt.zero_grad()
@@ -137,7 +160,16 @@ class MetaModule(L.LightningModule):
             bad = self.trainer.strategy.reduce(bad.float(), reduce_op="sum") > 0
         if bool(bad):
             return self._skip("loss")
-        self.manual_backward(meta_loss)
+        if pes:
+            grad = est.grad
+            if self.trainer.world_size > 1:  # no backward, so no DDP all-reduce: average the estimates here
+                grad = self.trainer.strategy.reduce(grad, reduce_op="mean")
+            offset = 0
+            for p in self.lopt.parameters():
+                p.grad = grad[offset: offset + p.numel()].view_as(p).clone()
+                offset += p.numel()
+        else:
+            self.manual_backward(meta_loss)
         grads = [p.grad for p in self.lopt.parameters() if p.grad is not None]
         gnorm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads]))
         if not bool(torch.isfinite(gnorm)):
@@ -147,6 +179,9 @@ class MetaModule(L.LightningModule):
             self.clip_gradients(opt, gradient_clip_val=hp.grad_clip, gradient_clip_algorithm="norm")
         opt.step()
         self._states = [r.state for r in results]
+        if pes:
+            self._xi = est.xi
+            self.log("meta_train/pes_var", est.variance)
         losses = torch.stack([r.losses for r in results]).mean(0)
         self.log("meta_train/loss", meta_loss.detach(), prog_bar=True)
         self.log("optimizee/loss", losses[-1])
@@ -206,7 +241,8 @@ class MetaModule(L.LightningModule):
         checkpoint["l2l"] = {"next_task": self._next_task, "skipped": self.skipped,
                              "lopt_arch": self.lopt.arch_name, "lopt_config": self.lopt.config(),
                              "describe": self.describe(), "world_size": int(self.trainer.world_size),
-                             "optimizees": self._optimizee_states(), "rng": _rng_state()}
+                             "optimizees": self._optimizee_states(), "rng": _rng_state(),
+                             "pes_xi": [x.detach().cpu() for x in self._xi]}
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         extra = checkpoint.get("l2l", {})
@@ -217,6 +253,9 @@ class MetaModule(L.LightningModule):
         # checkpoint holds rank 0's optimizees, so every rank starts fresh ones instead)
         same_world = int(extra.get("world_size", 1)) == 1 and self._world_size() == 1
         self._pending = extra.get("optimizees") if same_world else None
+        self._xi = [x.to(self.device) for x in extra.get("pes_xi", [])]
+        if self.hparams.get("estimator", "bptt") == "pes" and len(self._xi) * 2 != len(self._pending or []):
+            self._pending, self._xi = None, []  # PES particles without their perturbations: start fresh ones
         self._states, self._state_seeds = [], []
         if extra.get("rng") is not None and same_world:
             _set_rng_state(extra["rng"])

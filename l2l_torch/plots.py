@@ -241,8 +241,45 @@ def write_outputs(results: dict[str, Any], out: Path) -> None:
     (out / "table.md").write_text(markdown_table(results) + ("" if ep is None else "\n" + ep))
 
 
+def read_scalars(logdir: Path, tags: list[str]) -> dict[str, list[list[float]]]:
+    """Scalars logged to TensorBoard under ``logdir`` (all event files below it), as ``{tag: [[step, value]]}``
+    sorted by step; tags that were never logged are left out."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    out: dict[str, list[list[float]]] = {}
+    for events in sorted(Path(logdir).rglob("events.out.tfevents.*")):
+        acc = EventAccumulator(str(events), size_guidance={"scalars": 0})
+        acc.Reload()
+        for tag in tags:
+            if tag in acc.Tags().get("scalars", []):
+                out.setdefault(tag, []).extend([float(e.step), float(e.value)] for e in acc.Scalars(tag))
+    return {k: sorted(v) for k, v in out.items()}
+
+
+def plot_scalars(scalars: dict[str, list[list[float]]], path: Path, title: str | None = None) -> None:
+    """One panel per tag (log scale where all values are positive), against the meta-step."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(len(scalars), 1, figsize=(7, 2.6 * len(scalars)), squeeze=False)
+    for ax, (tag, pts) in zip(axes[:, 0], scalars.items()):
+        ax.plot([p[0] for p in pts], [p[1] for p in pts], lw=1)
+        if all(p[1] > 0 for p in pts):
+            ax.set_yscale("log")
+        ax.set_ylabel(tag, fontsize=8)
+    axes[-1, 0].set_xlabel("meta-step")
+    if title:
+        axes[0, 0].set_title(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
 def main(argv: list[str] | None = None) -> None:
-    """``python -m l2l_torch.plots updates ...``: the update-size histogram of a checkpoint (see the module doc)."""
+    """``python -m l2l_torch.plots updates|scalars ...``: the update-size histogram of a checkpoint, or
+    scalars of a meta-training run's TensorBoard log as JSON and PNG (see the module doc)."""
     import argparse
     import sys
 
@@ -256,7 +293,25 @@ def main(argv: list[str] | None = None) -> None:
     u.add_argument("--steps", type=int, help="optimizee steps (default: results.json in --out, else the config's horizon)")
     u.add_argument("--adam-lr", type=float, help="Adam's learning rate (default: adam_tuned's in --out/results.json)")
     u.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="task override, as in evaluate.py")
+    sc = sub.add_parser("scalars", help="scalars of a meta-training run's TensorBoard log, as JSON and a plot")
+    sc.add_argument("logdir", help="a run's TensorBoard folder (e.g. runs/TASK/tb)")
+    sc.add_argument("--tags", default="meta_train/loss,meta_train/grad_norm,val/loss",
+                    help="comma-separated scalar tags (default: %(default)s)")
+    sc.add_argument("--out", required=True, help="output path without suffix (writes OUT.json and OUT.png)")
     a = p.parse_args(argv)
+    if a.cmd == "scalars":
+        scalars = read_scalars(Path(a.logdir), [t for t in a.tags.split(",") if t])
+        if not scalars:
+            sys.exit(f"error: none of the tags {a.tags} in a TensorBoard log under {a.logdir}")
+        out = Path(a.out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.with_suffix(".json").write_text(json.dumps(
+            {"logdir": str(a.logdir), "scalars": scalars,
+             "command": "python -m l2l_torch.plots " + " ".join(sys.argv[1:] if argv is None else argv)}, indent=1))
+        plot_scalars(scalars, out.with_suffix(".png"), title=str(a.logdir))
+        print(f"wrote {out.with_suffix('.json')}, {out.with_suffix('.png')}: "
+              + ", ".join(f"{k} ({len(v)} points)" for k, v in scalars.items()))
+        return
 
     from l2l_torch.cli import (
         UserError,

@@ -1,0 +1,94 @@
+"""Meta-gradient estimators besides truncated backpropagation: Persistent Evolution Strategies (PES).
+
+Truncated BPTT (:func:`l2l_torch.unroll.truncated_unroll` plus ``backward``) differentiates each truncation
+on its own, so it ignores how ``theta`` changed the state the truncation started from: its estimate of
+the gradient of the whole-horizon meta-loss is biased, the more so the shorter the truncations. PES
+(Vicol, Metz and Sohl-Dickstein, 2021, "Unbiased gradient estimation in unrolled computation graphs with
+persistent evolution strategies") is unbiased for the Gaussian-smoothed meta-loss: each particle keeps
+running one optimizee with its own perturbed ``theta + eps_t`` (a fresh ``eps_t`` per truncation) and
+accumulates ``xi = sum_t eps_t`` since that optimizee started; the estimate is::
+
+    g = 1 / (N sigma^2) * sum_i xi_i * L_i        (L_i: particle i's meta-loss of this truncation)
+
+With antithetic pairs (``+eps`` and ``-eps`` on the same task instance and the same batches),
+``xi_- = -xi_+`` and the pair's term is ``xi_+ (L_+ - L_-) / (2 sigma^2)``. It needs no backward
+through the unroll (no memory that grows with the truncation) and no gradient of the loss w.r.t.
+``theta`` at all, so it also works where the unroll is not differentiable or its gradients explode; its
+price is variance, which grows with the number of parameters and with the accumulated truncations.
+:func:`pes_estimate` reports it.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, replace
+
+import torch
+from torch import Tensor
+from torch.nn.utils import parameters_to_vector, vector_to_parameters
+
+from l2l_torch.learned_optimizers.base import LearnedOptimizerBase
+from l2l_torch.unroll import UnrollResult, UnrollState, truncated_unroll
+
+
+@dataclass
+class PESResult:
+    """Output of :func:`pes_estimate`. Tensors stay on the device (no ``.item()``)."""
+
+    grad: Tensor  #: (P,) flat estimate of d meta-loss / d theta (P = number of theta's parameters)
+    variance: Tensor  #: scalar: mean over theta's coordinates of the variance of ``grad`` (over pairs / N)
+    meta_loss: Tensor  #: scalar: mean over particles of their truncation meta-loss (not differentiable)
+    results: list[UnrollResult]  #: per pair, the + then the - particle's truncation
+    xi: list[Tensor]  #: per pair, the + particle's accumulated perturbation (P,) after this truncation
+
+
+def antithetic_pair(state: UnrollState) -> tuple[UnrollState, UnrollState]:
+    """Two particles on one optimizee: same task, params and optimizer state, and batch generators in the
+    same state, so both see the same batches; nothing is copied but the generator."""
+    gen = torch.Generator(device=state.generator.device)
+    gen.set_state(state.generator.get_state())
+    return state, replace(state, generator=gen)
+
+
+def pes_estimate(lopt: LearnedOptimizerBase, pairs: list[tuple[UnrollState, UnrollState]], xi: list[Tensor],
+                 num_steps: int, sigma: float, weights: Tensor | None = None) -> PESResult:
+    """One PES estimate of the meta-gradient from ``len(pairs)`` antithetic pairs of particles.
+
+    Args:
+        lopt: the learned optimizer; its ``theta`` is read, never modified (the particles run on a copy).
+        pairs: per pair, the ``(+, -)`` particles' states (from :func:`antithetic_pair` when the
+            optimizee starts, then the ``results`` of the previous call).
+        xi: per pair, the accumulated perturbation ``(P,)`` of the ``+`` particle (zeros when its optimizee
+            starts).
+        num_steps: truncation length ``K``.
+        sigma: standard deviation of the perturbations.
+        weights: ``(K,)`` loss weights, as in :func:`~l2l_torch.unroll.truncated_unroll`.
+
+    Returns:
+        A :class:`PESResult`. The perturbations come from torch's global RNG (checkpointed with a run).
+    """
+    if sigma <= 0:
+        raise ValueError(f"sigma must be > 0, got {sigma}")
+    if len(pairs) != len(xi):
+        raise ValueError(f"one accumulated perturbation per pair: {len(pairs)} pairs, {len(xi)} xi")
+    theta = parameters_to_vector(lopt.parameters()).detach()
+    # particles run on a copy whose parameters need no gradient: no graph through theta is built
+    particle = copy.deepcopy(lopt).requires_grad_(False)
+    results: list[UnrollResult] = []
+    new_xi, terms = [], []
+    for (plus, minus), acc in zip(pairs, xi):
+        eps = torch.randn_like(theta) * sigma
+        pair_losses = []
+        for sign, state in ((1.0, plus), (-1.0, minus)):
+            vector_to_parameters(theta + sign * eps, particle.parameters())
+            r = truncated_unroll(particle, state, num_steps, weights)
+            results.append(r)
+            pair_losses.append(r.meta_loss.detach())
+        acc = acc + eps
+        new_xi.append(acc)
+        terms.append(acc * ((pair_losses[0] - pair_losses[1]) / (2 * sigma**2)))
+    stacked = torch.stack(terms)
+    n = stacked.shape[0]
+    variance = stacked.var(dim=0).mean() / n if n > 1 else torch.full((), float("nan"), device=theta.device)
+    meta_loss = torch.stack([r.meta_loss.detach() for r in results]).mean()
+    return PESResult(stacked.mean(0), variance, meta_loss, results, new_xi)
