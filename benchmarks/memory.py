@@ -1,6 +1,6 @@
 """Memory of meta-training against the unroll length, and optimizer state bytes per parameter.
 
-    python benchmarks/memory.py [--unrolls 10,20,40] [--task mlp] [--out results/benchmarks]
+    python benchmarks/memory.py [--unrolls 10,20,40] [--task mlp] [--recompute-gates] [--out results/benchmarks]
 
 Truncated BPTT keeps what every unrolled step saved for backward until the meta-backward, so the memory
 of one truncation grows linearly with the unroll length. Each unroll length runs in a fresh subprocess
@@ -178,7 +178,7 @@ def measure(lopt, state, unroll: int, rss: bool = False) -> tuple[dict, object]:
     return row, r.state
 
 
-def child(unroll: int, task_kind: str) -> None:
+def child(unroll: int, task_kind: str, recompute: bool) -> None:
     sys.path.insert(0, str(ROOT))
     from benchmarks.meta_throughput import make_task
     from l2l_torch.learned_optimizers import LSTMOptimizer
@@ -188,7 +188,7 @@ def child(unroll: int, task_kind: str) -> None:
     torch.manual_seed(0)
     dev = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     task = make_task(task_kind).to(dev)
-    lopt = LSTMOptimizer().to(dev)
+    lopt = LSTMOptimizer(recompute_gates=recompute).to(dev)
     st = init_unroll(lopt, task, 0)
     r = truncated_unroll(lopt, st, 1)  # warm-up: allocator, lazy init, scratch buffers
     r.meta_loss.backward()
@@ -222,20 +222,24 @@ def main() -> None:
     ap.add_argument("--unrolls", default="10,20,40")
     ap.add_argument("--task", default="mlp")
     ap.add_argument("--out", default="results/benchmarks")
+    ap.add_argument("--recompute-gates", action="store_true",
+                    help="LSTMOptimizer(recompute_gates=True): the memory-saving meta-backward; "
+                         "writes memory_recompute.json")
     ap.add_argument("--child", type=int, help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.child is not None:
-        return child(a.child, a.task)
+        return child(a.child, a.task, a.recompute_gates)
     rows = []
     env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
     for k in (int(x) for x in a.unrolls.split(",")):
-        out = subprocess.run([sys.executable, __file__, "--child", str(k), "--task", a.task], capture_output=True,
-                             text=True, check=True, env=env).stdout.strip().splitlines()[-1]
+        cmd = [sys.executable, __file__, "--child", str(k), "--task", a.task] + ["--recompute-gates"] * a.recompute_gates
+        out = subprocess.run(cmd, capture_output=True, text=True, check=True, env=env).stdout.strip().splitlines()[-1]
         rows.append(json.loads(out))
     sys.path.insert(0, str(ROOT))
     from l2l_torch.learned_optimizers import LSTMOptimizer
 
-    summary = summarize(rows, a.task, LSTMOptimizer().state_bytes_per_param())
+    summary = {**summarize(rows, a.task, LSTMOptimizer().state_bytes_per_param()),
+               "recompute_gates": a.recompute_gates}
     mib = 2**20
 
     def cell(v):
@@ -255,7 +259,8 @@ def main() -> None:
               f"of one step alone: {summary['lstm_state_bytes_per_param']} B)")
     print(f"optimizer state per parameter: LSTM {summary['lstm_state_bytes_per_param']} B, Adam 8 B")
     Path(a.out).mkdir(parents=True, exist_ok=True)
-    (Path(a.out) / "memory.json").write_text(json.dumps(summary, indent=1) + "\n")
+    name = "memory_recompute.json" if a.recompute_gates else "memory.json"
+    (Path(a.out) / name).write_text(json.dumps(summary, indent=1) + "\n")
     print(json.dumps({k: v for k, v in summary.items() if k not in ("rows", "fits")}))
 
 

@@ -17,7 +17,9 @@ checks that they produce the same meta-loss before timing them, then alternates 
 task instance per meta-step) and, beside it, ``batched_meta_steps_per_s``: the Fashion-MNIST MLP
 with ``--tasks-per-step`` B task instances per meta-step, ours stepping all B with one LSTM call
 (:func:`l2l_torch.unroll.batched_unroll`), the reference looping over them; the reference always
-runs the same number of optimizee steps as ours, and every figure counts optimizee steps.
+runs the same number of optimizee steps as ours, and every figure counts optimizee steps. A third MLP
+row (``recompute_*``; ``--no-recompute-row`` skips it) measures ``LSTMOptimizer(recompute_gates=True)``,
+which saves about 3x less memory for the meta-backward and recomputes the LSTM gates there.
 """
 
 from __future__ import annotations
@@ -91,7 +93,8 @@ def make_task(kind: str, seed: int = 0):
     return fam.sample(seed)
 
 
-def bench(kind: str, repeats: int, truncations: int, unroll: int = 20, tasks_per_step: int = 1) -> dict:
+def bench(kind: str, repeats: int, truncations: int, unroll: int = 20, tasks_per_step: int = 1,
+          recompute_gates: bool = False) -> dict:
     """Optimizee steps per second of ours and of the reference, alternated in one process.
 
     With ``tasks_per_step`` B > 1, one meta-step unrolls B task instances: ours with
@@ -101,7 +104,7 @@ def bench(kind: str, repeats: int, truncations: int, unroll: int = 20, tasks_per
     task = make_task(kind)
     tasks = [task] + [make_task(kind, seed=b) for b in range(1, tasks_per_step)]
     torch.manual_seed(0)
-    lopt = LSTMOptimizer()  # hidden 20, 2 layers, log/sign preprocessing
+    lopt = LSTMOptimizer(recompute_gates=recompute_gates)  # hidden 20, 2 layers, log/sign preprocessing
     plain = PlainLSTMOptimizer(lopt)
     meta_opt = torch.optim.Adam(lopt.parameters(), lr=1e-3)
     n_params = sum(p.numel() for p in task.init_params(0)[0].values())
@@ -154,7 +157,7 @@ def bench(kind: str, repeats: int, truncations: int, unroll: int = 20, tasks_per
         r_ours.append(run_ours())
     m_ours, m_ref = statistics.median(r_ours), statistics.median(r_ref)
     return {"task": kind, "params": n_params, "unroll": unroll, "batch": 128, "tasks_per_step": tasks_per_step,
-            "same_meta_loss": bool(agree), "ours_steps_per_s": m_ours, "reference_steps_per_s": m_ref,
+            "recompute_gates": recompute_gates, "same_meta_loss": bool(agree), "ours_steps_per_s": m_ours, "reference_steps_per_s": m_ref,
             "speedup": m_ours / m_ref, "ours_runs": r_ours, "reference_runs": r_ref}
 
 
@@ -167,6 +170,9 @@ def main() -> None:
     ap.add_argument("--tasks", default="mlp,convdense")
     ap.add_argument("--tasks-per-step", type=int, default=4,
                     help="task instances per meta-step of the batched mlp row (1 skips that row)")
+    ap.add_argument("--recompute-row", action=argparse.BooleanOptionalAction, default=True,
+                    help="also measure the standard configuration with LSTMOptimizer(recompute_gates=True), "
+                         "the memory-saving meta-backward (default: on)")
     ap.add_argument("--out", default="results/benchmarks", help="folder for meta_throughput.json")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
@@ -175,13 +181,17 @@ def main() -> None:
         rows.append(bench(k, a.repeats, a.truncations))
         if k == "mlp" and a.tasks_per_step > 1:
             rows.append(bench(k, a.repeats, a.truncations, tasks_per_step=a.tasks_per_step))
-    print(f"{'task':10} {'params':>8} {'tasks/step':>10} {'ours steps/s':>13} {'reference':>10} {'speedup':>8} "
-          f"{'same loss':>9}")
+        if k == "mlp" and a.recompute_row:
+            rows.append(bench(k, a.repeats, a.truncations, recompute_gates=True))
+    print(f"{'task':10} {'params':>8} {'tasks/step':>10} {'recompute':>9} {'ours steps/s':>13} {'reference':>10} "
+          f"{'speedup':>8} {'same loss':>9}")
     for r in rows:
-        print(f"{r['task']:10} {r['params']:>8} {r['tasks_per_step']:>10} {r['ours_steps_per_s']:>13.2f} "
-              f"{r['reference_steps_per_s']:>10.2f} {r['speedup']:>7.2f}x {str(r['same_meta_loss']):>9}")
+        print(f"{r['task']:10} {r['params']:>8} {r['tasks_per_step']:>10} {str(r['recompute_gates']):>9} "
+              f"{r['ours_steps_per_s']:>13.2f} {r['reference_steps_per_s']:>10.2f} {r['speedup']:>7.2f}x "
+              f"{str(r['same_meta_loss']):>9}")
     # the standard configuration: one Fashion-MNIST MLP per meta-step; the batched row is reported beside it
-    std = next((r for r in rows if r["task"] == "mlp" and r["tasks_per_step"] == 1), rows[0])
+    std = next((r for r in rows if r["task"] == "mlp" and r["tasks_per_step"] == 1 and not r["recompute_gates"]),
+               rows[0])
     summary = {"meta_steps_per_s": std["ours_steps_per_s"], "reference_steps_per_s": std["reference_steps_per_s"],
                "speedup_vs_reference": std["speedup"], "tasks_per_step": 1}
     bat = next((r for r in rows if r["task"] == "mlp" and r["tasks_per_step"] > 1), None)
@@ -190,6 +200,11 @@ def main() -> None:
                         "batched_meta_steps_per_s": bat["ours_steps_per_s"],
                         "batched_reference_steps_per_s": bat["reference_steps_per_s"],
                         "batched_speedup_vs_reference": bat["speedup"]})
+    rec = next((r for r in rows if r["recompute_gates"]), None)
+    if rec is not None:
+        summary.update({"recompute_meta_steps_per_s": rec["ours_steps_per_s"],
+                        "recompute_reference_steps_per_s": rec["reference_steps_per_s"],
+                        "recompute_speedup_vs_reference": rec["speedup"]})
     summary.update({"threads": a.threads, "torch": torch.__version__, "rows": rows})
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)

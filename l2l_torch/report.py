@@ -159,8 +159,10 @@ def memory_lines(m: dict[str, Any]) -> list[str]:
 
     r0 = m["rows"][0]
     peak = "CUDA allocator" if r0["device"] == "cuda" else "CPU allocator, torch.profiler"
-    lines = [f"Memory of one meta-training truncation and its meta-backward against the unroll length "
-             f"({m['task']}, {m.get('params', '?')} params, {r0['device']}, `python benchmarks/memory.py`): "
+    mode = (" with `LSTMOptimizer(recompute_gates=True)`" if m.get("recompute_gates") else "")
+    flag = " --recompute-gates" if m.get("recompute_gates") else ""
+    lines = [f"Memory of one meta-training truncation and its meta-backward against the unroll length{mode} "
+             f"({m['task']}, {m.get('params', '?')} params, {r0['device']}, `python benchmarks/memory.py{flag}`): "
              "bytes that autograd holds for the meta-backward when the forward ends (unique storages), the "
              "allocator's peak above the start, and the process's peak resident memory above the start "
              "(coarse: the C allocator reuses freed pages):", "",
@@ -175,7 +177,9 @@ def memory_lines(m: dict[str, Any]) -> list[str]:
     if m.get("params") and "saved_bytes" in m["fits"]:
         per = (f" Saved per unrolled step and optimizee parameter: "
                f"{m['fits']['saved_bytes']['bytes_per_unrolled_step'] / m['params']:.0f} B, of which "
-               f"{m['lstm_state_bytes_per_param']} B are the LSTM's new hidden and cell states.")
+               f"{m['lstm_state_bytes_per_param']} B are the LSTM's new hidden and cell states"
+               + ("" if m.get("recompute_gates") else " (the rest: mostly the activated gates and tanh(c'), "
+                  "kept so that the backward recomputes nothing)") + ".")
     return lines + ["", f"Linear fits: {fits}.{per} Optimizer state per parameter: LSTM "
                     f"{m['lstm_state_bytes_per_param']} B, Adam {m['adam_state_bytes_per_param']} B.", ""]
 
@@ -192,10 +196,11 @@ def performance_block(root: Path) -> str | None:
     if tp.is_file():
         t = json.loads(tp.read_text())
         lines += [f"Meta-training throughput ({_threads(t['threads'])}, `python benchmarks/meta_throughput.py --json`):", "",
-                  "| task | params | task instances per meta-step | ours (optimizee steps/s) | plain reference | "
-                  "speed-up | same meta-loss |", "|---|---|---|---|---|---|---|"]
-        lines += [f"| {r['task']} | {r['params']} | {r.get('tasks_per_step', 1)} | {r['ours_steps_per_s']:.2f} | "
-                  f"{r['reference_steps_per_s']:.2f} | {r['speedup']:.2f}× | {r['same_meta_loss']} |" for r in t["rows"]]
+                  "| task | params | task instances per meta-step | recompute_gates | ours (optimizee steps/s) | "
+                  "plain reference | speed-up | same meta-loss |", "|---|---|---|---|---|---|---|---|"]
+        lines += [f"| {r['task']} | {r['params']} | {r.get('tasks_per_step', 1)} | {r.get('recompute_gates', True)} | "
+                  f"{r['ours_steps_per_s']:.2f} | {r['reference_steps_per_s']:.2f} | {r['speedup']:.2f}× | "
+                  f"{r['same_meta_loss']} |" for r in t["rows"]]
         lines.append("")
     dp = bench / "deployment.json"
     if dp.is_file():
@@ -206,9 +211,9 @@ def performance_block(root: Path) -> str | None:
         lines += [f"| {r['task']} | {r['params']} | {r['adam_ms']:.1f} | {r['learned_ms']:.1f} | {r['ratio']:.2f}× |"
                   for r in d["rows"]]
         lines.append("")
-    mp = bench / "memory.json"
-    if mp.is_file():
-        lines += memory_lines(json.loads(mp.read_text()))
+    for name in ("memory.json", "memory_recompute.json"):
+        if (bench / name).is_file():
+            lines += memory_lines(json.loads((bench / name).read_text()))
     return "\n".join(lines) if lines else None
 
 

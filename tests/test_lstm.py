@@ -166,11 +166,64 @@ def test_fast_layout_meta_gradient_matches_plain_lstmcell():
         torch.testing.assert_close(a, b)
 
 
-def test_fused_cell_gradcheck():
-    """The hand-written backward of the meta-training LSTM cell equals finite differences (float64)."""
+@pytest.mark.parametrize("recompute", [False, True])
+def test_fused_cell_gradcheck(recompute):
+    """The hand-written backward of the meta-training LSTM cell equals finite differences (float64),
+    both when it saves the gates and when it recomputes them."""
     from l2l_torch.learned_optimizers.lstm import _FusedLSTMCell
 
     torch.manual_seed(0)
     w = torch.randn(12, 2 + 3 + 1, dtype=torch.float64, requires_grad=True)  # H=3, F=2
     x, h, c = (torch.randn(k, 7, dtype=torch.float64, requires_grad=True) for k in (2, 3, 3))
-    assert torch.autograd.gradcheck(_FusedLSTMCell.apply, (w, x, h, c))
+    assert torch.autograd.gradcheck(lambda *a: _FusedLSTMCell.apply(*a, recompute), (w, x, h, c))
+
+
+def test_compiled_cell_grads_match_eager():
+    """The torch.compile'd elementwise backward gives the eager formula's numbers (float32 rounding)."""
+    from l2l_torch.learned_optimizers.lstm import _call_grads, _cell_grads
+
+    torch.manual_seed(0)
+    acts = torch.rand(4 * 5, 300)
+    tc, c, dh, dc = torch.rand(5, 300) * 2 - 1, torch.randn(5, 300), torch.randn(5, 300), torch.randn(5, 300)
+    d_got, d_want = torch.empty(20, 300), torch.empty(20, 300)
+    torch.testing.assert_close(_call_grads(acts, tc, c, dh, dc, d_got), _cell_grads(acts, tc, c, dh, dc, d_want))
+    torch.testing.assert_close(d_got, d_want)
+
+
+def test_compile_failure_falls_back_to_eager(monkeypatch):
+    """A failing compiler (e.g. no C++ toolchain) warns once and meta-training goes on eagerly."""
+    from l2l_torch.learned_optimizers import lstm
+
+    def broken(*args):
+        raise RuntimeError("no compiler")
+
+    monkeypatch.setitem(lstm._KERNEL, "grads", broken)
+    lopt = LSTMOptimizer()
+    w = torch.zeros(6, requires_grad=True)
+    state = lopt.init_state({"w": w})
+    new, _ = lopt.step({"w": w}, {"w": torch.ones(6)}, state)
+    with pytest.warns(UserWarning, match="torch.compile of the LSTM cell"):
+        new["w"].sum().backward()
+    assert lstm._KERNEL["grads"] is lstm._cell_grads
+    assert all(p.grad is not None for p in lopt.parameters())
+
+
+def test_recompute_gates_same_meta_gradient():
+    """recompute_gates changes memory, not numbers: same meta-gradient as the default (float64)."""
+    torch.manual_seed(0)
+    a = LSTMOptimizer().double()
+    b = LSTMOptimizer(recompute_gates=True).double()
+    b.load_state_dict(a.state_dict())
+    target = torch.randn(40, dtype=torch.float64)
+    for lopt in (a, b):
+        w = torch.zeros(40, dtype=torch.float64, requires_grad=True)
+        state = lopt.init_state({"w": w})
+        meta = 0
+        for _ in range(3):
+            g = torch.autograd.grad(((w - target) ** 2).sum(), w)[0]
+            new, state = lopt.step({"w": w}, {"w": g}, state)
+            w = new["w"]
+            meta = meta + ((w - target) ** 2).sum()
+        meta.backward()
+    for pa, pb in zip(a.parameters(), b.parameters()):
+        torch.testing.assert_close(pa.grad, pb.grad)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+import os
+import warnings
 from collections.abc import Mapping
 
 import torch
@@ -47,13 +49,65 @@ def preprocess_gradients(grad: Tensor, p: float = 10.0, dim: int = -1) -> Tensor
 def _ifog_weights(cell: nn.LSTMCell) -> Tensor:
     """``[W_ih | W_hh | b_ih + b_hh]`` as one ``(4H, F + H + 1)`` matrix, gate rows reordered to i, f, o, g.
 
-    With the three sigmoid gates first, one ``sigmoid_`` covers rows ``[0, 3H)``; with the bias as a
-    last column (multiplying a row of ones), one ``mm`` gives the pre-activations and, in the backward,
-    one ``mm`` gives the gradients of all three weight tensors.
+    With the three sigmoid gates first, one ``sigmoid_`` covers rows ``[0, 3H)``; one tensor holds all the
+    cell's weights, so the backward returns one gradient for them.
     """
     w = torch.cat([cell.weight_ih, cell.weight_hh, (cell.bias_ih + cell.bias_hh).unsqueeze(1)], dim=1)
     i, f, g, o = w.chunk(4, 0)
     return torch.cat([i, f, o, g], dim=0)
+
+
+def _cell_grads(acts: Tensor, tc: Tensor, c: Tensor, dh: Tensor, dc: Tensor, d: Tensor) -> Tensor:
+    """Elementwise part of the LSTM cell's backward: gradients w.r.t. the gate pre-activations and ``c``.
+
+    Args:
+        acts: activated gates ``(4H, N)``, rows i, f, o (sigmoid) and g (tanh).
+        tc: ``tanh(c')`` ``(H, N)``.
+        c: the previous cell state ``(H, N)``.
+        dh, dc: gradients arriving at ``h'`` and ``c'`` ``(H, N)``.
+        d: output buffer ``(4H, N)``, overwritten with the gradient w.r.t. the gate pre-activations
+            (rows i, f, o, g).
+
+    Returns:
+        ``dc_prev`` ``(H, N)``, the gradient w.r.t. ``c``. Pure arithmetic (no transcendental functions),
+        so one compiled loop does it all in a single pass over memory (see :func:`_grads_kernel`).
+    """
+    i, f, o, g = acts.chunk(4, 0)
+    dct = dh * o * (1 - tc * tc) + dc
+    d.copy_(torch.cat([dct * g * i * (1 - i), dct * c * f * (1 - f), dh * tc * o * (1 - o), dct * i * (1 - g * g)]))
+    return dct * f
+
+
+_KERNEL: dict[str, object] = {}
+
+
+def _grads_kernel():
+    """:func:`_cell_grads`, compiled with ``torch.compile`` once per process (dynamic shapes).
+
+    Eager, its ~25 elementwise passes over ``(H, N)`` tensors are memory-bound and cost about as much as
+    the cell's matrix products; compiled, they are one loop. ``L2L_COMPILE=0`` in the environment, or a
+    failure to compile (e.g. no C++ compiler for inductor on CPU), falls back to eager with a warning.
+    """
+    fn = _KERNEL.get("grads")
+    if fn is None:
+        fn = _cell_grads
+        if os.environ.get("L2L_COMPILE", "1") != "0":
+            fn = torch.compile(_cell_grads, dynamic=True)
+        _KERNEL["grads"] = fn
+    return fn
+
+
+def _call_grads(*args: Tensor) -> Tensor:
+    fn = _grads_kernel()
+    if fn is _cell_grads:
+        return fn(*args)
+    try:
+        return fn(*args)
+    except Exception as err:  # noqa: BLE001 - any compiler failure: keep training, eagerly
+        warnings.warn(f"torch.compile of the LSTM cell's backward failed ({type(err).__name__}: {err}); "
+                      "using eager PyTorch (slower). Set L2L_COMPILE=0 to skip the attempt.", stacklevel=2)
+        _KERNEL["grads"] = _cell_grads
+        return _cell_grads(*args)
 
 
 #: scratch buffers of the fused cell, reused across steps: a fresh multi-MB tensor per step costs its
@@ -71,84 +125,86 @@ def _scratch(role: str, shape: tuple[int, ...], like: Tensor) -> Tensor:
     return buf[:n].view(shape)
 
 
-def _ifog_gates(w: Tensor, x: Tensor, h: Tensor) -> tuple[Tensor, Tensor]:
-    """Activated gates ``(4H, N)`` (rows i, f, o, g) and the stacked inputs ``[x; h; 1]`` ``(F+H+1, N)``.
-
-    Both live in scratch buffers: use them before the next call.
-    """
+def _stack_inputs(x: Tensor, h: Tensor) -> Tensor:
+    """``[x; h; 1]`` ``(F+H+1, N)`` in a scratch buffer (use it before the next call): with it, one ``mm``
+    with the weights of :func:`_ifog_weights` gives the gate pre-activations, and one gives their gradient."""
     f_in, hs, n = x.shape[0], h.shape[0], h.shape[1]
     xh1 = _scratch("xh1", (f_in + hs + 1, n), h)
     xh1[:f_in] = x
     xh1[f_in:-1] = h
     xh1[-1] = 1.0
-    gates = torch.mm(w, xh1, out=_scratch("gates", (4 * hs, n), h))
-    gates[: 3 * hs].sigmoid_()
-    gates[3 * hs:].tanh_()
-    return gates, xh1
+    return xh1
+
+
+def _activated_gates(w: Tensor, x: Tensor, h: Tensor) -> Tensor:
+    """Activated gates ``(4H, N)`` (a fresh tensor), rows i, f, o (sigmoid) then g (tanh)."""
+    acts = torch.mm(w, _stack_inputs(x, h))
+    hs = h.shape[0]
+    acts[: 3 * hs].sigmoid_()
+    acts[3 * hs:].tanh_()
+    return acts
 
 
 class _FusedLSTMCell(torch.autograd.Function):
     """One LSTM cell over ``N`` coordinates with a hand-written backward (the meta-training hot path).
 
-    forward(w ``(4H, F+H+1)`` from :func:`_ifog_weights`, x ``(F, N)``, h ``(H, N)``, c ``(H, N)``)
-    -> (h' ``(H, N)``, c' ``(H, N)``). Only the inputs and ``c'`` are saved (tensors that exist anyway):
-    the gates are recomputed in the backward (one small ``mm``) instead of keeping ``4H x N``
-    activations per step alive for the whole truncation, and temporaries live in reused scratch
-    buffers instead of the ~20 fresh intermediates that autograd keeps for the decomposed cell.
-    Same formula as ``nn.LSTMCell``.
+    forward(w ``(4H, F+H+1)`` from :func:`_ifog_weights`, x ``(F, N)``, h ``(H, N)``, c ``(H, N)``,
+    recompute) -> (h' ``(H, N)``, c' ``(H, N)``). Same formula as ``nn.LSTMCell``; equal to it up to
+    float rounding (tested, and gradchecked in float64).
+
+    By default the activated gates and ``tanh(c')`` are saved (``5H x N`` floats per call), so the backward
+    is one compiled elementwise pass (:func:`_grads_kernel`) and the three matrix products the gradients
+    need. With ``recompute`` only tensors that exist anyway are saved (inputs and ``c'``) and the backward
+    recomputes the gates (one more ``mm`` and the activations): about 3x less memory held for the
+    meta-backward, 10-15 % slower (``benchmarks/memory.py``, ``benchmarks/meta_throughput.py``).
     """
 
     @staticmethod
-    def forward(ctx, w: Tensor, x: Tensor, h: Tensor, c: Tensor) -> tuple[Tensor, Tensor]:
-        gates, _ = _ifog_gates(w, x, h)
-        i, f, o, g = gates.chunk(4, 0)
+    def forward(ctx, w: Tensor, x: Tensor, h: Tensor, c: Tensor, recompute: bool = False) -> tuple[Tensor, Tensor]:
+        acts = _activated_gates(w, x, h)
+        i, f, o, g = acts.chunk(4, 0)
         c_new = f.mul(c).addcmul_(i, g)
-        h_new = torch.tanh(c_new).mul_(o)
-        ctx.save_for_backward(w, x, h, c, c_new)
-        return h_new, c_new
+        tc = torch.tanh(c_new)
+        ctx.recompute = recompute
+        ctx.save_for_backward(w, x, h, c, c_new if recompute else acts, None if recompute else tc)
+        return (tc.mul_(o) if recompute else tc.mul(o)), c_new  # tc is saved unless recompute
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, dh: Tensor | None, dc: Tensor | None):
-        w, x, h, c, c_new = ctx.saved_tensors
-        gates, xh1 = _ifog_gates(w, x, h)
-        hs = c.shape[0]
-        i, f, o, g = gates.chunk(4, 0)
-        if dh is None:
-            dh = torch.zeros_like(c)
-        tc = torch.tanh(c_new, out=_scratch("tc", tuple(c.shape), c))
-        # dL/dc through h' = o * tanh(c'), plus the gradient arriving at c' directly
-        dct = tc.square().neg_().add_(1).mul_(o).mul_(dh)
-        if dc is not None:
-            dct.add_(dc)
-        d = _scratch("d", tuple(gates.shape), c)  # gradient w.r.t. the gate pre-activations, rows i, f, o, g
-        d_i, d_f, d_o, d_g = d.chunk(4, 0)
-        torch.mul(dct, g, out=d_i)
-        torch.mul(dct, c, out=d_f)
-        torch.mul(dh, tc, out=d_o)
-        torch.mul(dct, i, out=d_g)
-        dc_prev = dct.mul_(f) if ctx.needs_input_grad[3] else None  # the last use of dct and f
-        # the gates are scratch and no longer needed: turn them into the activations' derivatives in place
-        d_g.mul_(g.square_().neg_().add_(1))
-        s = gates[: 3 * hs]
-        d[: 3 * hs].mul_(s).mul_(s.neg_().add_(1))
-        dw = torch.mm(d, xh1.t()) if ctx.needs_input_grad[0] else None
-        dx = torch.mm(w[:, : x.shape[0]].t(), d) if ctx.needs_input_grad[1] else None
-        dh_prev = torch.mm(w[:, x.shape[0]: -1].t(), d) if ctx.needs_input_grad[2] else None
-        return dw, dx, dh_prev, dc_prev
+        w, x, h, c, saved, tc = ctx.saved_tensors
+        if ctx.recompute:  # temporaries in scratch buffers: fresh ones would cost page faults each step
+            acts = torch.mm(w, _stack_inputs(x, h), out=_scratch("acts", (w.shape[0], c.shape[1]), c))
+            hs = c.shape[0]
+            acts[: 3 * hs].sigmoid_()
+            acts[3 * hs:].tanh_()
+            tc = torch.tanh(saved, out=_scratch("tc", tuple(c.shape), c))
+        else:
+            acts = saved
+        dh = torch.zeros_like(c) if dh is None else dh.contiguous()
+        dc = torch.zeros_like(c) if dc is None else dc.contiguous()
+        d = _scratch("d", (w.shape[0], c.shape[1]), c)
+        dc_prev = _call_grads(acts, tc, c, dh, dc, d)
+        f_in = x.shape[0]
+        dw = torch.mm(d, _stack_inputs(x, h).t()) if ctx.needs_input_grad[0] else None
+        dx = torch.mm(w[:, :f_in].t(), d) if ctx.needs_input_grad[1] else None
+        dh_prev = torch.mm(w[:, f_in:-1].t(), d) if ctx.needs_input_grad[2] else None
+        return dw, dx, dh_prev, dc_prev if ctx.needs_input_grad[3] else None, None
 
 
-def lstm_cell_t(x: Tensor, h: Tensor, c: Tensor, cell: nn.LSTMCell) -> tuple[Tensor, Tensor]:
+def lstm_cell_t(x: Tensor, h: Tensor, c: Tensor, cell: nn.LSTMCell,
+                recompute: bool = False) -> tuple[Tensor, Tensor]:
     """``nn.LSTMCell`` maths in a coordinate-minor layout: ``x`` (F, N), ``h``/``c`` (H, N) -> (H, N) each.
 
     With coordinates along the last axis, each gate is a contiguous row block of the ``(4H, N)`` gate
     matrix, so the elementwise gate maths runs on contiguous memory; ``nn.LSTMCell`` on ``(N, 4H)``
     works on strided column blocks, which is several times slower on CPUs for large ``N``. Same
     weights, same formula: results equal ``nn.LSTMCell`` up to float rounding (tested). With autograd
-    on, the cell is one :class:`_FusedLSTMCell` (hand-written backward, gates recomputed there).
+    on, the cell is one :class:`_FusedLSTMCell` (hand-written backward; ``recompute`` trades speed for
+    memory there).
     """
     if torch.is_grad_enabled():
-        return _FusedLSTMCell.apply(_ifog_weights(cell), x, h, c)
+        return _FusedLSTMCell.apply(_ifog_weights(cell), x, h, c, recompute)
     # deployment (no autograd graph): in-place updates of fresh tensors save most of the allocations
     # and memory traffic of a step
     gates = torch.addmm((cell.bias_ih + cell.bias_hh).unsqueeze(1), cell.weight_ih, x)
@@ -168,10 +224,13 @@ class CoordinatewiseLSTM(nn.Module):
     The weights are ``nn.LSTMCell``/``nn.Linear`` modules (their usual ``state_dict``), computed in a
     coordinate-minor layout for speed (see :func:`lstm_cell_t`). Shapes: input ``(F, N)`` for ``N``
     coordinates and ``F`` features; each layer's hidden and cell state ``(H, N)``; output ``(N,)``.
+    ``recompute``: see :class:`_FusedLSTMCell` (meta-training memory; no effect on the numbers).
     """
 
-    def __init__(self, in_features: int, hidden_size: int, num_layers: int, normalization: str) -> None:
+    def __init__(self, in_features: int, hidden_size: int, num_layers: int, normalization: str,
+                 recompute: bool = False) -> None:
         super().__init__()
+        self.recompute = recompute
         self.cells = nn.ModuleList(
             nn.LSTMCell(in_features if i == 0 else hidden_size, hidden_size) for i in range(num_layers))
         if normalization == "batch":
@@ -186,7 +245,7 @@ class CoordinatewiseLSTM(nn.Module):
     def forward(self, x: Tensor, hidden: list[tuple[Tensor, Tensor]]) -> tuple[Tensor, list[tuple[Tensor, Tensor]]]:
         new_hidden = []
         for cell, (h, c) in zip(self.cells, hidden):
-            h, c = lstm_cell_t(x, h, c, cell)
+            h, c = lstm_cell_t(x, h, c, cell, self.recompute)
             new_hidden.append((h, c))
             x = h
         if not isinstance(self.norm, nn.Identity):
@@ -216,6 +275,9 @@ class LSTMOptimizer(LearnedOptimizerBase):
             single-LSTM file warm-starts both LSTMs of a ``per_kind`` one, see
             :meth:`~l2l_torch.learned_optimizers.base.LearnedOptimizerBase.warm_start`). Not part of
             :meth:`config`: a checkpoint of the result stands on its own.
+        recompute_gates: in meta-training, keep only the LSTM's inputs and cell states for the
+            meta-backward and recompute the gates there: about 3x less memory per unrolled step, 10-15 %
+            slower; same numbers (``benchmarks/memory.py``, ``benchmarks/meta_throughput.py``). Not part of :meth:`config`.
 
     Example:
         >>> lopt = LSTMOptimizer()
@@ -228,7 +290,7 @@ class LSTMOptimizer(LearnedOptimizerBase):
 
     def __init__(self, hidden_size: int = 20, num_layers: int = 2, preprocess: str = "log_sign",
                  preprocess_p: float = 10.0, output_scale: float = 0.1, normalization: str = "none",
-                 per_kind: bool = False, init_from: str | None = None) -> None:
+                 per_kind: bool = False, init_from: str | None = None, recompute_gates: bool = False) -> None:
         if preprocess not in PREPROCESS_MODES:
             raise ValueError(f"preprocess must be one of {PREPROCESS_MODES}, got {preprocess!r}")
         if normalization not in NORMALIZATIONS:
@@ -244,8 +306,8 @@ class LSTMOptimizer(LearnedOptimizerBase):
         self.normalization = normalization
         in_features = 2 if preprocess == "log_sign" else 1
         kinds = ("conv", "dense") if per_kind else ("all",)
-        self.nets = nn.ModuleDict({k: CoordinatewiseLSTM(in_features, hidden_size, num_layers, normalization)
-                                   for k in kinds})
+        self.nets = nn.ModuleDict({k: CoordinatewiseLSTM(in_features, hidden_size, num_layers, normalization,
+                                                         recompute_gates) for k in kinds})
         if init_from:
             self.warm_start(init_from)
 
