@@ -37,7 +37,6 @@ class PESResult:
 
     grad: Tensor  #: (P,) flat estimate of d meta-loss / d theta (P = number of theta's parameters)
     variance: Tensor  #: scalar: mean over theta's coordinates of the variance of ``grad`` (over pairs / N)
-    meta_loss: Tensor  #: scalar: mean over particles of their truncation meta-loss (not differentiable)
     results: list[UnrollResult]  #: per pair, the + then the - particle's truncation
     xi: list[Tensor]  #: per pair, the + particle's accumulated perturbation (P,) after this truncation
 
@@ -90,5 +89,4 @@ def pes_estimate(lopt: LearnedOptimizerBase, pairs: list[tuple[UnrollState, Unro
     stacked = torch.stack(terms)
     n = stacked.shape[0]
     variance = stacked.var(dim=0).mean() / n if n > 1 else torch.full((), float("nan"), device=theta.device)
-    meta_loss = torch.stack([r.meta_loss.detach() for r in results]).mean()
-    return PESResult(stacked.mean(0), variance, meta_loss, results, new_xi)
+    return PESResult(stacked.mean(0), variance, results, new_xi)

@@ -143,13 +143,12 @@ class MetaModule(L.LightningModule):
         if pes:
             est = pes_estimate(self.lopt, list(zip(self._states[0::2], self._states[1::2])), self._xi, k,
                                hp.pes_sigma, weights)
-            results, meta_loss = est.results, est.meta_loss
+            results = est.results  # their meta-losses carry no graph: the gradient is est.grad
         elif hp.batch_tasks and len(self._states) > 1 and self.lopt.tasks_batchable:
             results = batched_unroll(self.lopt, self._states, k, weights, hp.second_order)
         else:
             results = [truncated_unroll(self.lopt, s, k, weights, hp.second_order) for s in self._states]
-        if not pes:
-            meta_loss = torch.stack([r.meta_loss for r in results]).mean()
+        meta_loss = torch.stack([r.meta_loss for r in results]).mean()
         max_loss = torch.stack([r.losses.abs().max() for r in results]).max()
         opt = self.optimizers()
         opt.zero_grad()
@@ -164,10 +163,9 @@ class MetaModule(L.LightningModule):
             grad = est.grad
             if self.trainer.world_size > 1:  # no backward, so no DDP all-reduce: average the estimates here
                 grad = self.trainer.strategy.reduce(grad, reduce_op="mean")
-            offset = 0
-            for p in self.lopt.parameters():
-                p.grad = grad[offset: offset + p.numel()].view_as(p).clone()
-                offset += p.numel()
+            params = list(self.lopt.parameters())
+            for p, g in zip(params, grad.split([p.numel() for p in params])):
+                p.grad = g.view_as(p).clone()
         else:
             self.manual_backward(meta_loss)
         grads = [p.grad for p in self.lopt.parameters() if p.grad is not None]

@@ -136,9 +136,9 @@ def _stack_inputs(x: Tensor, h: Tensor) -> Tensor:
     return xh1
 
 
-def _activated_gates(w: Tensor, x: Tensor, h: Tensor) -> Tensor:
-    """Activated gates ``(4H, N)`` (a fresh tensor), rows i, f, o (sigmoid) then g (tanh)."""
-    acts = torch.mm(w, _stack_inputs(x, h))
+def _activated_gates(w: Tensor, x: Tensor, h: Tensor, out: Tensor | None = None) -> Tensor:
+    """Activated gates ``(4H, N)``, rows i, f, o (sigmoid) then g (tanh), in ``out`` or a fresh tensor."""
+    acts = torch.mm(w, _stack_inputs(x, h), out=out)
     hs = h.shape[0]
     acts[: 3 * hs].sigmoid_()
     acts[3 * hs:].tanh_()
@@ -174,10 +174,7 @@ class _FusedLSTMCell(torch.autograd.Function):
     def backward(ctx, dh: Tensor | None, dc: Tensor | None):
         w, x, h, c, saved, tc = ctx.saved_tensors
         if ctx.recompute:  # temporaries in scratch buffers: fresh ones would cost page faults each step
-            acts = torch.mm(w, _stack_inputs(x, h), out=_scratch("acts", (w.shape[0], c.shape[1]), c))
-            hs = c.shape[0]
-            acts[: 3 * hs].sigmoid_()
-            acts[3 * hs:].tanh_()
+            acts = _activated_gates(w, x, h, out=_scratch("acts", (w.shape[0], c.shape[1]), c))
             tc = torch.tanh(saved, out=_scratch("tc", tuple(c.shape), c))
         else:
             acts = saved
