@@ -156,7 +156,7 @@ class _FusedLSTMCell(torch.autograd.Function):
     is one compiled elementwise pass (:func:`_grads_kernel`) and the three matrix products the gradients
     need. With ``recompute`` only tensors that exist anyway are saved (inputs and ``c'``) and the backward
     recomputes the gates (one more ``mm`` and the activations): about 3x less memory held for the
-    meta-backward, 10-15 % slower (``benchmarks/memory.py``, ``benchmarks/meta_throughput.py``).
+    meta-backward, about 10 % slower (``benchmarks/memory.py``, ``benchmarks/meta_throughput.py``).
     """
 
     @staticmethod
@@ -273,7 +273,7 @@ class LSTMOptimizer(LearnedOptimizerBase):
             :meth:`~l2l_torch.learned_optimizers.base.LearnedOptimizerBase.warm_start`). Not part of
             :meth:`config`: a checkpoint of the result stands on its own.
         recompute_gates: in meta-training, keep only the LSTM's inputs and cell states for the
-            meta-backward and recompute the gates there: about 3x less memory per unrolled step, 10-15 %
+            meta-backward and recompute the gates there: about 3x less memory per unrolled step, about 10 %
             slower; same numbers (``benchmarks/memory.py``, ``benchmarks/meta_throughput.py``). Not part of :meth:`config`.
 
     Example:
