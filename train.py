@@ -84,6 +84,11 @@ def main(argv: list[str] | None = None) -> None:
             check_resume_checkpoint(ckpt, cli.model.lopt)
     except (ValueError, FileNotFoundError, UserError, argparse.ArgumentError) as e:
         fail(" ".join(line.strip() for line in str(e).splitlines() if line.strip()))
+    if not ckpt and cli.model.lopt.warm_started_from:
+        # the warm start is a candidate too (meta-step 0): if meta-training here only makes it worse,
+        # the exported optimizer.pt is the warm start itself, and optimizer.json says so
+        print(f"validating the warm start ({cli.model.lopt.warm_started_from}) before meta-training", flush=True)
+        cli.trainer.validate(cli.model, verbose=False)
     cli.trainer.fit(cli.model, ckpt_path=ckpt)
     best = out / "optimizer.pt"
     if cli.trainer.is_global_zero:

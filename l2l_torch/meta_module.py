@@ -47,7 +47,9 @@ class MetaModule(L.LightningModule):
         grad_clip: max global norm of the meta-gradient (0 disables clipping).
         second_order: keep second derivatives through the optimizee gradients.
         loss_weights: the ``w_t`` of the meta-loss ``mean_t w_t f(x_t)`` over a truncation, one per step
-            (``unroll`` values); ``None`` means ``w_t = 1``.
+            (``unroll`` values); ``None`` means ``w_t = 1``; ``"linear"`` is the ramp
+            ``w_t = 2 (t + 1) / (unroll + 1)`` (mean 1), which weights the end of a truncation most. A
+            shorter truncation (the last of a horizon, or with ``min_unroll``) uses the first weights.
         loss_bound: a truncation whose optimizee loss exceeds this (or is not finite) is dropped.
         val_every: meta-updates between validations (one Lightning "epoch").
         val_tasks: held-out task instances used for validation.
@@ -67,7 +69,7 @@ class MetaModule(L.LightningModule):
     def __init__(self, task: TaskFamily, lopt: LearnedOptimizerBase, horizon: int = 100, unroll: int = 20,
                  tasks_per_step: int = 1, batch_tasks: bool = False, meta_optimizer: str = "adam", meta_lr: float = 1e-3,
                  weight_decay: float = 0.0, grad_clip: float = 1.0, second_order: bool = False,
-                 loss_weights: list[float] | None = None, loss_bound: float = 1e6, val_every: int = 50,
+                 loss_weights: list[float] | str | None = None, loss_bound: float = 1e6, val_every: int = 50,
                  val_tasks: int = 8,
                  val_horizon: int | None = None, seed: int = 0, min_unroll: int | None = None,
                  horizon_curriculum: int = 0, estimator: str = "bptt", pes_sigma: float = 0.01) -> None:
@@ -75,6 +77,10 @@ class MetaModule(L.LightningModule):
         if horizon < 1 or not 1 <= unroll <= horizon:
             # a horizon that is not a multiple of unroll ends with a shorter truncation (100 = 30+30+30+10)
             raise ValueError(f"unroll ({unroll}) must be in [1, horizon={horizon}]")
+        if loss_weights == "linear":
+            loss_weights = [2.0 * (t + 1) / (unroll + 1) for t in range(unroll)]
+        elif isinstance(loss_weights, str):
+            raise ValueError(f"loss_weights must be a list of {unroll} numbers, 'linear' or None, got {loss_weights!r}")
         if loss_weights is not None and len(loss_weights) != unroll:
             raise ValueError(f"loss_weights needs one weight per unrolled step ({unroll}), got {len(loss_weights)}")
         if min_unroll is not None and not 1 <= min_unroll <= unroll:
@@ -88,6 +94,7 @@ class MetaModule(L.LightningModule):
         self.save_hyperparameters(ignore=["task", "lopt"])
         self.automatic_optimization = False
         self.task, self.lopt = task, lopt
+        self._loss_weights = None if loss_weights is None else [float(w) for w in loss_weights]
         self._states: list[UnrollState] = []
         self._state_seeds: list[int] = []  # task seed of each optimizee in _states (to checkpoint them)
         self._pending: list[dict[str, Any]] | None = None  # optimizees read from a checkpoint, rebuilt lazily
@@ -139,7 +146,7 @@ class MetaModule(L.LightningModule):
                 zeros = torch.zeros_like(parameters_to_vector(self.lopt.parameters()).detach())
                 self._xi = [zeros] * hp.tasks_per_step
         k = self._truncation_length(horizon - self._states[0].step)
-        weights = None if hp.loss_weights is None else torch.tensor(hp.loss_weights[:k], device=self.device)
+        weights = None if self._loss_weights is None else torch.tensor(self._loss_weights[:k], device=self.device)
         if pes:
             est = pes_estimate(self.lopt, list(zip(self._states[0::2], self._states[1::2])), self._xi, k,
                                hp.pes_sigma, weights)

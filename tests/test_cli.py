@@ -16,20 +16,25 @@ def run(*args, env=None):
     return subprocess.run([sys.executable, *args], cwd=REPO, capture_output=True, text=True, timeout=600, env=env)
 
 
-def small_data_args(task: str, tmp_path) -> list[str]:
-    """CLI overrides that keep a config's smoke run small: a slice of the images, or a tiny image folder."""
-    spec = load_config(task)["model"]["task"]
-    cls, init = spec["class_path"].rsplit(".", 1)[1], spec.get("init_args") or {}
-    if cls == "ImageClassificationFamily":
-        args = ["--model.task.init_args.subset", "600", "--model.task.init_args.train_eval_size", "200"]
+def small_family(spec: dict, tmp_path) -> dict:
+    """A task-family spec (``class_path``/``init_args``) with init args that keep a smoke run small: a slice
+    of the images, a tiny image folder, a few STN digits; the families of a mixture each made small."""
+    cls, init = spec["class_path"].rsplit(".", 1)[1], dict(spec.get("init_args") or {})
+    if cls in ("ImageClassificationFamily", "MLPMixtureFamily"):
+        init.update(subset=600, train_eval_size=200)
         if init.get("dataset") == "cifar10":  # decoding the 60,000 JPEGs is too slow for a smoke test
             write_jpeg_folder(tmp_path / "data" / "CIFAR-10-images", {"train": 6, "test": 2})
-            args += ["--model.task.init_args.data_dir", str(tmp_path / "data")]
-        return args
-    if cls == "STNFamily":
-        return ["--model.task.init_args.n_train", "64", "--model.task.init_args.n_val", "16",
-                "--model.task.init_args.n_test", "16"]
-    return []
+            init["data_dir"] = str(tmp_path / "data")
+    elif cls == "STNFamily":
+        init.update(n_train=64, n_val=16, n_test=16)
+    elif cls == "FamilyMixture":
+        init["families"] = [small_family(f, tmp_path) for f in init["families"]]
+    return {**spec, "init_args": init}
+
+
+def small_data_args(task: str, tmp_path) -> list[str]:
+    """CLI overrides that keep a config's smoke run small (see :func:`small_family`)."""
+    return ["--model.task", json.dumps(small_family(load_config(task)["model"]["task"], tmp_path))]
 
 
 @pytest.mark.parametrize("task", available_tasks())
@@ -93,3 +98,25 @@ def test_evaluate_reuses_baselines(tmp_path):
     r = run("evaluate.py", *common[:-1], "--seeds", "3", "--out", str(tmp_path / "c"),
             "--reuse-baselines", str(tmp_path / "a"))
     assert r.returncode != 0 and "differ" in r.stderr
+
+
+def test_warm_start_is_validated_before_meta_training(tmp_path):
+    """A warm-started run validates its starting point (meta-step 0): if meta-training never beats it,
+    the exported optimizer is the warm start itself."""
+    import torch
+
+    import train
+    from l2l_torch.checkpoint import load_learned_optimizer
+
+    start = LSTMOptimizer(preprocess="none")  # the architecture of configs/quadratic.yaml
+    save_learned_optimizer(start, tmp_path / "start.pt", {"task": "quadratic"})
+    # one meta-step and no validation inside fit (an "epoch" is 50 meta-steps): only the warm start's
+    train.main(["--task", "quadratic", "--out", str(tmp_path / "out"), "--trainer.max_steps", "1",
+                "--model.val_every", "50", "--model.val_tasks", "2", "--model.val_horizon", "3",
+                "--model.unroll", "3", "--model.horizon", "6",
+                "--model.lopt.init_args.init_from", str(tmp_path / "start.pt")])
+    meta = json.loads((tmp_path / "out" / "optimizer.json").read_text())
+    assert meta["global_step"] == 0 and meta["selected_by"] == "val/loss"
+    exported, _ = load_learned_optimizer(tmp_path / "out" / "optimizer.pt")
+    for a, b in zip(exported.parameters(), start.parameters(), strict=True):
+        torch.testing.assert_close(a, b)

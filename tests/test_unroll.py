@@ -6,6 +6,7 @@ import torch
 from l2l_torch.evaluation import baseline_factory, train_optimizee
 from l2l_torch.learned_optimizers import LSTMOptimizer
 from l2l_torch.learned_optimizers.base import LearnedOptimizerBase, group_by_kind
+from l2l_torch.meta_module import MetaModule
 from l2l_torch.optim import LearnedOptimizer
 from l2l_torch.unroll import init_unroll, truncated_unroll
 from tasks.quadratic import QuadraticFamily
@@ -110,3 +111,12 @@ def test_meta_module_loss_weights_smoke(tmp_path):
     from tests.helpers import smoke_train
 
     smoke_train("quadratic", tmp_path, "--model.loss_weights", "[0.5, 1.0, 2.0]")
+
+
+def test_meta_module_linear_loss_weights():
+    mod = MetaModule(QuadraticFamily(), LSTMOptimizer(), horizon=8, unroll=4, loss_weights="linear")
+    torch.testing.assert_close(torch.tensor(mod._loss_weights), torch.tensor([0.4, 0.8, 1.2, 1.6]))
+    with pytest.raises(ValueError, match="linear"):
+        MetaModule(QuadraticFamily(), LSTMOptimizer(), horizon=8, unroll=4, loss_weights="ramp")
+    with pytest.raises(ValueError, match="one weight per unrolled step"):
+        MetaModule(QuadraticFamily(), LSTMOptimizer(), horizon=8, unroll=4, loss_weights=[1.0, 2.0])

@@ -74,6 +74,8 @@ class LearnedOptimizerBase(nn.Module, abc.ABC):
     #: the same result (see :func:`l2l_torch.unroll.batched_unroll`): True only if :meth:`step` never
     #: mixes coordinates (no statistics over coordinates or tensors, no shared counters)
     tasks_batchable: bool = False
+    #: the learned-optimizer file :meth:`warm_start` copied ``theta`` from (``None``: a fresh start)
+    warm_started_from: str | None = None
 
     def __init__(self, **config: Any) -> None:
         super().__init__()
@@ -137,3 +139,4 @@ class LearnedOptimizerBase(nn.Module, abc.ABC):
                                       "(a per-kind optimizer cannot warm-start a single-network one)")
             new[key] = src[key] if key in src else src[alt]
         self.load_state_dict(new)
+        self.warm_started_from = str(path)

@@ -1,0 +1,77 @@
+"""A task family made of other task families: meta-train one optimizer on several kinds of problem.
+
+:class:`FamilyMixture` draws each instance from one of its families (an MLP mixture, an STN, a CNN,
+...), so a config can mix whole problem types rather than only the settings of one problem. The
+family of a seed is a pure function of that seed, so training and validation instances (disjoint
+seed ranges, :data:`~l2l_torch.tasks.base.VAL_SEED_OFFSET`) come from the same mixture.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+
+from l2l_torch.tasks.base import Task, TaskFamily
+
+#: fractional part of the golden ratio: ``frac(seed * _PHI)`` is an evenly spread sequence in [0, 1)
+_PHI = (math.sqrt(5.0) - 1.0) / 2.0
+
+
+class FamilyMixture(TaskFamily):
+    """Instances drawn from several task families in proportion to ``weights``.
+
+    The family of instance ``seed`` is chosen by the position of ``frac(seed * 0.618...)`` (a Weyl
+    sequence) among the cumulative weights: deterministic, independent of any random state, and
+    balanced over consecutive seeds, so that even a handful of validation instances (seeds
+    ``VAL_SEED_OFFSET + 0, 1, ...``) covers every family in about the right proportion. The chosen
+    family then samples its own instance from the same seed.
+
+    Args:
+        families: the task families (``class_path``/``init_args`` entries in a config).
+        weights: relative frequency of each family (default: equal).
+
+    Example:
+        >>> from tasks.quadratic import QuadraticFamily
+        >>> mix = FamilyMixture([QuadraticFamily(dim=2), QuadraticFamily(dim=3)])
+        >>> [mix.family_index(s) for s in range(6)]
+        [0, 1, 0, 1, 0, 0]
+        >>> mix.sample(1).describe()["dim"]
+        3
+    """
+
+    def __init__(self, families: list[TaskFamily], weights: list[float] | None = None) -> None:
+        super().__init__()
+        if not families:
+            raise ValueError("FamilyMixture needs at least one family")
+        bad = [type(f).__name__ for f in families if not isinstance(f, TaskFamily)]
+        if bad:
+            raise TypeError(f"families must be TaskFamily instances, got {bad}")
+        weights = [1.0] * len(families) if weights is None else [float(w) for w in weights]
+        if len(weights) != len(families):
+            raise ValueError(f"need one weight per family ({len(families)}), got {len(weights)}")
+        if min(weights) <= 0 or not all(math.isfinite(w) for w in weights):
+            raise ValueError(f"weights must be finite and > 0, got {weights}")
+        total = sum(weights)
+        self.families, self.weights = list(families), [w / total for w in weights]
+        self._edges = [sum(self.weights[: i + 1]) for i in range(len(self.weights))]
+        self.name = "+".join(f.name for f in self.families)
+
+    def family_index(self, seed: int) -> int:
+        """Index (into :attr:`families`) of the family that instance ``seed`` comes from."""
+        u = math.fmod(seed * _PHI, 1.0)
+        return next((i for i, edge in enumerate(self._edges) if u < edge), len(self._edges) - 1)
+
+    def sample(self, seed: int) -> Task:
+        return self.families[self.family_index(seed)].sample(seed)
+
+    def to(self, device: torch.device | str) -> FamilyMixture:
+        super().to(device)
+        for family in self.families:
+            family.to(device)
+        return self
+
+    def describe(self) -> dict[str, Any]:
+        return {**super().describe(), "families": [f.describe() for f in self.families],
+                "weights": [round(w, 6) for w in self.weights]}

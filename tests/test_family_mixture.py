@@ -1,0 +1,63 @@
+"""FamilyMixture: instances from several task families, deterministic and balanced per seed."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+
+import pytest
+
+from l2l_torch.learned_optimizers import LSTMOptimizer
+from l2l_torch.tasks.base import VAL_SEED_OFFSET
+from l2l_torch.tasks.mixture import FamilyMixture
+from tasks.quadratic import QuadraticFamily
+from tasks.regression import LinearRegressionFamily
+from tests.helpers import smoke_train, smoke_unroll
+
+
+def test_family_of_a_seed_is_deterministic_and_in_proportion():
+    mix = FamilyMixture([QuadraticFamily(dim=2), QuadraticFamily(dim=3), QuadraticFamily(dim=4)], [2, 1, 1])
+    assert mix.weights == [0.5, 0.25, 0.25]
+    assert [mix.family_index(s) for s in range(50)] == [mix.family_index(s) for s in range(50)]
+    counts = Counter(mix.family_index(s) for s in range(4000))
+    assert abs(counts[0] / 4000 - 0.5) < 0.01 and abs(counts[1] / 4000 - 0.25) < 0.01
+    # a handful of validation seeds already covers every family
+    assert set(mix.family_index(VAL_SEED_OFFSET + i) for i in range(6)) == {0, 1, 2}
+    # the chosen family samples the instance, from the same seed
+    for seed in (0, 1, 2, 7, VAL_SEED_OFFSET + 3):
+        task = mix.sample(seed)
+        assert task.describe()["dim"] == 2 + mix.family_index(seed) and task.seed == seed
+
+
+def test_mixed_problem_types_unroll_and_describe():
+    mix = FamilyMixture([QuadraticFamily(), LinearRegressionFamily()])
+    kinds = {type(mix.sample(s)).__name__ for s in range(4)}
+    assert kinds == {"QuadraticTask", "LinearRegressionTask"}
+    for s in range(2):
+        smoke_unroll(LSTMOptimizer(), mix.sample(s))
+    d = mix.describe()
+    assert d["class"] == "FamilyMixture" and [f["name"] for f in d["families"]] == ["quadratic", "regression"]
+    assert mix.to("cpu") is mix and all(f.device.type == "cpu" for f in mix.families)
+
+
+@pytest.mark.parametrize("args, error, match", [
+    (([],), ValueError, "at least one family"),
+    (([QuadraticFamily()], [1.0, 2.0]), ValueError, "one weight per family"),
+    (([QuadraticFamily(), QuadraticFamily()], [1.0, 0.0]), ValueError, "> 0"),
+    (([QuadraticFamily(), "quadratic"],), TypeError, "TaskFamily"),
+])
+def test_bad_mixtures_are_refused(args, error, match):
+    with pytest.raises(error, match=match):
+        FamilyMixture(*args)
+
+
+def test_mixture_from_the_command_line(tmp_path):
+    """LightningCLI builds a FamilyMixture of class_path/init_args entries (as in a YAML config)."""
+    spec = {"class_path": "l2l_torch.tasks.mixture.FamilyMixture",
+            "init_args": {"weights": [3, 1], "families": [
+                {"class_path": "tasks.quadratic.QuadraticFamily", "init_args": {"dim": 3}},
+                {"class_path": "tasks.quadratic.QuadraticFamily", "init_args": {"dim": 5}}]}}
+    out = smoke_train("quadratic", tmp_path, "--model.task", json.dumps(spec))
+    task = json.loads((out / "optimizer.json").read_text())["task"]
+    assert task["class"] == "FamilyMixture" and task["weights"] == [0.75, 0.25]
+    assert [f["dim"] for f in task["families"]] == [3, 5]
