@@ -278,6 +278,11 @@ def study_table(results: dict[str, dict[str, Any]]) -> str | None:
         rows += [f"| {name} | study, default lrs | " + " | ".join(f"{v:g}" for v in ref.values()) + " |",
                  f"| | ours, default lrs | {acc(learned)} | " + " | ".join(acc(k) for k in list(ref)[1:]) + " |",
                  f"| | ours, tuned lrs | {acc(learned)} | " + " | ".join(acc(f"{k}_tuned") for k in list(ref)[1:]) + " |"]
+        # other learned optimizers evaluated on the very same setting and seeds (e.g. the issue-8 family ones)
+        for other, o_res in sorted(results.items()):
+            if other != name and all(o_res.get(k) == res.get(k) for k in ("task", "steps", "seeds", "overrides")):
+                o_acc = acc(learned_name(o_res), o_res["optimizers"])
+                rows.append(f"| | ours, learned: [{other}](results/{other}/) | {o_acc} | – | – | – | – |")
     if not rows:
         return None
     return "\n".join(["Test accuracy (%) beside the study's tables (mean ± std over our seeds; the learned optimizer "

@@ -18,7 +18,7 @@ from l2l_torch.learned_optimizers import (
     RNNpropOptimizer,
     SmallFCOptimizer,
 )
-from l2l_torch.learned_optimizers.features import FeatureSet, segment_ids, segment_rms_normalize
+from l2l_torch.learned_optimizers.features import FeatureSet, segment_ids, segment_log_rms, segment_rms_normalize
 from tasks.quadratic import QuadraticFamily
 from tests.helpers import (
     gradcheck_meta_gradient,
@@ -32,6 +32,7 @@ from tests.helpers import (
 ARCHS = [
     (SmallFCOptimizer, {"hidden": [8, 8]}),
     (SmallFCOptimizer, {"hidden": [8], "adam_skip": True}),
+    (SmallFCOptimizer, {"hidden": [8], "tensor_scale": True}),
     (RNNpropOptimizer, {"hidden_size": 4, "num_layers": 1}),
 ]
 
@@ -210,3 +211,40 @@ def test_lstm_warm_start_single_to_per_kind(tmp_path):
         LSTMOptimizer(init_from=str(tmp_path / "kinds.pt"))
     with pytest.raises(Exception, match="differs"):
         LSTMOptimizer(per_kind=True, output_scale=0.01, init_from=str(tmp_path / "single.pt"))
+
+
+def test_tensor_scale_features_are_the_log_rms_per_tensor():
+    fs = FeatureSet(tensor_scale=True, time_taus=(10.0,))
+    assert len(fs.names) == fs.num_features and fs.names[-3:] == ["log_rms_g", "log_rms_p", "t10"]
+    g = torch.cat([torch.full((3,), 2.0), torch.tensor([3.0, -4.0])])
+    p = torch.cat([torch.full((3,), 0.5), torch.tensor([0.0, 0.0])])
+    seg = segment_ids([3, 2])
+    x, _ = fs(fs.init_accumulators(5, g), g, p, seg, 2)
+    i = fs.names.index("log_rms_g")
+    torch.testing.assert_close(x[i], torch.log(torch.tensor([2.0, 2, 2, 12.5**0.5, 12.5**0.5])))
+    torch.testing.assert_close(x[i + 1, :3], torch.log(torch.full((3,), 0.5)))
+    assert torch.isfinite(x).all()  # an all-zero tensor gives a large negative log, not -inf
+    torch.testing.assert_close(segment_log_rms(g.unsqueeze(0), seg, 2)[0], x[i])
+
+
+def test_warm_start_into_more_features_computes_the_same_updates(tmp_path):
+    src = _perturbed(SmallFCOptimizer, hidden=[8], adam_skip=True)
+    save_learned_optimizer(src, tmp_path / "a.pt")
+    warm = SmallFCOptimizer(hidden=[8], step_mult=0.05, mag_mult=0.5, adam_skip=True, tensor_scale=True,
+                            init_from=str(tmp_path / "a.pt"))
+    new_cols = [warm.feats.names.index(n) for n in ("log_rms_g", "log_rms_p")]
+    assert torch.equal(warm.nets["all"].layers[0].weight[:, new_cols], torch.zeros(8, 2))
+    assert torch.equal(warm.skips["all"][new_cols], torch.zeros(2))
+    params = {"w": torch.randn(4, 3), "b": torch.randn(3)}
+    grads = {k: torch.randn_like(v) for k, v in params.items()}
+    a, _ = src.step(params, grads, src.init_state(params))
+    b, _ = warm.step(params, grads, warm.init_state(params))
+    for k in params:
+        torch.testing.assert_close(a[k], b[k])
+    # and back: dropping the features again restores the original weights
+    save_learned_optimizer(warm, tmp_path / "b.pt")
+    back = SmallFCOptimizer(hidden=[8], step_mult=0.05, mag_mult=0.5, adam_skip=True, init_from=str(tmp_path / "b.pt"))
+    for x, y in zip(src.parameters(), back.parameters(), strict=True):
+        assert torch.equal(x, y)
+    with pytest.raises(Exception, match="differs"):  # other differences still refused
+        SmallFCOptimizer(hidden=[8], step_mult=0.01, mag_mult=0.5, tensor_scale=True, init_from=str(tmp_path / "a.pt"))

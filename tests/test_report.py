@@ -175,3 +175,17 @@ def test_recorded_commands_survive_the_shell():
     assert "hidden=[20,20]" in args
     cmd = "python evaluate.py " + shlex.join(["--set", "hidden=[20, 20]"])
     assert shlex.split(cmd)[2:] == ["--set", "hidden=[20, 20]"]
+
+
+def test_study_table_lists_other_learned_optimizers_on_the_same_setting():
+    def res(acc: float, seeds: int = 10) -> dict:
+        opt = {"test_accuracy": {"mean": acc, "std": 0.004}}
+        return {"task": "fmnist_t1", "steps": 100, "seeds": seeds, "overrides": {},
+                "optimizers": {"lstm": {"lr": None, **opt}, "adam": {"lr": 1e-3, **opt},
+                               "adam_tuned": {"lr": 1e-2, **opt}}}
+
+    table = report.study_table({"fmnist_t1": res(0.803), "family/fmnist_t1_100": res(0.820),
+                         "family/fmnist_t1_5seeds": res(0.9, seeds=5)})
+    assert "| fmnist_t1 | study, default lrs | 77 | 78 | 77 | 59 | 32 |" in table
+    assert "| | ours, learned: [family/fmnist_t1_100](results/family/fmnist_t1_100/) | 82.0 ± 0.4 |" in table
+    assert "fmnist_t1_5seeds" not in table  # other seeds: not the same comparison

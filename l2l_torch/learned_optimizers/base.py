@@ -127,10 +127,7 @@ class LearnedOptimizerBase(nn.Module, abc.ABC):
         from l2l_torch.checkpoint import CheckpointError, load_learned_optimizer  # (import cycle)
 
         other, _ = load_learned_optimizer(path, expect_arch=self.arch_name)
-        mine, theirs = self.config(), other.config()
-        if {k: v for k, v in mine.items() if k != "per_kind"} != {k: v for k, v in theirs.items() if k != "per_kind"}:
-            raise CheckpointError(f"init_from={path}: its architecture {theirs} differs from {mine}")
-        src = other.state_dict()
+        src = self._warm_start_weights(other, path)
         new = {}
         for key in self.state_dict():
             alt = re.sub(r"^(nets|skips)\.(conv|dense)\b", r"\1.all", key)
@@ -140,3 +137,18 @@ class LearnedOptimizerBase(nn.Module, abc.ABC):
             new[key] = src[key] if key in src else src[alt]
         self.load_state_dict(new)
         self.warm_started_from = str(path)
+
+    def _warm_start_weights(self, other: LearnedOptimizerBase, path: str) -> dict[str, Tensor]:
+        """The weights of the loaded optimizer ``other`` that :meth:`warm_start` copies into this one
+        (keys of ``other``; a per-kind network may take the single network's). Subclasses may allow more
+        differences than ``per_kind`` by adapting the weights.
+
+        Raises:
+            CheckpointError: ``other`` differs in more than ``per_kind``.
+        """
+        from l2l_torch.checkpoint import CheckpointError  # (import cycle)
+
+        mine, theirs = self.config(), other.config()
+        if {k: v for k, v in mine.items() if k != "per_kind"} != {k: v for k, v in theirs.items() if k != "per_kind"}:
+            raise CheckpointError(f"init_from={path}: its architecture {theirs} differs from {mine}")
+        return other.state_dict()

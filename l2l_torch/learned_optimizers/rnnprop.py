@@ -35,11 +35,11 @@ class RNNpropOptimizer(FeatureOptimizerBase):
                  per_kind: bool = False, momentum_decays: Sequence[float] = (0.5, 0.9, 0.99),
                  use_grad: bool = True, use_param: bool = True, use_momentum: bool = True, use_adam: bool = True,
                  use_rsqrt: bool = True, rms_decay: float = 0.999, normalize: bool = True,
-                 time_taus: Sequence[float] = (1.0, 3.0, 10.0, 30.0, 100.0)) -> None:
+                 time_taus: Sequence[float] = (1.0, 3.0, 10.0, 30.0, 100.0), tensor_scale: bool = False) -> None:
         if hidden_size < 1 or num_layers < 1:
             raise ValueError("hidden_size and num_layers must be >= 1")
         super().__init__(per_kind, step_mult, mag_mult, momentum_decays, use_grad, use_param, use_momentum,
-                         use_adam, use_rsqrt, rms_decay, normalize, time_taus, hidden_size=hidden_size,
+                         use_adam, use_rsqrt, rms_decay, normalize, time_taus, tensor_scale, hidden_size=hidden_size,
                          num_layers=num_layers)
         self.hidden_size, self.num_layers = hidden_size, num_layers
         self.nets = nn.ModuleDict({k: CoordinatewiseLSTM(self.feats.num_features, hidden_size, num_layers, "none")

@@ -9,6 +9,7 @@ size through ``magnitude`` (one output) and the direction through the other.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -31,18 +32,44 @@ class FeatureOptimizerBase(LearnedOptimizerBase):
     def __init__(self, per_kind: bool, step_mult: float, mag_mult: float,
                  momentum_decays: Sequence[float], use_grad: bool, use_param: bool, use_momentum: bool,
                  use_adam: bool, use_rsqrt: bool, rms_decay: float, normalize: bool, time_taus: Sequence[float],
-                 **config: Any) -> None:
+                 tensor_scale: bool = False, **config: Any) -> None:
         if step_mult <= 0:
             raise ValueError(f"step_mult must be > 0, got {step_mult}")
         super().__init__(per_kind=per_kind, step_mult=step_mult, mag_mult=mag_mult,
                          momentum_decays=list(momentum_decays), use_grad=use_grad, use_param=use_param,
                          use_momentum=use_momentum, use_adam=use_adam, use_rsqrt=use_rsqrt, rms_decay=rms_decay,
-                         normalize=normalize, time_taus=list(time_taus), **config)
+                         normalize=normalize, time_taus=list(time_taus), tensor_scale=tensor_scale, **config)
         self.per_kind, self.step_mult, self.mag_mult = per_kind, step_mult, mag_mult
         self.feats = FeatureSet(use_grad=use_grad, use_param=use_param, momentum_decays=momentum_decays,
                                 use_momentum=use_momentum, use_adam=use_adam, use_rsqrt=use_rsqrt,
-                                rms_decay=rms_decay, normalize=normalize, time_taus=time_taus)
+                                rms_decay=rms_decay, normalize=normalize, time_taus=time_taus,
+                                tensor_scale=tensor_scale)
         self.kinds = ("conv", "dense") if per_kind else ("all",)
+
+    #: config keys that only choose features: a warm start may differ in them (see :meth:`_warm_start_weights`)
+    FEATURE_KEYS = ("momentum_decays", "use_grad", "use_param", "use_momentum", "use_adam", "use_rsqrt",
+                    "time_taus", "tensor_scale")
+    #: ``theta`` entries whose last axis reads the features (``{k}``: a kind), remapped by feature name
+    INPUT_WEIGHTS: tuple[str, ...] = ()
+
+    def _warm_start_weights(self, other: LearnedOptimizerBase, path: str) -> dict[str, Tensor]:
+        """As the base class, but ``other`` may read other features: the input weights of a feature both
+        read are copied, those of a feature only this one reads start at zero (so the warm start computes
+        exactly what ``other`` computed), and those of a feature it no longer reads are dropped."""
+        mine, theirs = self.config(), other.config()
+        rest = (set(mine) | set(theirs)) - {"per_kind", *self.FEATURE_KEYS}
+        if not self.INPUT_WEIGHTS or any(mine.get(k) != theirs.get(k) for k in rest):
+            return super()._warm_start_weights(other, path)  # (which raises for other differences)
+        old, new = other.feats.names, self.feats.names
+        src = other.state_dict()
+        for key, w in list(src.items()):
+            if any(re.fullmatch(pattern.format(k=r"\w+"), key) for pattern in self.INPUT_WEIGHTS):
+                cols = w.new_zeros(*w.shape[:-1], len(new))
+                for j, name in enumerate(new):
+                    if name in old:
+                        cols[..., j] = w[..., old.index(name)]
+                src[key] = cols
+        return src
 
     # ------------------------------------------------------------ subclass hooks
     def _init_extra(self, n: int, ref: Tensor) -> Any:
@@ -140,6 +167,10 @@ class SmallFCOptimizer(FeatureOptimizerBase):
             :meth:`config`: a checkpoint of the result stands on its own.
         adam_skip: add a learnable linear map from the features to the direction, initialised to
             ``-m/sqrt(v)`` (the normalised Adam direction at decay 0.9), so meta-training starts at Adam.
+        tensor_scale: also read the per-tensor log RMS of the gradient and of the parameter (see
+            :class:`~l2l_torch.learned_optimizers.features.FeatureSet`). A warm start (``init_from``) may
+            come from an optimizer that reads other features: shared features keep their weights, new ones
+            start at zero (:meth:`FeatureOptimizerBase._warm_start_weights`).
 
     Example:
         >>> lopt = SmallFCOptimizer()
@@ -154,9 +185,9 @@ class SmallFCOptimizer(FeatureOptimizerBase):
                  use_grad: bool = True, use_param: bool = True, use_momentum: bool = True, use_adam: bool = True,
                  use_rsqrt: bool = True, rms_decay: float = 0.999, normalize: bool = True,
                  time_taus: Sequence[float] = (1.0, 3.0, 10.0, 30.0, 100.0), adam_skip: bool = False,
-                 init_from: str | None = None) -> None:
+                 tensor_scale: bool = False, init_from: str | None = None) -> None:
         super().__init__(per_kind, step_mult, mag_mult, momentum_decays, use_grad, use_param, use_momentum,
-                         use_adam, use_rsqrt, rms_decay, normalize, time_taus, hidden=list(hidden),
+                         use_adam, use_rsqrt, rms_decay, normalize, time_taus, tensor_scale, hidden=list(hidden),
                          adam_skip=adam_skip)
         self.nets = nn.ModuleDict({k: CoordinatewiseMLP(self.feats.num_features, hidden) for k in self.kinds})
         for net in self.nets.values():
@@ -176,6 +207,8 @@ class SmallFCOptimizer(FeatureOptimizerBase):
                     net.layers[-1].bias[0].mul_(0.1)
         if init_from:
             self.warm_start(init_from)
+
+    INPUT_WEIGHTS = (r"nets\.{k}\.layers\.0\.weight", r"skips\.{k}")
 
     def _net(self, kind: str, x: Tensor, extra: Any) -> tuple[Tensor, Tensor, Any]:
         out = self.nets[kind](x)
