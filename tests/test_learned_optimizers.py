@@ -18,7 +18,12 @@ from l2l_torch.learned_optimizers import (
     RNNpropOptimizer,
     SmallFCOptimizer,
 )
-from l2l_torch.learned_optimizers.features import FeatureSet, segment_ids, segment_log_rms, segment_rms_normalize
+from l2l_torch.learned_optimizers.features import (
+    FeatureSet,
+    segment_ids,
+    segment_log_rms,
+    segment_rms_normalize,
+)
 from tasks.quadratic import QuadraticFamily
 from tests.helpers import (
     gradcheck_meta_gradient,
