@@ -20,7 +20,7 @@ from l2l_torch.estimators import antithetic_pair, pes_estimate
 from l2l_torch.evaluation import train_optimizee
 from l2l_torch.learned_optimizers import LearnedOptimizerBase
 from l2l_torch.optim import LearnedOptimizer
-from l2l_torch.tasks.base import VAL_SEED_OFFSET, TaskFamily
+from l2l_torch.tasks.base import TEST_SEED_OFFSET, VAL_SEED_OFFSET, TaskFamily
 from l2l_torch.unroll import UnrollState, batched_unroll, init_unroll, truncated_unroll
 
 
@@ -54,6 +54,10 @@ class MetaModule(L.LightningModule):
         val_every: meta-updates between validations (one Lightning "epoch").
         val_tasks: held-out task instances used for validation.
         val_horizon: optimizee steps in validation (defaults to ``horizon``).
+        val_seed: validation uses the instances of seeds ``VAL_SEED_OFFSET + val_seed + i``. A fine-tune
+            should validate on other instances than those its warm start was selected on (0, 1, ... by
+            default): a checkpoint picked as the best of many on some instances scores luckily well on them,
+            so a fine-tune would look worse there even when it is not.
         seed: base seed of the training task instances.
         min_unroll: if set, each truncation's length is drawn log-uniformly from ``[min_unroll, unroll]``
             (varied truncations; ``None`` keeps every truncation at ``unroll`` steps).
@@ -71,7 +75,7 @@ class MetaModule(L.LightningModule):
                  weight_decay: float = 0.0, grad_clip: float = 1.0, second_order: bool = False,
                  loss_weights: list[float] | str | None = None, loss_bound: float = 1e6, val_every: int = 50,
                  val_tasks: int = 8,
-                 val_horizon: int | None = None, seed: int = 0, min_unroll: int | None = None,
+                 val_horizon: int | None = None, val_seed: int = 0, seed: int = 0, min_unroll: int | None = None,
                  horizon_curriculum: int = 0, estimator: str = "bptt", pes_sigma: float = 0.01) -> None:
         super().__init__()
         if horizon < 1 or not 1 <= unroll <= horizon:
@@ -85,6 +89,9 @@ class MetaModule(L.LightningModule):
             raise ValueError(f"loss_weights needs one weight per unrolled step ({unroll}), got {len(loss_weights)}")
         if min_unroll is not None and not 1 <= min_unroll <= unroll:
             raise ValueError(f"min_unroll must be in [1, unroll={unroll}], got {min_unroll}")
+        if not 0 <= val_seed <= TEST_SEED_OFFSET - VAL_SEED_OFFSET - val_tasks:
+            raise ValueError(f"val_seed must be in [0, {TEST_SEED_OFFSET - VAL_SEED_OFFSET - val_tasks}] (validation "
+                             f"seeds stay below the evaluation seeds), got {val_seed}")
         if estimator not in ("bptt", "pes"):
             raise ValueError(f"estimator must be 'bptt' or 'pes', got {estimator!r}")
         if estimator == "pes" and (second_order or pes_sigma <= 0):
@@ -221,7 +228,7 @@ class MetaModule(L.LightningModule):
 
     # ---------------------------------------------------------------- validation
     def validation_step(self, batch: Any, batch_idx: int) -> None:
-        seed = VAL_SEED_OFFSET + int(batch)
+        seed = VAL_SEED_OFFSET + self.hparams.get("val_seed", 0) + int(batch)
         steps = self.hparams.val_horizon or self.hparams.horizon
         task = self.task.sample(seed)
         with torch.enable_grad():

@@ -78,10 +78,27 @@ def check_resume_checkpoint(path: str | Path, lopt: Any) -> dict[str, Any]:
     if not isinstance(extra, dict) or "lopt_arch" not in extra:
         raise UserError(f"{path} is not a checkpoint of a l2l_torch meta-training run")
     ours = {"arch": lopt.arch_name, **lopt.config()}
-    theirs = {"arch": extra["lopt_arch"], **dict(extra.get("lopt_config") or {})}
+    theirs = {"arch": extra["lopt_arch"],
+              **_with_defaults(extra["lopt_arch"], dict(extra.get("lopt_config") or {}), set(ours))}
     diff = [f"{k} {theirs.get(k)!r} vs {ours.get(k)!r}" for k in sorted(set(ours) | set(theirs))
             if theirs.get(k) != ours.get(k)]
     if diff:
         raise UserError(f"{path} holds another learned-optimizer architecture (checkpoint vs config: "
                         f"{', '.join(diff)}); resume with the same --model.lopt settings")
     return extra
+
+
+def _with_defaults(arch: str, config: dict[str, Any], keys: set[str]) -> dict[str, Any]:
+    """``config`` of a stored optimizer plus the constructor defaults of the options among ``keys`` that it
+    does not name: an option added to the architecture after the checkpoint was written has its default there."""
+    import inspect
+
+    from l2l_torch.learned_optimizers import REGISTRY
+
+    cls = REGISTRY.get(arch)
+    if cls is None:
+        return config
+    defaults = {k: list(p.default) if isinstance(p.default, tuple) else p.default
+                for k, p in inspect.signature(cls.__init__).parameters.items()
+                if p.default is not inspect.Parameter.empty and k in keys}
+    return {**defaults, **config}

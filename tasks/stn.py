@@ -270,14 +270,14 @@ class LogSTNGrid(L.Callback):
         from l2l_torch.optim import LearnedOptimizer
         from l2l_torch.tasks.base import VAL_SEED_OFFSET
 
-        task = pl_module.task.sample(VAL_SEED_OFFSET)
+        hp = pl_module.hparams
+        seed = VAL_SEED_OFFSET + hp.get("val_seed", 0)  # the first validation instance
+        task = pl_module.task.sample(seed)
         if not hasattr(task, "visualize"):
             return
-        hp = pl_module.hparams
         steps = self.steps or hp.get("val_horizon") or hp.get("horizon", 100)
         with torch.enable_grad():
-            r = train_optimizee(task, lambda g: LearnedOptimizer(g, lopt=pl_module.lopt), steps, VAL_SEED_OFFSET,
-                                keep_params=True)
+            r = train_optimizee(task, lambda g: LearnedOptimizer(g, lopt=pl_module.lopt), steps, seed, keep_params=True)
         if r.diverged:
             return
         img = task.visualize(r.params, r.buffers, self.n)

@@ -175,6 +175,16 @@ def test_checkpoint_of_another_architecture(run_dir, tmp_path, out, capsys):
     msg = fails(train.main, ["--task", "quadratic", "--out", run_dir, "--ckpt_path", "last",
                              "--model.lopt.init_args.hidden_size", "8"], capsys, run_dir)
     assert "another learned-optimizer architecture" in msg and "hidden_size 20 vs 8" in msg
+    # a checkpoint written before an option existed holds the option's default: no difference there
+    from l2l_torch.reliability import check_resume_checkpoint
+
+    ckpt = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)
+    ckpt["l2l"]["lopt_config"].pop("normalization")
+    torch.save(ckpt, tmp_path / "older.ckpt")
+    check_resume_checkpoint(tmp_path / "older.ckpt", LSTMOptimizer(hidden_size=20, preprocess="none"))
+    with pytest.raises(Exception, match="normalization 'none' vs 'layer'"):
+        check_resume_checkpoint(tmp_path / "older.ckpt",
+                                LSTMOptimizer(hidden_size=20, preprocess="none", normalization="layer"))
     # a learned-optimizer file whose weights do not fit its architecture, and an unknown architecture
     obj = torch.load(run_dir / "optimizer.pt", weights_only=True)
     torch.save({**obj, "config": {**obj["config"], "num_layers": 3}}, tmp_path / "mismatch.pt")

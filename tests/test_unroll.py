@@ -120,3 +120,22 @@ def test_meta_module_linear_loss_weights():
         MetaModule(QuadraticFamily(), LSTMOptimizer(), horizon=8, unroll=4, loss_weights="ramp")
     with pytest.raises(ValueError, match="one weight per unrolled step"):
         MetaModule(QuadraticFamily(), LSTMOptimizer(), horizon=8, unroll=4, loss_weights=[1.0, 2.0])
+
+
+def test_val_seed_moves_validation_to_other_instances():
+    with pytest.raises(ValueError, match="val_seed"):
+        MetaModule(QuadraticFamily(), LSTMOptimizer(), horizon=8, unroll=4, val_seed=-1)
+    with pytest.raises(ValueError, match="val_seed"):
+        MetaModule(QuadraticFamily(), LSTMOptimizer(), horizon=8, unroll=4, val_seed=999_999)
+    seen = []
+
+    class Recording(QuadraticFamily):
+        def sample(self, seed):
+            seen.append(seed)
+            return super().sample(seed)
+
+    mod = MetaModule(Recording(), LSTMOptimizer(), horizon=4, unroll=2, val_tasks=2, val_horizon=2, val_seed=500)
+    mod.log = lambda *a, **k: None  # no trainer here
+    for i in range(2):
+        mod.validation_step(i, i)
+    assert seen == [1_000_500, 1_000_501]
