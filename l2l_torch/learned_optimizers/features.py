@@ -58,10 +58,7 @@ def segment_rms_normalize(x: Tensor, seg: Tensor, num_segments: int, eps: float 
     Returns:
         ``(F, N)``, out of place and differentiable (``index_add`` and ``index_select``).
     """
-    counts = torch.zeros(num_segments, dtype=x.dtype, device=x.device).index_add(
-        0, seg, torch.ones_like(x[0]))
-    sumsq = torch.zeros(x.shape[0], num_segments, dtype=x.dtype, device=x.device).index_add(1, seg, x * x)
-    rms = torch.sqrt(sumsq / counts.clamp_min(1.0) + eps)
+    rms = torch.sqrt(_segment_mean_square(x, seg, num_segments) + eps)
     return x / rms.index_select(1, seg)
 
 
@@ -74,10 +71,15 @@ def segment_log_rms(x: Tensor, seg: Tensor, num_segments: int, eps: float = 1e-3
     Returns:
         ``(F, N)``: entry ``(f, i)`` is ``log(sqrt(mean_{j in seg(i)} x[f, j]^2 + eps))``.
     """
+    return (0.5 * torch.log(_segment_mean_square(x, seg, num_segments) + eps)).index_select(1, seg)
+
+
+def _segment_mean_square(x: Tensor, seg: Tensor, num_segments: int) -> Tensor:
+    """``(F, T)``: the mean of ``x ** 2`` over the coordinates of each segment (0 for an empty one)."""
     counts = torch.zeros(num_segments, dtype=x.dtype, device=x.device).index_add(
         0, seg, torch.ones_like(x[0]))
     sumsq = torch.zeros(x.shape[0], num_segments, dtype=x.dtype, device=x.device).index_add(1, seg, x * x)
-    return (0.5 * torch.log(sumsq / counts.clamp_min(1.0) + eps)).index_select(1, seg)
+    return sumsq / counts.clamp_min(1.0)
 
 
 class FeatureSet:
