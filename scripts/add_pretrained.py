@@ -1,6 +1,6 @@
 """Add or refresh a pretrained learned optimizer shipped in ``l2l_torch/pretrained/``.
 
-    python scripts/add_pretrained.py results/quadratic [--name quadratic]
+    python scripts/add_pretrained.py results/quadratic [--name quadratic] [--evaluation DIR]
 
 Copies ``results/<task>/optimizer.pt`` into the package and writes ``<name>.json`` beside it with
 what it was trained on, its horizon, and a one-line summary built from ``results/<task>/results.json``.
@@ -20,9 +20,10 @@ def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("results_dir", help="folder with optimizer.pt and results.json (e.g. results/quadratic)")
     p.add_argument("--name", help="entry name (default: the folder's name)")
+    p.add_argument("--evaluation", help="folder of the results.json that gives the summary (default: results_dir)")
     a = p.parse_args(argv)
     try:
-        entry = add_pretrained(a.results_dir, a.name)
+        entry = add_pretrained(a.results_dir, a.name, evaluation=a.evaluation)
     except (FileNotFoundError, CheckpointError, ValueError, KeyError) as e:
         fail(str(e))
     print(f"{entry['name']}: trained on {entry['trained_on']}, horizon {entry['horizon']}\n  {entry['summary']}")

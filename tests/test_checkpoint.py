@@ -176,6 +176,13 @@ def test_add_and_list_pretrained(tmp_path):
     load_learned_optimizer(folder / "toy.pt")
     with pytest.raises(ValueError, match="unknown pretrained optimizer 'nope'; available: toy"):
         pretrained_path("nope", folder)
+    # the summary may come from an evaluation in a subfolder
+    sub = tmp_path / "results" / "toy" / "task_a"
+    sub.mkdir()
+    (tmp_path / "results" / "toy" / "results.json").rename(sub / "results.json")
+    entry = add_pretrained(tmp_path / "results" / "toy", folder=folder, evaluation=sub)
+    assert entry["evaluation"] == str(sub) and entry["summary"].startswith("toy, 50 steps")
+    (sub / "results.json").rename(tmp_path / "results" / "toy" / "results.json")
     (tmp_path / "results" / "toy" / "results.json").unlink()
     with pytest.raises(FileNotFoundError, match="results.json not found"):
         add_pretrained(tmp_path / "results" / "toy", folder=folder)
@@ -195,6 +202,6 @@ def test_shipped_pretrained_entries_match_their_results():
             assert entry.get(key) not in (None, ""), (name, key)
         opt = LearnedOptimizer([torch.nn.Parameter(torch.zeros(3))], pretrained=name)
         assert opt.lopt.arch_name == entry["arch"]
-        res = REPO / entry["source"] / "results.json"
+        res = REPO / entry.get("evaluation", entry["source"]) / "results.json"
         if res.is_file():
             assert entry["summary"] == summary_from_results(json.loads(res.read_text())), name

@@ -98,11 +98,14 @@ def summary_from_results(results: dict[str, Any]) -> str:
 
 
 def add_pretrained(results_dir: str | os.PathLike, name: str | None = None,
-                   folder: str | os.PathLike | None = None) -> dict[str, Any]:
+                   folder: str | os.PathLike | None = None,
+                   evaluation: str | os.PathLike | None = None) -> dict[str, Any]:
     """Add (or refresh) the entry ``name`` from ``results_dir/optimizer.pt`` and ``results.json``.
 
-    ``name`` defaults to the folder's name. The checkpoint is validated (format, version,
-    architecture, finite weights) before it is copied. Returns the entry's metadata.
+    ``name`` defaults to the folder's name. ``evaluation`` is the folder whose ``results.json`` gives the
+    summary when it is not ``results_dir`` itself (an optimizer evaluated in subfolders, one per task).
+    The checkpoint is validated (format, version, architecture, finite weights) before it is copied.
+    Returns the entry's metadata.
 
     Raises:
         FileNotFoundError: a file is missing. CheckpointError: the optimizer file is unusable.
@@ -113,7 +116,8 @@ def add_pretrained(results_dir: str | os.PathLike, name: str | None = None,
 
     results_dir = Path(results_dir)
     name = name or results_dir.resolve().name
-    ckpt, res = results_dir / "optimizer.pt", results_dir / "results.json"
+    evaluation = Path(evaluation) if evaluation is not None else results_dir
+    ckpt, res = results_dir / "optimizer.pt", evaluation / "results.json"
     for f in (ckpt, res):
         if not f.is_file():
             raise FileNotFoundError(f"{f} not found (run train.py and evaluate.py for this task first)")
@@ -124,7 +128,7 @@ def add_pretrained(results_dir: str | os.PathLike, name: str | None = None,
     entry = {"name": name, "trained_on": trained_on(meta.get("task")), "horizon": meta.get("horizon"),
              "arch": lopt.arch_name, "config": lopt.config(), "summary": summary_from_results(results),
              "state_bytes_per_param": lopt.state_bytes_per_param(), "source": str(results_dir),
-             "evaluation_command": results.get("command")}
+             "evaluation": str(evaluation), "evaluation_command": results.get("command")}
     folder = Path(folder or PACKAGE_DIR)
     folder.mkdir(parents=True, exist_ok=True)
     tmp = folder / f".{name}.pt.tmp"
