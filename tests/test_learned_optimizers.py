@@ -52,6 +52,16 @@ def _perturbed(cls, **kw) -> LearnedOptimizerBase:
     return lopt
 
 
+def _assert_same_updates(a: LearnedOptimizerBase, b: LearnedOptimizerBase) -> None:
+    """``a`` and ``b`` make the same first update on a random two-tensor problem."""
+    params = {"w": torch.randn(3, 4), "b": torch.randn(4)}
+    grads = {k: torch.randn_like(v) for k, v in params.items()}
+    ua, _ = a.step(params, grads, a.init_state(params))
+    ub, _ = b.step(params, grads, b.init_state(params))
+    for k in params:
+        torch.testing.assert_close(ua[k], ub[k])
+
+
 # ------------------------------------------------------------------ features
 def test_segment_rms_normalize_unit_rms_per_tensor():
     x = torch.cat([torch.full((2, 3), 5.0), torch.randn(2, 4) * 1e-4, torch.zeros(2, 2)], dim=1)
@@ -148,12 +158,7 @@ def test_checkpoint_round_trip(cls, kw, tmp_path):
     save_learned_optimizer(lopt, tmp_path / "optimizer.pt", {"param_kinds": ["dense"]})
     loaded, meta = load_learned_optimizer(tmp_path / "optimizer.pt")
     assert type(loaded) is cls and REGISTRY[cls.arch_name] is cls and meta["param_kinds"] == ["dense"]
-    params = {"w": torch.randn(3, 4), "b": torch.randn(4)}
-    grads = {k: torch.randn_like(v) for k, v in params.items()}
-    a, _ = lopt.step(params, grads, lopt.init_state(params))
-    b, _ = loaded.step(params, grads, loaded.init_state(params))
-    for k in params:
-        torch.testing.assert_close(a[k], b[k])
+    _assert_same_updates(lopt, loaded)
 
 
 @pytest.mark.parametrize("cls,kw", ARCHS)
@@ -240,12 +245,7 @@ def test_warm_start_into_more_features_computes_the_same_updates(tmp_path):
     new_cols = [warm.feats.names.index(n) for n in ("log_rms_g", "log_rms_p")]
     assert torch.equal(warm.nets["all"].layers[0].weight[:, new_cols], torch.zeros(8, 2))
     assert torch.equal(warm.skips["all"][new_cols], torch.zeros(2))
-    params = {"w": torch.randn(4, 3), "b": torch.randn(3)}
-    grads = {k: torch.randn_like(v) for k, v in params.items()}
-    a, _ = src.step(params, grads, src.init_state(params))
-    b, _ = warm.step(params, grads, warm.init_state(params))
-    for k in params:
-        torch.testing.assert_close(a[k], b[k])
+    _assert_same_updates(src, warm)
     # and back: dropping the features again restores the original weights
     save_learned_optimizer(warm, tmp_path / "b.pt")
     back = SmallFCOptimizer(hidden=[8], step_mult=0.05, mag_mult=0.5, adam_skip=True, init_from=str(tmp_path / "b.pt"))

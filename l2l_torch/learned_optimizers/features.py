@@ -141,8 +141,8 @@ class FeatureSet:
         """Row of the ``m_b / sqrt(v)`` feature whose decay ``b`` is closest to ``decay``."""
         if not (self.use_adam and self.momentum_decays):
             raise ValueError("this feature set has no m/sqrt(v) features (use_adam=False or no momentum decays)")
-        i = min(range(len(self.momentum_decays)), key=lambda j: abs(self.momentum_decays[j] - decay))
-        return int(self.use_grad) + int(self.use_param) + len(self.momentum_decays) * int(self.use_momentum) + i
+        b = min(self.momentum_decays, key=lambda x: abs(x - decay))
+        return self.names.index(f"adam{b:g}")
 
     def init_accumulators(self, n: int, ref: Tensor) -> Tensor:
         """Zero accumulators ``(S, n)`` with ``ref``'s dtype and device (step count 0)."""
