@@ -238,6 +238,7 @@ class MetaModule(L.LightningModule):
         val_loss = r.final.get(f"{split}_loss", float("nan"))
         # diverged validation runs count as a very bad loss, never as a good one
         bad = r.diverged or not math.isfinite(val_loss)
+        val_loss *= task.meta_weight  # 1 except in weighted mixtures, where selection uses the same weights
         self.log("val/loss", 1e9 if bad else val_loss, prog_bar=True, sync_dist=True, batch_size=1)
         self.log("val/train_loss", 1e9 if bad else r.final["train_loss"], sync_dist=True, batch_size=1)
         self.log("val/diverged", float(bad), sync_dist=True, batch_size=1, reduce_fx="sum")

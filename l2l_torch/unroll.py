@@ -4,9 +4,9 @@ One truncation of ``K`` steps from params ``x_0`` computes::
 
     g_t     = grad f(x_t; batch_t)                  (detached unless second_order)
     x_{t+1} = x_t + lopt(g_t, state_t; theta)
-    meta_loss = mean_{t=1..K} w_t f(x_t)
+    meta_loss = task.meta_weight * mean_{t=1..K} w_t f(x_t)
 
-``meta_loss`` is differentiable w.r.t. ``theta``. The optimizee's gradient ``g_t`` is taken
+(``task.meta_weight`` is 1 except in weighted task mixtures.) ``meta_loss`` is differentiable w.r.t. ``theta``. The optimizee's gradient ``g_t`` is taken
 w.r.t. the *non-leaf* ``x_t`` with ``autograd.grad``, which stops at ``x_t`` and so costs
 one optimizee backward per step, not a walk back through the whole unroll. Nothing in the
 loop writes in place, so the meta-gradient is exact for the (truncated, first-order) objective.
@@ -116,10 +116,13 @@ def truncated_unroll(lopt: LearnedOptimizerBase, state: UnrollState, num_steps: 
 
 def _result(losses: list[Tensor], weights: Tensor | None, params: dict[str, Tensor],
             last_params: dict[str, Tensor], new_state: UnrollState) -> UnrollResult:
-    """The :class:`UnrollResult` of one truncation: weighted meta-loss over its ``K`` losses, the size
-    of its last update (``params`` minus ``last_params``) and the detached state after it."""
+    """The :class:`UnrollResult` of one truncation: weighted meta-loss over its ``K`` losses (times the
+    task's ``meta_weight``), the size of its last update (``params`` minus ``last_params``) and the
+    detached state after it."""
     stacked = torch.stack(losses)
     w = torch.ones_like(stacked) if weights is None else weights.to(stacked)
+    if new_state.task.meta_weight != 1.0:
+        w = w * new_state.task.meta_weight
     with torch.no_grad():
         flat_new = torch.cat([v.reshape(-1) for v in params.values()])
         flat_old = torch.cat([last_params[n].reshape(-1) for n in params])

@@ -6,10 +6,12 @@ import json
 from collections import Counter
 
 import pytest
+import torch
 
 from l2l_torch.learned_optimizers import LSTMOptimizer
 from l2l_torch.tasks.base import VAL_SEED_OFFSET
 from l2l_torch.tasks.mixture import FamilyMixture
+from l2l_torch.unroll import init_unroll, truncated_unroll
 from tasks.quadratic import QuadraticFamily
 from tasks.regression import LinearRegressionFamily
 from tests.helpers import smoke_train, smoke_unroll
@@ -40,11 +42,37 @@ def test_mixed_problem_types_unroll_and_describe():
     assert mix.to("cpu") is mix and all(f.device.type == "cpu" for f in mix.families)
 
 
+def test_meta_weights_scale_the_meta_loss_and_nothing_else():
+    """A family's meta-weight multiplies its instances' meta-loss (so their meta-gradient) exactly, and
+    leaves the optimizee's trajectory (what the optimizer sees and does) untouched."""
+    plain = FamilyMixture([QuadraticFamily(dim=3), QuadraticFamily(dim=4)])
+    weighted = FamilyMixture([QuadraticFamily(dim=3), QuadraticFamily(dim=4)], meta_weights=[1.0, 3.0])
+    assert "meta_weights" not in plain.describe() and weighted.describe()["meta_weights"] == [1.0, 3.0]
+    lopt = LSTMOptimizer()
+    for seed in (0, 1):  # one instance of each family
+        i = weighted.family_index(seed)
+        runs = []
+        for mix in (plain, weighted):
+            task = mix.sample(seed)
+            assert task.meta_weight == (1.0, 3.0)[i] if mix is weighted else task.meta_weight == 1.0
+            r = truncated_unroll(lopt, init_unroll(lopt, task, seed), 4)
+            grads = torch.autograd.grad(r.meta_loss, list(lopt.parameters()))
+            runs.append((r, grads))
+        (r0, g0), (r1, g1) = runs
+        w = (1.0, 3.0)[i]
+        torch.testing.assert_close(r1.losses, r0.losses)
+        torch.testing.assert_close(r1.meta_loss, w * r0.meta_loss)
+        for a, b in zip(g0, g1):
+            torch.testing.assert_close(b, w * a)
+
+
 @pytest.mark.parametrize("args, error, match", [
     (([],), ValueError, "at least one family"),
     (([QuadraticFamily()], [1.0, 2.0]), ValueError, "one weight per family"),
     (([QuadraticFamily(), QuadraticFamily()], [1.0, 0.0]), ValueError, "> 0"),
     (([QuadraticFamily(), "quadratic"],), TypeError, "TaskFamily"),
+    (([QuadraticFamily()], None, [1.0, 2.0]), ValueError, "one meta-weight per family"),
+    (([QuadraticFamily(), QuadraticFamily()], None, [1.0, -1.0]), ValueError, "meta_weights must be"),
 ])
 def test_bad_mixtures_are_refused(args, error, match):
     with pytest.raises(error, match=match):

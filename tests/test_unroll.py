@@ -139,3 +139,19 @@ def test_val_seed_moves_validation_to_other_instances():
     for i in range(2):
         mod.validation_step(i, i)
     assert seen == [1_000_500, 1_000_501]
+
+
+def test_validation_loss_is_meta_weighted_in_a_weighted_mixture():
+    """Checkpoint selection weighs each family's held-out loss as meta-training does (FamilyMixture's
+    meta_weights); with the default weights it is the plain held-out loss."""
+    from l2l_torch.tasks.mixture import FamilyMixture
+
+    logged, lopt = {}, LSTMOptimizer()
+    for weights in ([1.0], [2.5]):
+        mod = MetaModule(FamilyMixture([QuadraticFamily()], meta_weights=weights), lopt, horizon=4,
+                         unroll=2, val_tasks=1, val_horizon=3)
+        mod.log = lambda name, value, **k: logged.setdefault(name, []).append(value)
+        mod.validation_step(0, 0)
+    plain, weighted = logged["val/loss"]
+    assert weighted == pytest.approx(2.5 * plain)
+    assert logged["val/train_loss"][0] == logged["val/train_loss"][1]

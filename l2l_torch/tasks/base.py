@@ -50,6 +50,11 @@ class Task(abc.ABC):
     has_accuracy: bool = False
     #: splits that evaluation reports final metrics on (``<split>_<metric>`` in results)
     eval_splits: tuple[str, ...] = ("train", "val", "test")
+    #: how much this instance counts in meta-training (its truncations' meta-loss) and in validation,
+    #: relative to other instances; it never changes the problem the optimizer sees. Set per family by
+    #: :class:`~l2l_torch.tasks.mixture.FamilyMixture` (``meta_weights``), so that problems whose losses
+    #: live on different scales (1 - SSIM ~ 0.2, CIFAR cross-entropy ~ 1.1) count as chosen.
+    meta_weight: float = 1.0
 
     def __init__(self, seed: int = 0) -> None:
         self.seed = seed
