@@ -21,6 +21,7 @@ from l2l_torch.evaluation import train_optimizee
 from l2l_torch.learned_optimizers import LearnedOptimizerBase
 from l2l_torch.optim import LearnedOptimizer
 from l2l_torch.tasks.base import TEST_SEED_OFFSET, VAL_SEED_OFFSET, TaskFamily
+from l2l_torch.tasks.mixture import FamilyMixture
 from l2l_torch.unroll import UnrollState, batched_unroll, init_unroll, truncated_unroll
 
 
@@ -244,6 +245,10 @@ class MetaModule(L.LightningModule):
         self.log("val/diverged", float(bad), sync_dist=True, batch_size=1, reduce_fx="sum")
         if "val_accuracy" in r.final and not bad:
             self.log("val/accuracy", r.final["val_accuracy"], sync_dist=True, batch_size=1)
+        if isinstance(self.task, FamilyMixture):  # which family gained or lost: its unweighted held-out loss
+            i = self.task.family_index(seed)
+            self.log(f"val/loss_{i}_{self.task.families[i].name}", 1e9 if bad else val_loss / task.meta_weight,
+                     sync_dist=True, batch_size=1)
 
     # ---------------------------------------------------------------- checkpoint extras
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:

@@ -154,4 +154,6 @@ def test_validation_loss_is_meta_weighted_in_a_weighted_mixture():
         mod.validation_step(0, 0)
     plain, weighted = logged["val/loss"]
     assert weighted == pytest.approx(2.5 * plain)
+    # and per family, unweighted
+    assert logged["val/loss_0_quadratic"] == pytest.approx([plain, plain])
     assert logged["val/train_loss"][0] == logged["val/train_loss"][1]
