@@ -239,15 +239,15 @@ class MetaModule(L.LightningModule):
         val_loss = r.final.get(f"{split}_loss", float("nan"))
         # diverged validation runs count as a very bad loss, never as a good one
         bad = r.diverged or not math.isfinite(val_loss)
-        val_loss *= task.meta_weight  # 1 except in weighted mixtures, where selection uses the same weights
-        self.log("val/loss", 1e9 if bad else val_loss, prog_bar=True, sync_dist=True, batch_size=1)
+        # meta_weight is 1 except in weighted mixtures, where selection uses the same weights as meta-training
+        self.log("val/loss", 1e9 if bad else val_loss * task.meta_weight, prog_bar=True, sync_dist=True, batch_size=1)
         self.log("val/train_loss", 1e9 if bad else r.final["train_loss"], sync_dist=True, batch_size=1)
         self.log("val/diverged", float(bad), sync_dist=True, batch_size=1, reduce_fx="sum")
         if "val_accuracy" in r.final and not bad:
             self.log("val/accuracy", r.final["val_accuracy"], sync_dist=True, batch_size=1)
         if isinstance(self.task, FamilyMixture):  # which family gained or lost: its unweighted held-out loss
             i = self.task.family_index(seed)
-            self.log(f"val/loss_{i}_{self.task.families[i].name}", 1e9 if bad else val_loss / task.meta_weight,
+            self.log(f"val/loss_{i}_{self.task.families[i].name}", 1e9 if bad else val_loss,
                      sync_dist=True, batch_size=1)
 
     # ---------------------------------------------------------------- checkpoint extras

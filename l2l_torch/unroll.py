@@ -6,8 +6,8 @@ One truncation of ``K`` steps from params ``x_0`` computes::
     x_{t+1} = x_t + lopt(g_t, state_t; theta)
     meta_loss = task.meta_weight * mean_{t=1..K} w_t f(x_t)
 
-(``task.meta_weight`` is 1 except in weighted task mixtures.) ``meta_loss`` is differentiable w.r.t. ``theta``. The optimizee's gradient ``g_t`` is taken
-w.r.t. the *non-leaf* ``x_t`` with ``autograd.grad``, which stops at ``x_t`` and so costs
+(``task.meta_weight`` is 1 except in weighted task mixtures.) ``meta_loss`` is differentiable w.r.t.
+``theta``. The optimizee's gradient ``g_t`` is taken w.r.t. the *non-leaf* ``x_t`` with ``autograd.grad``, which stops at ``x_t`` and so costs
 one optimizee backward per step, not a walk back through the whole unroll. Nothing in the
 loop writes in place, so the meta-gradient is exact for the (truncated, first-order) objective.
 There is no host synchronisation inside the loop.
@@ -120,9 +120,7 @@ def _result(losses: list[Tensor], weights: Tensor | None, params: dict[str, Tens
     task's ``meta_weight``), the size of its last update (``params`` minus ``last_params``) and the
     detached state after it."""
     stacked = torch.stack(losses)
-    w = torch.ones_like(stacked) if weights is None else weights.to(stacked)
-    if new_state.task.meta_weight != 1.0:
-        w = w * new_state.task.meta_weight
+    w = (torch.ones_like(stacked) if weights is None else weights.to(stacked)) * new_state.task.meta_weight
     with torch.no_grad():
         flat_new = torch.cat([v.reshape(-1) for v in params.values()])
         flat_old = torch.cat([last_params[n].reshape(-1) for n in params])

@@ -54,17 +54,8 @@ class FamilyMixture(TaskFamily):
         bad = [type(f).__name__ for f in families if not isinstance(f, TaskFamily)]
         if bad:
             raise TypeError(f"families must be TaskFamily instances, got {bad}")
-        weights = [1.0] * len(families) if weights is None else [float(w) for w in weights]
-        if len(weights) != len(families):
-            raise ValueError(f"need one weight per family ({len(families)}), got {len(weights)}")
-        if min(weights) <= 0 or not all(math.isfinite(w) for w in weights):
-            raise ValueError(f"weights must be finite and > 0, got {weights}")
-        meta_weights = [1.0] * len(families) if meta_weights is None else [float(w) for w in meta_weights]
-        if len(meta_weights) != len(families):
-            raise ValueError(f"need one meta-weight per family ({len(families)}), got {len(meta_weights)}")
-        if min(meta_weights) <= 0 or not all(math.isfinite(w) for w in meta_weights):
-            raise ValueError(f"meta_weights must be finite and > 0, got {meta_weights}")
-        self.meta_weights = meta_weights
+        weights = _per_family(weights, len(families), "weight", "weights")
+        self.meta_weights = _per_family(meta_weights, len(families), "meta-weight", "meta_weights")
         total = sum(weights)
         self.families, self.weights = list(families), [w / total for w in weights]
         self._edges = [sum(self.weights[: i + 1]) for i in range(len(self.weights))]
@@ -78,8 +69,7 @@ class FamilyMixture(TaskFamily):
     def sample(self, seed: int) -> Task:
         i = self.family_index(seed)
         task = self.families[i].sample(seed)
-        if self.meta_weights[i] != 1.0:
-            task.meta_weight = self.meta_weights[i]
+        task.meta_weight = self.meta_weights[i]
         return task
 
     def to(self, device: torch.device | str) -> FamilyMixture:
@@ -92,3 +82,13 @@ class FamilyMixture(TaskFamily):
         return {**super().describe(), "families": [f.describe() for f in self.families],
                 "weights": [round(w, 6) for w in self.weights],
                 **({} if all(w == 1.0 for w in self.meta_weights) else {"meta_weights": self.meta_weights})}
+
+
+def _per_family(values: list[float] | None, n: int, noun: str, name: str) -> list[float]:
+    """``values`` as floats, one per family (default: 1 each), checked finite and > 0."""
+    values = [1.0] * n if values is None else [float(v) for v in values]
+    if len(values) != n:
+        raise ValueError(f"need one {noun} per family ({n}), got {len(values)}")
+    if min(values) <= 0 or not all(math.isfinite(v) for v in values):
+        raise ValueError(f"{name} must be finite and > 0, got {values}")
+    return values
