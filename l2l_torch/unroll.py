@@ -7,8 +7,9 @@ One truncation of ``K`` steps from params ``x_0`` computes::
     meta_loss = task.meta_weight * mean_{t=1..K} w_t f(x_t)
 
 (``task.meta_weight`` is 1 except in weighted task mixtures.) ``meta_loss`` is differentiable w.r.t.
-``theta``. The optimizee's gradient ``g_t`` is taken w.r.t. the *non-leaf* ``x_t`` with ``autograd.grad``, which stops at ``x_t`` and so costs
-one optimizee backward per step, not a walk back through the whole unroll. Nothing in the
+``theta``. The optimizee's gradient ``g_t`` is taken w.r.t. the *non-leaf* ``x_t`` with
+``autograd.grad``, which stops at ``x_t`` and so costs one optimizee backward per step, not a walk
+back through the whole unroll. Nothing in the
 loop writes in place, so the meta-gradient is exact for the (truncated, first-order) objective.
 There is no host synchronisation inside the loop.
 
