@@ -6,7 +6,12 @@ On one held-out CNN instance (seed ``--seed``, the first test seed by default), 
 optimizer from the initial params on one batch, then, per parameter tensor, apply that tensor's update alone and
 measure the loss on the next batch. Prints a table per checkpoint (update RMS, param RMS, loss with only that
 tensor updated) and writes the figures as JSON. Tuned Adam's first step (lr 0.001) is a sign step of 1e-3 per
-coordinate, shown for scale.
+coordinate, for scale.
+
+With ``--rerun STEPS --undo PARAM`` it also trains the held-out instances of ``configs/cifar_convdense.yaml``
+(``--seeds``, the evaluation's seeds) for STEPS steps twice per checkpoint, once as it is and once with PARAM's first
+update undone (the optimizer's state still advances), and reports both final training losses: a counterfactual
+that measures what that one update costs by the end of a run. A diagnostic, not an optimizer to use.
 """
 
 from __future__ import annotations
@@ -17,6 +22,9 @@ import json
 import torch
 
 from l2l_torch.checkpoint import load_learned_optimizer
+from l2l_torch.cli import task_family_from_config
+from l2l_torch.evaluation import train_optimizee
+from l2l_torch.optim import LearnedOptimizer
 from l2l_torch.tasks.base import TEST_SEED_OFFSET
 from tasks.image_classification import ImageClassificationFamily
 
@@ -34,11 +42,65 @@ def first_step(ckpt: str, task, params, buffers, grads, loss_of) -> dict:
     return {"checkpoint": ckpt, "loss_all_updated": loss_of(new), "tensors": rows}
 
 
+class _UndoFirstUpdate:
+    """Wraps an optimizer so that the first ``step`` leaves the given tensors as they were."""
+
+    def __init__(self, opt: torch.optim.Optimizer, frozen: list[torch.Tensor]) -> None:
+        self.opt, self.frozen, self.first = opt, frozen, True
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        self.opt.zero_grad(set_to_none=set_to_none)
+
+    @torch.no_grad()
+    def step(self) -> None:
+        saved = [p.clone() for p in self.frozen] if self.first else []
+        self.opt.step()
+        for p, old in zip(self.frozen, saved):
+            p.copy_(old)
+        self.first = False
+
+
+def rerun(ckpt: str, steps: int, seeds: int, undo: str, only_undo: bool = False) -> dict:
+    """Final training loss per held-out seed, as it is and with ``undo``'s first update undone."""
+    family = task_family_from_config("cifar_convdense")
+    lopt, _ = load_learned_optimizer(ckpt)
+    kinds = family.sample(TEST_SEED_OFFSET).param_kinds()
+    names_by_kind: dict[str, list[str]] = {}
+    for name, kind in kinds.items():
+        names_by_kind.setdefault(kind, []).append(name)
+
+    def factory(undo_first: bool):
+        def make(groups):
+            opt = LearnedOptimizer(groups, lopt=lopt)
+            if not undo_first:
+                return opt
+            frozen = [p for g in groups for n, p in zip(names_by_kind[g["kind"]], g["params"]) if n == undo]
+            if len(frozen) != 1:
+                raise SystemExit(f"no parameter named {undo!r}; the CNN has {list(kinds)}")
+            return _UndoFirstUpdate(opt, frozen)
+        return make
+
+    print(ckpt, flush=True)
+    out = {}
+    for label, undo_first in ((("as_is", False),) if not only_undo else ()) + ((f"undo_first_update_of_{undo}", True),):
+        runs = [train_optimizee(family.sample(TEST_SEED_OFFSET + i), factory(undo_first), steps, TEST_SEED_OFFSET + i)
+                for i in range(seeds)]
+        out[label] = [r.final["train_loss"] for r in runs]
+        print(f"  {label}: final train loss {[round(x, 4) for x in out[label]]}, mean {sum(out[label]) / seeds:.4f}",
+              flush=True)
+    return out
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("checkpoints", nargs="+")
     ap.add_argument("--seed", type=int, default=TEST_SEED_OFFSET)
     ap.add_argument("--out", help="write the figures as JSON here")
+    ap.add_argument("--rerun", type=int, metavar="STEPS", help="also train held-out CNNs for STEPS steps (see above)")
+    ap.add_argument("--undo", default="13.weight", help="the tensor whose first update --rerun undoes")
+    ap.add_argument("--seeds", type=int, default=5, help="held-out instances for --rerun (default 5)")
+    ap.add_argument("--only-undo", action="store_true",
+                    help="--rerun only the undone variant (the runs as they are equal the committed evaluation's)")
     args = ap.parse_args(argv)
     family = ImageClassificationFamily(dataset="cifar10", source="folder", model="convdense", hidden=[20],
                                        batch_size=200, train_eval_size=2000, eval_batch_size=2000)
@@ -64,6 +126,10 @@ def main(argv: list[str] | None = None) -> None:
         for r in res["tensors"]:
             print(f"| {r['param']} | {tuple(r['shape'])} | {r['update_rms']:.2e} | {r['param_rms']:.2e} "
                   f"| {r['loss_if_only_this']:.3f} |")
+    if args.rerun:
+        print(f"\n{args.rerun}-step runs of configs/cifar_convdense.yaml, {args.seeds} held-out seeds:")
+        out["rerun"] = {"steps": args.rerun, "undo": args.undo, "seeds": args.seeds,
+                        "final_train_loss": {c: rerun(c, args.rerun, args.seeds, args.undo, args.only_undo) for c in args.checkpoints}}
     if args.out:
         with open(args.out, "w") as f:
             json.dump(out, f, indent=1)
