@@ -2,11 +2,11 @@
 
     L2L_DATA_DIR=../shared/data python scripts/first_step.py CKPT [CKPT ...] --out results/NAME/first_step.json
 
-On one held-out CNN instance (seed ``--seed``, the first test seed by default), take one step with the learned
-optimizer from the initial params on one batch, then, per parameter tensor, apply that tensor's update alone and
-measure the loss on the next batch. Prints a table per checkpoint (update RMS, param RMS, loss with only that
-tensor updated) and writes the figures as JSON. Tuned Adam's first step (lr 0.001) is a sign step of 1e-3 per
-coordinate, for scale.
+On one held-out CNN instance of ``configs/cifar_convdense.yaml`` (seed ``--seed``, the first test seed by default),
+take one step with the learned optimizer from the initial params on one batch, then, per parameter tensor, apply
+that tensor's update alone and measure the loss on the next batch. Prints a table per checkpoint (update RMS, param
+RMS, loss with only that tensor updated) and writes the figures as JSON. Tuned Adam's first step (lr 0.001) is a
+sign step of 1e-3 per coordinate, for scale.
 
 With ``--rerun STEPS --undo PARAM`` it also trains the held-out instances of ``configs/cifar_convdense.yaml``
 (``--seeds``, the evaluation's seeds) for STEPS steps twice per checkpoint, once as it is and once with PARAM's first
@@ -26,7 +26,6 @@ from l2l_torch.cli import task_family_from_config
 from l2l_torch.evaluation import train_optimizee
 from l2l_torch.optim import LearnedOptimizer
 from l2l_torch.tasks.base import TEST_SEED_OFFSET
-from tasks.image_classification import ImageClassificationFamily
 
 
 def first_step(ckpt: str, task, params, buffers, grads, loss_of) -> dict:
@@ -102,8 +101,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--only-undo", action="store_true",
                     help="--rerun only the undone variant (the runs as they are equal the committed evaluation's)")
     args = ap.parse_args(argv)
-    family = ImageClassificationFamily(dataset="cifar10", source="folder", model="convdense", hidden=[20],
-                                       batch_size=200, train_eval_size=2000, eval_batch_size=2000)
+    family = task_family_from_config("cifar_convdense")
     task = family.sample(args.seed)
     params, buffers = task.init_params()
     gen = torch.Generator(device=task.device).manual_seed(0)
