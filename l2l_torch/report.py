@@ -49,15 +49,29 @@ def verdict(learned: dict[str, Any], adam: dict[str, Any], n: int, key: str = "f
     seed_key = "train_loss" if key == "final_loss" else key
     pa, pb = learned.get("per_seed", {}).get(seed_key), adam.get("per_seed", {}).get(seed_key)
     if pa and pb and len(pa) == len(pb):
-        d = [x - y for x, y in zip(pa, pb) if x is not None and y is not None]
-        if len(d) < 2:
+        stats = paired_difference(pa, pb)
+        if stats is None:
             return "too few seeds"
-        md = sum(d) / len(d)
-        se = math.sqrt(sum((x - md) ** 2 for x in d) / (len(d) - 1) / len(d))
+        md, se = stats
         diff = md * (1 if lower_is_better else -1)
     else:
         se = math.sqrt((a["std"] ** 2 + b["std"] ** 2) / max(n, 1))
         diff = (a["mean"] - b["mean"]) * (1 if lower_is_better else -1)
+    return verdict_of(diff, se)
+
+
+def paired_difference(learned: list, adam: list) -> tuple[float, float] | None:
+    """Mean and standard error of the per-seed differences ``learned - adam`` (same seeds; ``None`` entries,
+    i.e. diverged runs, are left out); ``None`` with fewer than two pairs."""
+    d = [x - y for x, y in zip(learned, adam) if x is not None and y is not None]
+    if len(d) < 2:
+        return None
+    md = sum(d) / len(d)
+    return md, math.sqrt(sum((x - md) ** 2 for x in d) / (len(d) - 1) / len(d))
+
+
+def verdict_of(diff: float, se: float) -> str:
+    """The project's verdict of a difference (lower is better) against two standard errors."""
     if diff < -2 * se:
         return "better"
     if diff > 2 * se:

@@ -9,9 +9,8 @@ One truncation of ``K`` steps from params ``x_0`` computes::
 (``task.meta_weight`` is 1 except in weighted task mixtures.) ``meta_loss`` is differentiable w.r.t.
 ``theta``. The optimizee's gradient ``g_t`` is taken w.r.t. the *non-leaf* ``x_t`` with
 ``autograd.grad``, which stops at ``x_t`` and so costs one optimizee backward per step, not a walk
-back through the whole unroll. Nothing in the
-loop writes in place, so the meta-gradient is exact for the (truncated, first-order) objective.
-There is no host synchronisation inside the loop.
+back through the whole unroll. Nothing in the loop writes in place, so the meta-gradient is exact
+for the (truncated, first-order) objective. There is no host synchronisation inside the loop.
 
 :func:`batched_unroll` runs ``B`` optimizees (task instances) in the same loop and steps them with
 ONE call of the learned optimizer over all ``B`` optimizees' coordinates, which is exact for

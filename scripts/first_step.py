@@ -23,8 +23,9 @@ import torch
 
 from l2l_torch.checkpoint import load_learned_optimizer
 from l2l_torch.cli import task_family_from_config
-from l2l_torch.evaluation import train_optimizee
+from l2l_torch.evaluation import compare
 from l2l_torch.optim import LearnedOptimizer
+from l2l_torch.report import learned_name, paired_difference, verdict_of
 from l2l_torch.tasks.base import TEST_SEED_OFFSET
 
 
@@ -63,30 +64,41 @@ def rerun(ckpt: str, steps: int, seeds: int, undo: str, only_undo: bool = False)
     """Final training loss per held-out seed, as it is and with ``undo``'s first update undone."""
     family = task_family_from_config("cifar_convdense")
     lopt, _ = load_learned_optimizer(ckpt)
-    kinds = family.sample(TEST_SEED_OFFSET).param_kinds()
-    names_by_kind: dict[str, list[str]] = {}
-    for name, kind in kinds.items():
+    names_by_kind: dict[str, list[str]] = {}  # the order of evaluation.param_groups
+    for name, kind in family.sample(TEST_SEED_OFFSET).param_kinds().items():
         names_by_kind.setdefault(kind, []).append(name)
+    if not any(undo in names for names in names_by_kind.values()):
+        raise SystemExit(f"no parameter named {undo!r}; the CNN has {sum(names_by_kind.values(), [])}")
 
-    def factory(undo_first: bool):
-        def make(groups):
-            opt = LearnedOptimizer(groups, lopt=lopt)
-            if not undo_first:
-                return opt
-            frozen = [p for g in groups for n, p in zip(names_by_kind[g["kind"]], g["params"]) if n == undo]
-            if len(frozen) != 1:
-                raise SystemExit(f"no parameter named {undo!r}; the CNN has {list(kinds)}")
-            return _UndoFirstUpdate(opt, frozen)
-        return make
+    def undone(groups):
+        frozen = [p for g in groups for n, p in zip(names_by_kind[g["kind"]], g["params"]) if n == undo]
+        return _UndoFirstUpdate(LearnedOptimizer(groups, lopt=lopt), frozen)
 
+    variants = {} if only_undo else {"as_is": (lambda groups: LearnedOptimizer(groups, lopt=lopt), None)}
+    variants[f"undo_first_update_of_{undo}"] = (undone, None)
     print(ckpt, flush=True)
-    out = {}
-    for label, undo_first in ((("as_is", False),) if not only_undo else ()) + ((f"undo_first_update_of_{undo}", True),):
-        runs = [train_optimizee(family.sample(TEST_SEED_OFFSET + i), factory(undo_first), steps, TEST_SEED_OFFSET + i)
-                for i in range(seeds)]
-        out[label] = [r.final["train_loss"] for r in runs]
-        print(f"  {label}: final train loss {[round(x, 4) for x in out[label]]}, mean {sum(out[label]) / seeds:.4f}",
+    res = compare(family, variants, steps, seeds)
+    out = {label: r["per_seed"]["train_loss"] for label, r in res.items()}
+    for label, losses in out.items():
+        print(f"  {label}: final train loss {[round(x, 4) for x in losses]}, mean {sum(losses) / seeds:.4f}",
               flush=True)
+    return out
+
+
+def against(evaluation: str, runs: dict[str, list[float]]) -> dict[str, dict[str, float]]:
+    """Paired difference to the tuned-Adam runs of ``evaluation`` (an ``evaluate.py`` results.json, same seeds),
+    for its learned optimizer as evaluated and for each rerun variant."""
+    res = json.load(open(evaluation))
+    adam = res["optimizers"]["adam_tuned"]["per_seed"]["train_loss"]
+    rows = {"as evaluated": res["optimizers"][learned_name(res)]["per_seed"]["train_loss"], **runs}
+    out = {}
+    for label, losses in rows.items():
+        d, se = paired_difference(losses, adam)
+        out[label] = {"mean": sum(losses) / len(losses), "d": d, "se": se, "verdict": verdict_of(d, se),
+                      "seeds_lower": sum(x < y for x, y in zip(losses, adam))}
+        r, n = out[label], min(len(losses), len(adam))
+        print(f"  vs tuned Adam of {evaluation} ({sum(adam) / len(adam):.4f}): {label} {r['mean']:.4f}, "
+              f"d {d:+.4f}, SE {se:.4f}, {r['seeds_lower']}/{n} seeds lower, {r['verdict']}")
     return out
 
 
@@ -98,6 +110,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--rerun", type=int, metavar="STEPS", help="also train held-out CNNs for STEPS steps (see above)")
     ap.add_argument("--undo", default="13.weight", help="the tensor whose first update --rerun undoes")
     ap.add_argument("--seeds", type=int, default=5, help="held-out instances for --rerun (default 5)")
+    ap.add_argument("--against", metavar="RESULTS_JSON",
+                    help="with --rerun (one checkpoint): paired difference to that evaluation's tuned-Adam runs")
     ap.add_argument("--only-undo", action="store_true",
                     help="--rerun only the undone variant (the runs as they are equal the committed evaluation's)")
     args = ap.parse_args(argv)
@@ -126,8 +140,12 @@ def main(argv: list[str] | None = None) -> None:
                   f"| {r['loss_if_only_this']:.3f} |")
     if args.rerun:
         print(f"\n{args.rerun}-step runs of configs/cifar_convdense.yaml, {args.seeds} held-out seeds:")
-        out["rerun"] = {"steps": args.rerun, "undo": args.undo, "seeds": args.seeds,
-                        "final_train_loss": {c: rerun(c, args.rerun, args.seeds, args.undo, args.only_undo) for c in args.checkpoints}}
+        runs = {c: rerun(c, args.rerun, args.seeds, args.undo, args.only_undo) for c in args.checkpoints}
+        out["rerun"] = {"steps": args.rerun, "undo": args.undo, "seeds": args.seeds, "final_train_loss": runs}
+        if args.against:
+            if len(runs) != 1:
+                raise SystemExit("--against compares one checkpoint's reruns with its evaluation")
+            out["rerun"]["against"] = {"evaluation": args.against, **against(args.against, next(iter(runs.values())))}
     if args.out:
         with open(args.out, "w") as f:
             json.dump(out, f, indent=1)
