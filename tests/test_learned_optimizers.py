@@ -38,6 +38,7 @@ ARCHS = [
     (SmallFCOptimizer, {"hidden": [8, 8]}),
     (SmallFCOptimizer, {"hidden": [8], "adam_skip": True}),
     (SmallFCOptimizer, {"hidden": [8], "tensor_scale": True}),
+    (SmallFCOptimizer, {"hidden": [8], "warmup": 3}),
     (RNNpropOptimizer, {"hidden_size": 4, "num_layers": 1}),
 ]
 
@@ -253,3 +254,31 @@ def test_warm_start_into_more_features_computes_the_same_updates(tmp_path):
         assert torch.equal(x, y)
     with pytest.raises(Exception, match="differs"):  # other differences still refused
         SmallFCOptimizer(hidden=[8], step_mult=0.01, mag_mult=0.5, tensor_scale=True, init_from=str(tmp_path / "a.pt"))
+
+
+@pytest.mark.parametrize("cls", [SmallFCOptimizer, RNNpropOptimizer])
+def test_warmup_scales_step_t_by_t_over_warmup(cls, tmp_path):
+    plain = _perturbed(cls)
+    warm = cls(step_mult=0.05, mag_mult=0.5, warmup=4)
+    warm.load_state_dict(plain.state_dict())
+    params = {"w": torch.randn(3, 4), "b": torch.randn(4)}
+    sp, sw = plain.init_state(params), warm.init_state(params)
+    for t in range(1, 7):
+        grads = {k: torch.randn_like(v) for k, v in params.items()}
+        up, sp = plain.step(params, grads, sp)
+        uw, sw = warm.step(params, grads, sw)
+        for k in params:  # same params every step, so the same features: only the schedule differs
+            torch.testing.assert_close(uw[k] - params[k], min(1.0, t / 4) * (up[k] - params[k]))
+    # a schedule has no weights: warm starts may add or drop it, and it survives a checkpoint
+    save_learned_optimizer(plain, tmp_path / "plain.pt")
+    added = cls(step_mult=0.05, mag_mult=0.5, warmup=4)
+    added.warm_start(str(tmp_path / "plain.pt"))
+    save_learned_optimizer(added, tmp_path / "added.pt")
+    loaded, _ = load_learned_optimizer(tmp_path / "added.pt")
+    assert loaded.warmup == 4.0 and loaded.config()["warmup"] == 4.0
+    assert "warmup" not in plain.config()  # (checkpoints without it are unchanged)
+    dropped = cls(step_mult=0.05, mag_mult=0.5)
+    dropped.warm_start(str(tmp_path / "added.pt"))
+    _assert_same_updates(plain, dropped)
+    with pytest.raises(ValueError, match="warmup"):
+        cls(warmup=-1)

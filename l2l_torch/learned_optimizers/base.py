@@ -76,6 +76,8 @@ class LearnedOptimizerBase(nn.Module, abc.ABC):
     tasks_batchable: bool = False
     #: the learned-optimizer file :meth:`warm_start` copied ``theta`` from (``None``: a fresh start)
     warm_started_from: str | None = None
+    #: config keys with no weights behind them (a fixed schedule): a warm start may differ in them
+    SCHEDULE_KEYS: tuple[str, ...] = ()
 
     def __init__(self, **config: Any) -> None:
         super().__init__()
@@ -116,7 +118,8 @@ class LearnedOptimizerBase(nn.Module, abc.ABC):
     def warm_start(self, path: str) -> None:
         """Copy ``theta`` from the learned-optimizer file ``path`` (same architecture).
 
-        The stored optimizer may differ in ``per_kind`` only: a single-network optimizer (``"all"``)
+        The stored optimizer may differ in ``per_kind`` and in :attr:`SCHEDULE_KEYS` only: a
+        single-network optimizer (``"all"``)
         warm-starts every per-kind network of this one, e.g. an MLP-trained LSTM as the starting
         point of a conv/dense LSTM for a CNN.
 
@@ -148,7 +151,8 @@ class LearnedOptimizerBase(nn.Module, abc.ABC):
         """
         from l2l_torch.checkpoint import CheckpointError  # (import cycle)
 
+        free = {"per_kind", *self.SCHEDULE_KEYS}
         mine, theirs = self.config(), other.config()
-        if {k: v for k, v in mine.items() if k != "per_kind"} != {k: v for k, v in theirs.items() if k != "per_kind"}:
+        if {k: v for k, v in mine.items() if k not in free} != {k: v for k, v in theirs.items() if k not in free}:
             raise CheckpointError(f"init_from={path}: its architecture {theirs} differs from {mine}")
         return other.state_dict()

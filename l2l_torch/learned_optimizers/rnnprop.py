@@ -25,7 +25,7 @@ class RNNpropOptimizer(FeatureOptimizerBase):
 
     Args:
         hidden_size, num_layers: the LSTM (per coordinate, weights shared).
-        step_mult, mag_mult, per_kind and the feature switches: as in
+        step_mult, mag_mult, per_kind, warmup and the feature switches: as in
             :class:`~l2l_torch.learned_optimizers.small_fc.SmallFCOptimizer`.
 
     State per coordinate: the feature accumulators and, per layer, ``h`` and ``c`` (``(H, N)`` each).
@@ -35,12 +35,13 @@ class RNNpropOptimizer(FeatureOptimizerBase):
                  per_kind: bool = False, momentum_decays: Sequence[float] = (0.5, 0.9, 0.99),
                  use_grad: bool = True, use_param: bool = True, use_momentum: bool = True, use_adam: bool = True,
                  use_rsqrt: bool = True, rms_decay: float = 0.999, normalize: bool = True,
-                 time_taus: Sequence[float] = (1.0, 3.0, 10.0, 30.0, 100.0), tensor_scale: bool = False) -> None:
+                 time_taus: Sequence[float] = (1.0, 3.0, 10.0, 30.0, 100.0), tensor_scale: bool = False,
+                 warmup: float = 0.0) -> None:
         if hidden_size < 1 or num_layers < 1:
             raise ValueError("hidden_size and num_layers must be >= 1")
         super().__init__(per_kind, step_mult, mag_mult, momentum_decays, use_grad, use_param, use_momentum,
-                         use_adam, use_rsqrt, rms_decay, normalize, time_taus, tensor_scale, hidden_size=hidden_size,
-                         num_layers=num_layers)
+                         use_adam, use_rsqrt, rms_decay, normalize, time_taus, tensor_scale, warmup,
+                         hidden_size=hidden_size, num_layers=num_layers)
         self.hidden_size, self.num_layers = hidden_size, num_layers
         self.nets = nn.ModuleDict({k: CoordinatewiseLSTM(self.feats.num_features, hidden_size, num_layers, "none")
                                    for k in self.kinds})

@@ -4,7 +4,9 @@ The common machinery of optimizers that read :class:`~l2l_torch.learned_optimize
 features lives in :class:`FeatureOptimizerBase`: state handling, the per-tensor segment ids and the
 output parametrisation ``update = direction * exp(mag_mult * magnitude) * step_mult``. With small
 ``step_mult`` and ``mag_mult`` the initial updates are small, and the network learns the log step
-size through ``magnitude`` (one output) and the direction through the other.
+size through ``magnitude`` (one output) and the direction through the other. An optional linear
+warm-up (``warmup``) scales the update of step ``t`` (from 1) by ``min(1, t / warmup)``, a fixed
+schedule with no weights.
 """
 
 from __future__ import annotations
@@ -32,9 +34,14 @@ class FeatureOptimizerBase(LearnedOptimizerBase):
     def __init__(self, per_kind: bool, step_mult: float, mag_mult: float,
                  momentum_decays: Sequence[float], use_grad: bool, use_param: bool, use_momentum: bool,
                  use_adam: bool, use_rsqrt: bool, rms_decay: float, normalize: bool, time_taus: Sequence[float],
-                 tensor_scale: bool = False, **config: Any) -> None:
+                 tensor_scale: bool = False, warmup: float = 0.0, **config: Any) -> None:
         if step_mult <= 0:
             raise ValueError(f"step_mult must be > 0, got {step_mult}")
+        if warmup < 0:
+            raise ValueError(f"warmup must be >= 0 steps, got {warmup}")
+        if warmup:  # (only then: the config, and so the checkpoints, of optimizers without it stay as they were)
+            config["warmup"] = float(warmup)
+        self.warmup = float(warmup)
         super().__init__(per_kind=per_kind, step_mult=step_mult, mag_mult=mag_mult,
                          momentum_decays=list(momentum_decays), use_grad=use_grad, use_param=use_param,
                          use_momentum=use_momentum, use_adam=use_adam, use_rsqrt=use_rsqrt, rms_decay=rms_decay,
@@ -49,6 +56,7 @@ class FeatureOptimizerBase(LearnedOptimizerBase):
     #: config keys that only choose features: a warm start may differ in them (see :meth:`_warm_start_weights`)
     FEATURE_KEYS = ("momentum_decays", "use_grad", "use_param", "use_momentum", "use_adam", "use_rsqrt",
                     "time_taus", "tensor_scale")
+    SCHEDULE_KEYS = ("warmup",)
     #: ``theta`` entries whose last axis reads the features (``{k}``: a kind), remapped by feature name
     INPUT_WEIGHTS: tuple[str, ...] = ()
 
@@ -57,7 +65,7 @@ class FeatureOptimizerBase(LearnedOptimizerBase):
         read are copied, those of a feature only this one reads start at zero (so the warm start computes
         exactly what ``other`` computed), and those of a feature it no longer reads are dropped."""
         mine, theirs = self.config(), other.config()
-        rest = (set(mine) | set(theirs)) - {"per_kind", *self.FEATURE_KEYS}
+        rest = (set(mine) | set(theirs)) - {"per_kind", *self.FEATURE_KEYS, *self.SCHEDULE_KEYS}
         if not self.INPUT_WEIGHTS or any(mine.get(k) != theirs.get(k) for k in rest):
             return super()._warm_start_weights(other, path)  # (which raises for other differences)
         old, new = other.feats.names, self.feats.names
@@ -111,6 +119,8 @@ class FeatureOptimizerBase(LearnedOptimizerBase):
                                              seg, len(sizes))
             direction, magnitude, new["extra"][kind] = self._net(kind, x, state["extra"].get(kind))
             update = direction * torch.exp(self.mag_mult * magnitude) * self.step_mult
+            if self.warmup:  # the step count t (from 1) is the accumulators' last row
+                update = update * torch.clamp(new["acc"][kind][-1] / self.warmup, max=1.0)
             for n, u in zip(names, update.split(sizes), strict=True):
                 new_params[n] = params[n] + u.view_as(params[n])
             new["seg"][kind], new["nseg"][kind] = seg, len(sizes)
@@ -167,6 +177,10 @@ class SmallFCOptimizer(FeatureOptimizerBase):
             :meth:`config`: a checkpoint of the result stands on its own.
         adam_skip: add a learnable linear map from the features to the direction, initialised to
             ``-m/sqrt(v)`` (the normalised Adam direction at decay 0.9), so meta-training starts at Adam.
+        warmup: scale the update of step ``t`` (counted from 1) by ``min(1, t / warmup)``, a linear warm-up
+            of the step size over the first ``warmup`` steps; 0 (the default) for none. No weights: a warm
+            start may add or drop it. A fixed step per coordinate is too large for the first steps of some
+            layers (``results/cifar_convdense/first_step.txt``), and this is the hand-designed remedy.
         tensor_scale: also read the per-tensor log RMS of the gradient and of the parameter (see
             :class:`~l2l_torch.learned_optimizers.features.FeatureSet`). A warm start (``init_from``) may
             come from an optimizer that reads other features: shared features keep their weights, new ones
@@ -185,9 +199,10 @@ class SmallFCOptimizer(FeatureOptimizerBase):
                  use_grad: bool = True, use_param: bool = True, use_momentum: bool = True, use_adam: bool = True,
                  use_rsqrt: bool = True, rms_decay: float = 0.999, normalize: bool = True,
                  time_taus: Sequence[float] = (1.0, 3.0, 10.0, 30.0, 100.0), adam_skip: bool = False,
-                 tensor_scale: bool = False, init_from: str | None = None) -> None:
+                 tensor_scale: bool = False, warmup: float = 0.0, init_from: str | None = None) -> None:
         super().__init__(per_kind, step_mult, mag_mult, momentum_decays, use_grad, use_param, use_momentum,
-                         use_adam, use_rsqrt, rms_decay, normalize, time_taus, tensor_scale, hidden=list(hidden),
+                         use_adam, use_rsqrt, rms_decay, normalize, time_taus, tensor_scale, warmup,
+                         hidden=list(hidden),
                          adam_skip=adam_skip)
         self.nets = nn.ModuleDict({k: CoordinatewiseMLP(self.feats.num_features, hidden) for k in self.kinds})
         for net in self.nets.values():
