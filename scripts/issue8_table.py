@@ -1,0 +1,89 @@
+"""One table of issue 8's rows for several learned optimizers, from their committed evaluations.
+
+    python scripts/issue8_table.py results/fmnist_family_lstm_h200 results/lopt_small_fc_all ... > TABLE.md
+
+Each ``DIR`` is laid out as ``scripts/eval_family_rows.sh`` writes it: ``comparison.json`` (the six Fashion-MNIST MLP
+rows; the learned column is the last one), ``fmnist_t1_sigmoid_1000/``, ``cifar_convdense_300/`` and ``affnist_200/``
+(``results.json`` each). Every cell is the learned optimizer's mean final training loss (SSIM for the STN), bold where
+the paired verdict against tuned Adam over the same seeds is "better" (``l2l_torch.report.verdict_of``), with "(w)"
+where it is "worse"; for the SSIM, higher is better. Missing evaluations print as "–".
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+from l2l_torch.report import learned_name, paired_difference, verdict_of
+
+MLP_ROWS = [f"fmnist_t1_{a}_{s}" for a in ("sigmoid", "tanh", "relu") for s in (100, 200)]
+SSIM_SETS = ("test8", "test6", "test1")
+
+
+def cell(mean: float, learned: list, adam: list, higher_is_better: bool = False) -> str:
+    sign = -1.0 if higher_is_better else 1.0
+    pd = paired_difference([None if x is None else sign * x for x in learned],
+                           [None if y is None else sign * y for y in adam])
+    v = verdict_of(*pd) if pd else "within noise"
+    text = f"{mean:.3f}"
+    return f"**{text}**" if v == "better" else f"{text} (w)" if v == "worse" else text
+
+
+def evaluation(path: Path, key: str = "train_loss") -> tuple[dict, dict] | None:
+    f = path / "results.json"
+    if not f.exists():
+        return None
+    res = json.loads(f.read_text())
+    return res["optimizers"][learned_name(res)], res["optimizers"]["adam_tuned"]
+
+
+def row(folder: Path) -> list[str]:
+    cells: list[str] = []
+    comp = folder / "comparison.json"
+    by_eval = {r["eval"]: r for r in json.loads(comp.read_text())} if comp.exists() else {}
+    for name in MLP_ROWS:
+        r = by_eval.get(name)
+        if r is None:
+            cells.append("–")
+            continue
+        col = [k for k in r if k not in ("eval", "steps", "adam_tuned")][-1]
+        ok = [x for x in r[col] if x is not None]
+        cells.append(cell(sum(ok) / len(ok), r[col], r["adam_tuned"]) if ok else "diverged")
+    for sub in ("fmnist_t1_sigmoid_1000", "cifar_convdense_300"):
+        e = evaluation(folder / sub)
+        cells.append("–" if e is None else cell(e[0]["train_loss"]["mean"], e[0]["per_seed"]["train_loss"],
+                                                e[1]["per_seed"]["train_loss"]))
+    e = evaluation(folder / "affnist_200")
+    for s in SSIM_SETS:
+        k = f"{s}_ssim"
+        cells.append("–" if e is None else cell(e[0][k]["mean"], e[0]["per_seed"][k], e[1]["per_seed"][k],
+                                                higher_is_better=True))
+    return cells
+
+
+def adam_row(folder: Path) -> list[str]:
+    comp = json.loads((folder / "comparison.json").read_text())
+    by_eval = {r["eval"]: r for r in comp}
+    cells = [f"{sum(by_eval[n]['adam_tuned']) / len(by_eval[n]['adam_tuned']):.3f}" for n in MLP_ROWS]
+    for sub in ("fmnist_t1_sigmoid_1000", "cifar_convdense_300"):
+        cells.append(f"{evaluation(folder / sub)[1]['train_loss']['mean']:.3f}")
+    e = evaluation(folder / "affnist_200")
+    cells += [f"{e[1][f'{s}_ssim']['mean']:.3f}" for s in SSIM_SETS]
+    return cells
+
+
+def main(folders: list[str]) -> None:
+    if not folders:
+        raise SystemExit(__doc__)
+    head = ["sigmoid 100", "sigmoid 200", "tanh 100", "tanh 200", "ReLU 100", "ReLU 200", "sigmoid 1,000",
+            "CIFAR conv+dense 300", "STN SSIM 8s", "6s", "1s"]
+    print("| optimizer | " + " | ".join(head) + " |")
+    print("|---|" + "---|" * len(head))
+    print("| tuned Adam | " + " | ".join(adam_row(Path(folders[-1]))) + " |")
+    for f in folders:
+        print(f"| [{Path(f).name}]({f}/) | " + " | ".join(row(Path(f))) + " |")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
