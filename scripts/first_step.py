@@ -134,7 +134,7 @@ def main(argv: list[str] | None = None) -> None:
         res = first_step(ckpt, task, params, buffers, grads, loss_of)
         out["results"].append(res)
         print(f"\n{ckpt}: every tensor updated -> {res['loss_all_updated']:.3f}")
-        print(f"| param | shape | update RMS | param RMS | loss, only this tensor updated |\n|---|---|---|---|---|")
+        print("| param | shape | update RMS | param RMS | loss, only this tensor updated |\n|---|---|---|---|---|")
         for r in res["tensors"]:
             print(f"| {r['param']} | {tuple(r['shape'])} | {r['update_rms']:.2e} | {r['param_rms']:.2e} "
                   f"| {r['loss_if_only_this']:.3f} |")

@@ -119,9 +119,8 @@ class LearnedOptimizerBase(nn.Module, abc.ABC):
         """Copy ``theta`` from the learned-optimizer file ``path`` (same architecture).
 
         The stored optimizer may differ in ``per_kind`` and in :attr:`SCHEDULE_KEYS` only: a
-        single-network optimizer (``"all"``)
-        warm-starts every per-kind network of this one, e.g. an MLP-trained LSTM as the starting
-        point of a conv/dense LSTM for a CNN.
+        single-network optimizer (``"all"``) warm-starts every per-kind network of this one, e.g. an
+        MLP-trained LSTM as the starting point of a conv/dense LSTM for a CNN.
 
         Raises:
             CheckpointError: another architecture or configuration, or a per-kind file for a

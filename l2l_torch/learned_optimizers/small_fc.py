@@ -202,8 +202,7 @@ class SmallFCOptimizer(FeatureOptimizerBase):
                  tensor_scale: bool = False, warmup: float = 0.0, init_from: str | None = None) -> None:
         super().__init__(per_kind, step_mult, mag_mult, momentum_decays, use_grad, use_param, use_momentum,
                          use_adam, use_rsqrt, rms_decay, normalize, time_taus, tensor_scale, warmup,
-                         hidden=list(hidden),
-                         adam_skip=adam_skip)
+                         hidden=list(hidden), adam_skip=adam_skip)
         self.nets = nn.ModuleDict({k: CoordinatewiseMLP(self.feats.num_features, hidden) for k in self.kinds})
         for net in self.nets.values():
             with torch.no_grad():  # magnitude starts at exp(0) = 1: the initial step size is step_mult
