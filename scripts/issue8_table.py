@@ -5,7 +5,7 @@
 Each ``DIR`` is laid out as ``scripts/eval_family_rows.sh`` writes it: ``comparison.json`` (the six Fashion-MNIST MLP
 rows; the learned column is the last one), ``fmnist_t1_sigmoid_1000/``, ``cifar_convdense_300/`` and ``affnist_200/``
 (``results.json`` each). Every cell is the learned optimizer's mean final training loss (SSIM for the STN), bold where
-the paired verdict against tuned Adam over the same seeds is "better" (``l2l_torch.report.verdict_of``), with "(w)"
+the paired verdict against tuned Adam over the same seeds is "better" (``l2l_torch.report.verdict``), with "(w)"
 where it is "worse"; for the SSIM, higher is better. Missing evaluations print as "–".
 """
 
@@ -15,22 +15,20 @@ import json
 import sys
 from pathlib import Path
 
-from l2l_torch.report import learned_name, paired_difference, verdict_of
+from l2l_torch.report import learned_name, paired_difference, verdict, verdict_of
 
 MLP_ROWS = [f"fmnist_t1_{a}_{s}" for a in ("sigmoid", "tanh", "relu") for s in (100, 200)]
 SSIM_SETS = ("test8", "test6", "test1")
 
 
-def cell(mean: float, learned: list, adam: list, higher_is_better: bool = False) -> str:
-    sign = -1.0 if higher_is_better else 1.0
-    pd = paired_difference([None if x is None else sign * x for x in learned],
-                           [None if y is None else sign * y for y in adam])
-    v = verdict_of(*pd) if pd else "within noise"
+def mark(mean: float, verdict_: str) -> str:
+    """``mean`` as a table cell: bold when better than tuned Adam, "(w)" when worse."""
     text = f"{mean:.3f}"
-    return f"**{text}**" if v == "better" else f"{text} (w)" if v == "worse" else text
+    return f"**{text}**" if verdict_ == "better" else f"{text} (w)" if verdict_ == "worse" else text
 
 
-def evaluation(path: Path, key: str = "train_loss") -> tuple[dict, dict] | None:
+def evaluation(path: Path) -> tuple[dict, dict] | None:
+    """(learned optimizer, tuned Adam) of the ``evaluate.py`` results in ``path``, or None."""
     f = path / "results.json"
     if not f.exists():
         return None
@@ -49,16 +47,15 @@ def row(folder: Path) -> list[str]:
             continue
         col = [k for k in r if k not in ("eval", "steps", "adam_tuned")][-1]
         ok = [x for x in r[col] if x is not None]
-        cells.append(cell(sum(ok) / len(ok), r[col], r["adam_tuned"]) if ok else "diverged")
+        pd = paired_difference(r[col], r["adam_tuned"])
+        cells.append(mark(sum(ok) / len(ok), verdict_of(*pd) if pd else "within noise") if ok else "diverged")
     for sub in ("fmnist_t1_sigmoid_1000", "cifar_convdense_300"):
         e = evaluation(folder / sub)
-        cells.append("–" if e is None else cell(e[0]["train_loss"]["mean"], e[0]["per_seed"]["train_loss"],
-                                                e[1]["per_seed"]["train_loss"]))
+        cells.append("–" if e is None else mark(e[0]["train_loss"]["mean"], verdict(*e, 0, key="train_loss")))
     e = evaluation(folder / "affnist_200")
     for s in SSIM_SETS:
         k = f"{s}_ssim"
-        cells.append("–" if e is None else cell(e[0][k]["mean"], e[0]["per_seed"][k], e[1]["per_seed"][k],
-                                                higher_is_better=True))
+        cells.append("–" if e is None else mark(e[0][k]["mean"], verdict(*e, 0, key=k, lower_is_better=False)))
     return cells
 
 

@@ -41,12 +41,12 @@ class FeatureOptimizerBase(LearnedOptimizerBase):
             raise ValueError(f"warmup must be >= 0 steps, got {warmup}")
         if warmup:  # (only then: the config, and so the checkpoints, of optimizers without it stay as they were)
             config["warmup"] = float(warmup)
-        self.warmup = float(warmup)
         super().__init__(per_kind=per_kind, step_mult=step_mult, mag_mult=mag_mult,
                          momentum_decays=list(momentum_decays), use_grad=use_grad, use_param=use_param,
                          use_momentum=use_momentum, use_adam=use_adam, use_rsqrt=use_rsqrt, rms_decay=rms_decay,
                          normalize=normalize, time_taus=list(time_taus), tensor_scale=tensor_scale, **config)
         self.per_kind, self.step_mult, self.mag_mult = per_kind, step_mult, mag_mult
+        self.warmup = float(warmup)
         self.feats = FeatureSet(use_grad=use_grad, use_param=use_param, momentum_decays=momentum_decays,
                                 use_momentum=use_momentum, use_adam=use_adam, use_rsqrt=use_rsqrt,
                                 rms_decay=rms_decay, normalize=normalize, time_taus=time_taus,
