@@ -305,7 +305,7 @@ class MetaModule(L.LightningModule):
         hp = self.hparams
         return {"task": self.task.describe(), "horizon": hp.horizon, "unroll": hp.unroll,
                 "tasks_per_step": hp.tasks_per_step, "meta_lr": hp.meta_lr, "global_step": int(self.global_step),
-                "param_kinds": sorted(self._kinds_seen)}
+                "param_kinds": sorted(self._kinds_seen), "warm_started_from": self.lopt.warm_started_from}
 
 
 def _to(obj: Any, device: str | torch.device) -> Any:

@@ -188,6 +188,34 @@ def test_add_and_list_pretrained(tmp_path):
         add_pretrained(tmp_path / "results" / "toy", folder=folder)
 
 
+def test_pretrained_entry_lists_the_meta_training_stages_behind_it(tmp_path):
+    from l2l_torch.pretrained import add_pretrained
+
+    first = tmp_path / "first.pt"
+    save_learned_optimizer(LSTMOptimizer(hidden_size=4), first,
+                           {"task": {"class": "AFamily", "dim": 2}, "horizon": 20, "global_step": 7,
+                            "warm_started_from": None})
+    d = _results(tmp_path)  # its optimizer.pt predates recorded warm starts: re-save it as a continuation of first.pt
+    lopt, meta = load_learned_optimizer(d / "optimizer.pt")
+    save_learned_optimizer(lopt, d / "optimizer.pt", {**meta, "global_step": 3, "warm_started_from": str(first)})
+    stages = add_pretrained(d, folder=tmp_path / "pkg")["lineage"]
+    assert [(x["file"], x["trained_on"], x["horizon"], x["global_step"]) for x in stages] == [
+        (str(d / "optimizer.pt"), "ToyFamily(dim=3)", 50, 3), (str(first), "AFamily(dim=2)", 20, 7)]
+    first.unlink()  # a stage whose file is gone ends the chain, and says so
+    assert add_pretrained(d, folder=tmp_path / "pkg")["lineage"][1] == {"file": str(first), "missing": True}
+    save_learned_optimizer(lopt, d / "optimizer.pt", meta)  # written before warm starts were recorded
+    assert add_pretrained(d, folder=tmp_path / "pkg")["lineage"][0]["warm_started_from"] == "not recorded"
+
+
+def test_meta_training_records_its_warm_start(tmp_path):
+    import train
+
+    save_learned_optimizer(LSTMOptimizer(preprocess="none"), tmp_path / "start.pt", {"task": "quadratic"})
+    common = ["--task", "quadratic", "--trainer.max_steps", "0", "--model.val_tasks", "1", "--model.val_horizon", "2"]
+    train.main([*common, "--out", str(tmp_path / "warm"), "--model.lopt.init_args.init_from", str(tmp_path / "start.pt")])
+    assert load_learned_optimizer(tmp_path / "warm" / "optimizer.pt")[1]["warm_started_from"] == str(tmp_path / "start.pt")
+
+
 def test_shipped_pretrained_entries_match_their_results():
     """Every shipped optimizer loads, and its summary is the one its results folder gives today."""
     import json

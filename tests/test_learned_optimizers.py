@@ -253,7 +253,7 @@ def test_warm_start_into_more_features_computes_the_same_updates(tmp_path):
     for x, y in zip(src.parameters(), back.parameters(), strict=True):
         assert torch.equal(x, y)
     with pytest.raises(Exception, match="differs"):  # other differences still refused
-        SmallFCOptimizer(hidden=[8], step_mult=0.01, mag_mult=0.5, tensor_scale=True, init_from=str(tmp_path / "a.pt"))
+        SmallFCOptimizer(hidden=[8], step_mult=0.05, mag_mult=0.3, tensor_scale=True, init_from=str(tmp_path / "a.pt"))
 
 
 @pytest.mark.parametrize("cls", [SmallFCOptimizer, RNNpropOptimizer])
@@ -282,3 +282,21 @@ def test_warmup_scales_step_t_by_t_over_warmup(cls, tmp_path):
     _assert_same_updates(plain, dropped)
     with pytest.raises(ValueError, match="warmup"):
         cls(warmup=-1)
+
+
+@pytest.mark.parametrize("cls", [SmallFCOptimizer, RNNpropOptimizer])
+def test_warm_start_with_another_step_mult_rescales_every_update(cls, tmp_path):
+    src = _perturbed(cls)  # step_mult 0.05
+    save_learned_optimizer(src, tmp_path / "src.pt")
+    scaled = cls(step_mult=0.0625, mag_mult=0.5)
+    scaled.warm_start(str(tmp_path / "src.pt"))
+    params = {"w": torch.randn(3, 4), "b": torch.randn(4)}
+    s_src, s_scaled = src.init_state(params), scaled.init_state(params)
+    for _ in range(3):
+        grads = {k: torch.randn_like(v) for k, v in params.items()}
+        u_src, s_src = src.step(params, grads, s_src)
+        u_scaled, s_scaled = scaled.step(params, grads, s_scaled)
+        for k in params:  # same params and grads, so the same features: only the output scale differs
+            torch.testing.assert_close(u_scaled[k] - params[k], 1.25 * (u_src[k] - params[k]))
+    save_learned_optimizer(scaled, tmp_path / "scaled.pt")
+    assert load_learned_optimizer(tmp_path / "scaled.pt")[0].config()["step_mult"] == 0.0625

@@ -76,7 +76,7 @@ class LearnedOptimizerBase(nn.Module, abc.ABC):
     tasks_batchable: bool = False
     #: the learned-optimizer file :meth:`warm_start` copied ``theta`` from (``None``: a fresh start)
     warm_started_from: str | None = None
-    #: config keys with no weights behind them (a fixed schedule): a warm start may differ in them
+    #: config keys with no weights behind them (a fixed schedule or step scale): a warm start may differ in them
     SCHEDULE_KEYS: tuple[str, ...] = ()
 
     def __init__(self, **config: Any) -> None:

@@ -56,7 +56,8 @@ class FeatureOptimizerBase(LearnedOptimizerBase):
     #: config keys that only choose features: a warm start may differ in them (see :meth:`_warm_start_weights`)
     FEATURE_KEYS = ("momentum_decays", "use_grad", "use_param", "use_momentum", "use_adam", "use_rsqrt",
                     "time_taus", "tensor_scale")
-    SCHEDULE_KEYS = ("warmup",)
+    #: ``step_mult`` only scales the update, so a warm start may rescale the stored optimizer's steps
+    SCHEDULE_KEYS = ("warmup", "step_mult")
     #: ``theta`` entries whose last axis reads the features (``{k}``: a kind), remapped by feature name
     INPUT_WEIGHTS: tuple[str, ...] = ()
 
@@ -168,7 +169,8 @@ class SmallFCOptimizer(FeatureOptimizerBase):
 
     Args:
         hidden: hidden widths of the MLP.
-        step_mult, mag_mult: ``update = direction * exp(mag_mult * magnitude) * step_mult``.
+        step_mult, mag_mult: ``update = direction * exp(mag_mult * magnitude) * step_mult``. A warm start
+            (``init_from``) may differ in ``step_mult``: the stored optimizer with every update rescaled.
         per_kind: one MLP per parameter kind (conv / dense).
         momentum_decays, use_grad, use_param, use_momentum, use_adam, use_rsqrt, rms_decay, normalize,
         time_taus: the features (see :class:`~l2l_torch.learned_optimizers.features.FeatureSet`).

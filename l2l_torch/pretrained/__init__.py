@@ -65,6 +65,32 @@ def trained_on(task: Any) -> str:
     return f"{task.get('class', task.get('name', '?'))}({args})"
 
 
+def lineage(path: str | os.PathLike, meta: dict[str, Any], max_stages: int = 50) -> list[dict[str, Any]]:
+    """The meta-training stages behind the optimizer file ``path`` (whose metadata is ``meta``), last first:
+    ``{"file", "trained_on", "horizon", "global_step"}`` per stage, following each stage's
+    ``warm_started_from``. The chain ends at a fresh start, at a file that is no longer there
+    (``{"file": ..., "missing": True}``), or at a file written before runs recorded their warm start
+    (``"warm_started_from": "not recorded"``)."""
+    from l2l_torch.checkpoint import load_learned_optimizer
+
+    stages: list[dict[str, Any]] = []
+    while len(stages) < max_stages:
+        stage = {"file": str(path), "trained_on": trained_on(meta.get("task")), "horizon": meta.get("horizon"),
+                 "global_step": meta.get("global_step")}
+        stages.append(stage)
+        if "warm_started_from" not in meta:
+            stage["warm_started_from"] = "not recorded"
+            break
+        path = meta["warm_started_from"]
+        if path is None:
+            break
+        if not Path(path).is_file():
+            stages.append({"file": str(path), "missing": True})
+            break
+        _, meta = load_learned_optimizer(path)
+    return stages
+
+
 def summary_from_results(results: dict[str, Any]) -> str:
     """One line from an ``evaluate.py`` ``results.json``: the learned optimizer's final training loss
     (and test accuracy where measured) against the best baseline, over the held-out instances."""
@@ -126,6 +152,7 @@ def add_pretrained(results_dir: str | os.PathLike, name: str | None = None,
         raise ValueError(f"{ckpt} has non-finite weights")
     results = json.loads(res.read_text())
     entry = {"name": name, "trained_on": trained_on(meta.get("task")), "horizon": meta.get("horizon"),
+             "lineage": lineage(ckpt, meta),
              "arch": lopt.arch_name, "config": lopt.config(), "summary": summary_from_results(results),
              "state_bytes_per_param": lopt.state_bytes_per_param(), "source": str(results_dir),
              "evaluation": str(evaluation), "evaluation_command": results.get("command")}
@@ -138,4 +165,4 @@ def add_pretrained(results_dir: str | os.PathLike, name: str | None = None,
     return entry
 
 
-__all__ = ["list_pretrained", "pretrained_path", "add_pretrained", "summary_from_results", "PACKAGE_DIR"]
+__all__ = ["list_pretrained", "pretrained_path", "add_pretrained", "lineage", "summary_from_results", "PACKAGE_DIR"]
