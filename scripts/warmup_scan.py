@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+from functools import partial
 
 from l2l_torch.checkpoint import load_learned_optimizer
 from l2l_torch.cli import parse_overrides, task_family_from_config
@@ -101,8 +102,7 @@ def main() -> None:
                 scale = float(w)
             losses = []
             for s in seeds:
-                r = train_optimizee(family.sample(s), lambda groups: LearnedOptimizer(groups, lopt=lopt, scale=scale),
-                                    steps, s)
+                r = train_optimizee(family.sample(s), partial(LearnedOptimizer, lopt=lopt, scale=scale), steps, s)
                 losses.append(math.inf if r.diverged else r.final["train_loss"])
             table[row][f"{w:g}"] = losses
             print(f"{row} {knob} {w:g}: " + " ".join(f"{v:.4f}" for v in losses)
