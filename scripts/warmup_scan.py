@@ -68,6 +68,7 @@ def main() -> None:
     ap.add_argument("--merge", nargs="+", metavar="JSON", help="only print one table from these scans' JSON")
     ap.add_argument("--ref", type=float, help="print each value's mean ratio to this one (default: the smallest)")
     args = ap.parse_args()
+    ref = None if args.ref is None else f"{args.ref:g}"  # (the tables' keys)
     if args.merge:
         table, knobs = {}, set()
         for path in args.merge:
@@ -78,7 +79,7 @@ def main() -> None:
                 table.setdefault(row, {}).update(d)
         if len(knobs) > 1:
             raise SystemExit(f"these scans vary different knobs ({sorted(knobs)}); merge one kind at a time")
-        print_table(table, knobs.pop(), None if args.ref is None else f"{args.ref:g}")
+        print_table(table, knobs.pop(), ref)
         return
     if not (args.checkpoint and args.rows):
         ap.error("give a checkpoint and --rows (or --merge)")
@@ -95,11 +96,9 @@ def main() -> None:
         family = task_family_from_config(config, overrides)
         table[row] = {}
         for w in values:
-            scale = 1.0
             if knob == "warmup":
                 lopt.warmup = float(w)  # a schedule with no weights: the same theta at every W
-            else:
-                scale = float(w)
+            scale = float(w) if knob == "scale" else 1.0
             losses = []
             for s in seeds:
                 r = train_optimizee(family.sample(s), partial(LearnedOptimizer, lopt=lopt, scale=scale), steps, s)
@@ -107,7 +106,7 @@ def main() -> None:
             table[row][f"{w:g}"] = losses
             print(f"{row} {knob} {w:g}: " + " ".join(f"{v:.4f}" for v in losses)
                   + f"  mean {sum(losses) / len(losses):.4f}", flush=True)
-    mean, ratio = print_table(table, knob, None if args.ref is None else f"{args.ref:g}")
+    mean, ratio = print_table(table, knob, ref)
     if args.out:
         with open(args.out, "w") as f:
             json.dump({"checkpoint": args.checkpoint, "knob": knob, "seeds": seeds, "final_train_loss": table,

@@ -71,7 +71,7 @@ def lineage(path: str | os.PathLike, meta: dict[str, Any], max_stages: int = 50)
     ``warm_started_from``. The chain ends at a fresh start, at a file that is no longer there
     (``{"file": ..., "missing": True}``), or at a file written before runs recorded their warm start
     (``"warm_started_from": "not recorded"``)."""
-    from l2l_torch.checkpoint import load_learned_optimizer
+    from l2l_torch.checkpoint import read_checkpoint
 
     stages: list[dict[str, Any]] = []
     while len(stages) < max_stages:
@@ -87,7 +87,7 @@ def lineage(path: str | os.PathLike, meta: dict[str, Any], max_stages: int = 50)
         if not Path(path).is_file():
             stages.append({"file": str(path), "missing": True})
             break
-        _, meta = load_learned_optimizer(path)
+        meta = read_checkpoint(path)["meta"]  # (the metadata only: no network is built)
     return stages
 
 
