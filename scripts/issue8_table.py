@@ -1,10 +1,13 @@
 """One table of issue 8's rows for several learned optimizers, from their committed evaluations.
 
     python scripts/issue8_table.py results/fmnist_family_lstm_h200 results/lopt_small_fc_all ... > TABLE.md
+    python scripts/issue8_table.py --long 2000 small_fc_warmup_pes=results/issue8_seeds10 > results/issue8_seeds10/table.md
 
 Each ``DIR`` is laid out as ``scripts/eval_family_rows.sh`` writes it: ``comparison.json`` (the six Fashion-MNIST MLP
-rows; the learned column is the last one), ``fmnist_t1_sigmoid_1000/``, ``cifar_convdense_300/`` and ``affnist_200/``
-(``results.json`` each). Every cell is the learned optimizer's mean final training loss (SSIM for the STN), bold where
+rows; the learned column is the last one), ``fmnist_t1_sigmoid_<LONG>/`` (``--long``, default 1000 steps),
+``cifar_convdense_300/`` and ``affnist_200/`` (``results.json`` each). An MLP row missing from ``comparison.json``
+(or a folder without one) is read from ``DIR/fmnist_t1_<activation>_<steps>/results.json``, an ``evaluate.py`` run.
+A row is labelled with the folder's name, or with ``LABEL`` when given as ``LABEL=DIR``. Every cell is the learned optimizer's mean final training loss (SSIM for the STN), bold where
 the paired verdict against tuned Adam over the same seeds is "better" (``l2l_torch.report.verdict``), with "(w)"
 where it is "worse"; for the SSIM, higher is better. Missing evaluations print as "–".
 """
@@ -36,10 +39,23 @@ def evaluation(path: Path) -> tuple[dict, dict] | None:
     return res["optimizers"][learned_name(res)], res["optimizers"]["adam_tuned"]
 
 
-def row(folder: Path) -> list[str]:
-    cells: list[str] = []
+def mlp_rows(folder: Path) -> dict[str, dict]:
+    """Per-seed final training losses of each MLP row, ``{row: {"adam_tuned": [...], <learned>: [...]}}``: from
+    ``comparison.json``, else from each row's ``evaluate.py`` folder."""
     comp = folder / "comparison.json"
     by_eval = {r["eval"]: r for r in json.loads(comp.read_text())} if comp.exists() else {}
+    for name in MLP_ROWS:
+        f = folder / name / "results.json"
+        if name not in by_eval and f.exists():
+            res = json.loads(f.read_text())
+            by_eval[name] = {k: res["optimizers"][k]["per_seed"]["train_loss"]
+                             for k in ("adam_tuned", learned_name(res))}
+    return by_eval
+
+
+def row(folder: Path, long: str) -> list[str]:
+    cells: list[str] = []
+    by_eval = mlp_rows(folder)
     for name in MLP_ROWS:
         r = by_eval.get(name)
         if r is None:
@@ -49,7 +65,7 @@ def row(folder: Path) -> list[str]:
         ok = [x for x in r[col] if x is not None]
         pd = paired_difference(r[col], r["adam_tuned"])
         cells.append(mark(sum(ok) / len(ok), verdict_of(*pd) if pd else "within noise") if ok else "diverged")
-    for sub in ("fmnist_t1_sigmoid_1000", "cifar_convdense_300"):
+    for sub in (f"fmnist_t1_sigmoid_{long}", "cifar_convdense_300"):
         e = evaluation(folder / sub)
         cells.append("–" if e is None else mark(e[0]["train_loss"]["mean"], verdict(*e, 0, key="train_loss")))
     e = evaluation(folder / "affnist_200")
@@ -59,27 +75,32 @@ def row(folder: Path) -> list[str]:
     return cells
 
 
-def adam_row(folder: Path) -> list[str]:
-    comp = json.loads((folder / "comparison.json").read_text())
-    by_eval = {r["eval"]: r for r in comp}
-    cells = [f"{sum(by_eval[n]['adam_tuned']) / len(by_eval[n]['adam_tuned']):.3f}" for n in MLP_ROWS]
-    for sub in ("fmnist_t1_sigmoid_1000", "cifar_convdense_300"):
-        cells.append(f"{evaluation(folder / sub)[1]['train_loss']['mean']:.3f}")
+def adam_row(folder: Path, long: str) -> list[str]:
+    by_eval = mlp_rows(folder)
+    cells = [f"{sum(by_eval[n]['adam_tuned']) / len(by_eval[n]['adam_tuned']):.3f}" if n in by_eval else "–"
+             for n in MLP_ROWS]
+    for sub in (f"fmnist_t1_sigmoid_{long}", "cifar_convdense_300"):
+        e = evaluation(folder / sub)
+        cells.append("–" if e is None else f"{e[1]['train_loss']['mean']:.3f}")
     e = evaluation(folder / "affnist_200")
-    cells += [f"{e[1][f'{s}_ssim']['mean']:.3f}" for s in SSIM_SETS]
+    cells += ["–" if e is None else f"{e[1][f'{s}_ssim']['mean']:.3f}" for s in SSIM_SETS]
     return cells
 
 
-def main(folders: list[str]) -> None:
-    if not folders:
+def main(argv: list[str]) -> None:
+    long = "1000"
+    if argv[:1] == ["--long"] and len(argv) > 1:
+        long, argv = argv[1], argv[2:]
+    if not argv:
         raise SystemExit(__doc__)
-    head = ["sigmoid 100", "sigmoid 200", "tanh 100", "tanh 200", "ReLU 100", "ReLU 200", "sigmoid 1,000",
+    head = ["sigmoid 100", "sigmoid 200", "tanh 100", "tanh 200", "ReLU 100", "ReLU 200", f"sigmoid {int(long):,}",
             "CIFAR conv+dense 300", "STN SSIM 8s", "6s", "1s"]
     print("| optimizer | " + " | ".join(head) + " |")
     print("|---|" + "---|" * len(head))
-    print("| tuned Adam | " + " | ".join(adam_row(Path(folders[-1]))) + " |")
-    for f in folders:
-        print(f"| [{Path(f).name}]({f}/) | " + " | ".join(row(Path(f))) + " |")
+    rows = [a.split("=", 1) if "=" in a else (Path(a).name, a) for a in argv]
+    print("| tuned Adam | " + " | ".join(adam_row(Path(rows[0][1]), long)) + " |")
+    for label, f in rows:
+        print(f"| [{label}]({f}/) | " + " | ".join(row(Path(f), long)) + " |")
 
 
 if __name__ == "__main__":

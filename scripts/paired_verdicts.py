@@ -1,35 +1,65 @@
 """Paired verdicts against tuned Adam, with the mean difference and its standard error.
 
     python scripts/paired_verdicts.py results/NAME/comparison.json COLUMN > results/NAME/paired.txt
-    python scripts/paired_verdicts.py results/NAME/EVAL/results.json [OPTIMIZER]
+    python scripts/paired_verdicts.py results/NAME/EVAL/results.json [...] [OPTIMIZER] [--key test8_ssim] [--seeds 5:10]
 
 The first form takes one column of a ``python -m l2l_torch.compare`` table (one row per evaluation), the second
-one ``evaluate.py`` output (the learned optimizer by default). Per row: the mean over seeds of (COLUMN - tuned
+one row per ``evaluate.py`` output (the learned optimizer by default). Per row: the mean over seeds of (COLUMN - tuned
 Adam) final training loss, its standard error, and the verdict used across the project's tables
 (:func:`l2l_torch.report.verdict`: better / worse when the mean difference exceeds 2 SE, else within noise).
+
+``--key`` judges another per-seed metric of an ``evaluate.py`` output (``*_ssim`` and ``*_accuracy`` are higher
+is better: the difference is then tuned Adam minus COLUMN, so a negative d still means "better"). ``--seeds K:L``
+keeps the held-out seeds K to L-1 only, e.g. the seeds that an evaluation with more seeds added to an earlier one.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
-import sys
 
 from l2l_torch.report import learned_name, paired_difference, verdict_of
 
 
+def higher_is_better(key: str) -> bool:
+    return key.endswith(("_ssim", "_accuracy"))
+
+
 def main(argv: list[str] | None = None) -> None:
-    args = argv if argv is not None else sys.argv[1:]
-    path, data = args[0], json.load(open(args[0]))
-    if isinstance(data, dict):  # evaluate.py's results.json
-        column = args[1] if len(args) > 1 else learned_name(data)
-        rows = [{"eval": path, "adam_tuned": data["optimizers"]["adam_tuned"]["per_seed"]["train_loss"],
-                 column: data["optimizers"][column]["per_seed"]["train_loss"]}]
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("paths", nargs="+", metavar="PATH [COLUMN]",
+                    help="a comparison.json of l2l_torch.compare and its COLUMN, or results.json files of "
+                         "evaluate.py, optionally followed by the optimizer judged (default: the learned one)")
+    ap.add_argument("--key", default="train_loss", help="per-seed metric of a results.json (default train_loss)")
+    ap.add_argument("--seeds", metavar="K:L", help="only held-out seeds K .. L-1 (Python slice)")
+    a = ap.parse_args(argv)
+    paths, column = a.paths, None
+    if not paths[-1].endswith(".json"):
+        paths, column = paths[:-1], paths[-1]
+    data = [json.load(open(p)) for p in paths]
+    if all(isinstance(d, dict) for d in data):  # evaluate.py's results.json files
+        rows = []
+        for path, d in zip(paths, data):
+            column = column or learned_name(d)
+            rows.append({"eval": path, "adam_tuned": d["optimizers"]["adam_tuned"]["per_seed"][a.key],
+                         column: d["optimizers"][column]["per_seed"][a.key]})
     else:
-        column, rows = args[1], data
-    print(f"{'evaluation':<26} {'d (mean)':>9} {'SE':>7}  verdict   ({column} - adam_tuned, paired over seeds)")
+        if len(data) != 1 or column is None or a.key != "train_loss":
+            ap.error("a comparison.json comes alone, with its COLUMN, and holds final training losses only")
+        rows = data[0]
+    cut = slice(*(int(x) if x else None for x in a.seeds.split(":"))) if a.seeds else slice(None)
+    flip = higher_is_better(a.key)
+    what = f"adam_tuned - {column}" if flip else f"{column} - adam_tuned"
+    key = "" if a.key == "train_loss" else f", {a.key}"
+    seeds = f", seeds {a.seeds}" if a.seeds else ""
+    print(f"{'evaluation':<26} {'d (mean)':>9} {'SE':>7}  verdict   ({what}{key}, paired over seeds{seeds})")
     for row in rows:
-        d, se = paired_difference(row[column], row["adam_tuned"])
-        print(f"{row['eval']:<26} {d:>+9.4f} {se:>7.4f}  {verdict_of(d, se)}")
+        mine, adam = row[column][cut], row["adam_tuned"][cut]
+        pd = paired_difference(adam, mine) if flip else paired_difference(mine, adam)
+        if pd is None:
+            print(f"{row['eval']:<26} {'–':>9} {'–':>7}  fewer than two seeds")
+            continue
+        print(f"{row['eval']:<26} {pd[0]:>+9.4f} {pd[1]:>7.4f}  {verdict_of(*pd)}")
 
 
 if __name__ == "__main__":

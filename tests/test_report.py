@@ -189,3 +189,44 @@ def test_study_table_lists_other_learned_optimizers_on_the_same_setting():
     assert "| fmnist_t1 | study, default lrs | 77 | 78 | 77 | 59 | 32 |" in table
     assert "| | ours, learned: [family/fmnist_t1_100](results/family/fmnist_t1_100/) | 82.0 ± 0.4 |" in table
     assert "fmnist_t1_5seeds" not in table  # other seeds: not the same comparison
+
+
+def _results_json(path, learned: dict, adam: dict) -> None:
+    """A minimal evaluate.py results.json: per-seed finals of one learned optimizer and tuned Adam."""
+    def opt(per_seed, lr):
+        return {"lr": lr, "per_seed": per_seed,
+                **{k: {"mean": sum(v) / len(v), "std": 0.0} for k, v in per_seed.items()}}
+    path.mkdir(parents=True)
+    (path / "results.json").write_text(json.dumps({"optimizers": {"small_fc": opt(learned, None),
+                                                                  "adam_tuned": opt(adam, 0.01)}}))
+
+
+def test_paired_verdicts_flip_higher_is_better_metrics_and_slice_seeds(tmp_path, capsys):
+    import scripts.paired_verdicts as pv
+
+    # SSIM: the learned optimizer is higher on seeds 0-1 and lower on seeds 2-3
+    _results_json(tmp_path / "e", {"train_loss": [1.0, 1.0, 1.0, 1.0], "test8_ssim": [0.9, 0.91, 0.5, 0.51]},
+                  {"train_loss": [2.0, 2.1, 2.0, 2.1], "test8_ssim": [0.5, 0.5, 0.9, 0.9]})
+    f = str(tmp_path / "e" / "results.json")
+    pv.main([f, "--key", "test8_ssim", "--seeds", "0:2"])
+    pv.main([f, "--key", "test8_ssim", "--seeds", "2:"])
+    pv.main([f])
+    lines = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith(f)]
+    assert [ln.split()[-1] for ln in lines] == ["better", "worse", "better"]
+    assert float(lines[0].split()[1]) == pytest.approx(-0.405)  # adam - learned for a higher-is-better key
+
+
+def test_issue8_table_reads_rows_from_per_row_evaluations(tmp_path, capsys):
+    import scripts.issue8_table as t8
+
+    for a in ("sigmoid", "tanh", "relu"):
+        for s in (100, 200):
+            _results_json(tmp_path / f"fmnist_t1_{a}_{s}", {"train_loss": [0.4, 0.41, 0.4]},
+                          {"train_loss": [0.5, 0.5, 0.52]})
+    _results_json(tmp_path / "fmnist_t1_sigmoid_2000", {"train_loss": [0.6, 0.6]}, {"train_loss": [0.3, 0.31]})
+    t8.main(["--long", "2000", str(tmp_path)])
+    out = capsys.readouterr().out.splitlines()
+    assert "sigmoid 2,000" in out[0]
+    assert out[2].split(" | ")[1:7] == ["0.507"] * 6  # tuned Adam, MLP rows
+    cells = out[3].split(" | ")[1:]
+    assert cells[:6] == ["**0.403**"] * 6 and cells[6] == "0.600 (w)" and cells[7] == "–"
