@@ -76,7 +76,8 @@ def main() -> None:
                           "learned_final_loss": learned[-1],
                           "adam_final_loss": {str(lr): c[-1] for lr, c in adam.items()}}))
         return
-    print(f"learned optimizer {a.pretrained!r}: trained on {info['trained_on']}, horizon {info['horizon']}")
+    last = " (its last meta-training stage; list_pretrained() gives the lineage)" if len(info.get("lineage", [])) > 1 else ""
+    print(f"learned optimizer {a.pretrained!r}: trained on {info['trained_on']}{last}, horizon {info['horizon']}")
     print(f"problem: {a.problem}, {a.steps} steps, batch 64; loss on the whole data set")
     print(f"{'step':>6} {'learned':>10}" + "".join(f"{'adam ' + format(lr, 'g'):>13}" for lr in lrs))
     for t in sorted({0, a.steps // 4, a.steps // 2, 3 * a.steps // 4, a.steps - 1}):

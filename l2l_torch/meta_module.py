@@ -26,7 +26,7 @@ from l2l_torch.unroll import UnrollState, batched_unroll, init_unroll, truncated
 
 
 class MetaModule(L.LightningModule):
-    """Meta-train a learned optimizer on a task family with truncated BPTT.
+    """Meta-train a learned optimizer on a task family with truncated BPTT (or PES, ``estimator``).
 
     Args:
         task: the task family optimizees are drawn from.
