@@ -23,6 +23,9 @@ def main(argv: list[str] | None = None) -> None:
     pre.add_argument("--out", help="output folder (default: runs/TASK)")
     pre.add_argument("--ckpt_path", help="resume from a Lightning checkpoint; 'last' = the last one in --out")
     pre.add_argument("--checkpoint_every", type=int, default=50, help="meta-steps between checkpoints (default 50)")
+    pre.add_argument("--validate_first", action="store_true",
+                     help="validate the initial optimizer before meta-training (meta-step 0), so that it is a "
+                          "candidate for the exported optimizer.pt; always done for a warm start (init_from)")
     args, rest = pre.parse_known_args(argv)
     if args.task is None:
         if any(a in ("-h", "--help") for a in rest):
@@ -84,10 +87,11 @@ def main(argv: list[str] | None = None) -> None:
             check_resume_checkpoint(ckpt, cli.model.lopt)
     except (ValueError, FileNotFoundError, UserError, argparse.ArgumentError) as e:
         fail(" ".join(line.strip() for line in str(e).splitlines() if line.strip()))
-    if not ckpt and cli.model.lopt.warm_started_from:
-        # the warm start is a candidate too (meta-step 0): if meta-training here only makes it worse,
-        # the exported optimizer.pt is the warm start itself, and optimizer.json says so
-        print(f"validating the warm start ({cli.model.lopt.warm_started_from}) before meta-training", flush=True)
+    if not ckpt and (cli.model.lopt.warm_started_from or args.validate_first):
+        # the starting point is a candidate too (meta-step 0): if meta-training here only makes it worse,
+        # the exported optimizer.pt is the starting point itself, and optimizer.json says so (meta_step 0)
+        start = cli.model.lopt.warm_started_from or "the initial optimizer"
+        print(f"validating {start} before meta-training", flush=True)
         cli.trainer.validate(cli.model, verbose=False)
     cli.trainer.fit(cli.model, ckpt_path=ckpt)
     best = out / "optimizer.pt"

@@ -2,6 +2,7 @@
 
     python scripts/paired_verdicts.py results/NAME/comparison.json COLUMN > results/NAME/paired.txt
     python scripts/paired_verdicts.py results/NAME/EVAL/results.json [...] [OPTIMIZER] [--key test8_ssim] [--seeds 5:10]
+    python scripts/paired_verdicts.py results/warmup_control/X.json small_fc --against adam_warmup10_lr0.003
 
 The first form takes one column of a ``python -m l2l_torch.compare`` table (one row per evaluation), the second
 one row per ``evaluate.py`` output (the learned optimizer by default). Per row: the mean over seeds of (COLUMN - tuned
@@ -11,6 +12,8 @@ Adam) final training loss, its standard error, and the verdict used across the p
 ``--key`` judges another per-seed metric of an ``evaluate.py`` output (``*_ssim`` and ``*_accuracy`` are higher
 is better: the difference is then tuned Adam minus COLUMN, so a negative d still means "better"). ``--seeds K:L``
 keeps the held-out seeds K to L-1 only, e.g. the seeds that an evaluation with more seeds added to an earlier one.
+``--against NAME`` pairs with another optimizer of the same ``results.json`` instead of tuned Adam (e.g. the
+warm-up controls of ``scripts/warmup_control.py``).
 """
 
 from __future__ import annotations
@@ -32,6 +35,8 @@ def main(argv: list[str] | None = None) -> None:
                          "evaluate.py, optionally followed by the optimizer judged (default: the learned one)")
     ap.add_argument("--key", default="train_loss", help="per-seed metric of a results.json (default train_loss)")
     ap.add_argument("--seeds", metavar="K:L", help="only held-out seeds K .. L-1 (Python slice)")
+    ap.add_argument("--against", default="adam_tuned",
+                    help="the optimizer of a results.json to pair with (default adam_tuned)")
     a = ap.parse_args(argv)
     paths, column = a.paths, None
     if not paths[-1].endswith(".json"):
@@ -41,15 +46,15 @@ def main(argv: list[str] | None = None) -> None:
         rows = []
         for path, d in zip(paths, data):
             column = column or learned_name(d)
-            rows.append({"eval": path, "adam_tuned": d["optimizers"]["adam_tuned"]["per_seed"][a.key],
+            rows.append({"eval": path, "adam_tuned": d["optimizers"][a.against]["per_seed"][a.key],
                          column: d["optimizers"][column]["per_seed"][a.key]})
     else:
-        if len(data) != 1 or column is None or a.key != "train_loss":
+        if len(data) != 1 or column is None or a.key != "train_loss" or a.against != "adam_tuned":
             ap.error("a comparison.json comes alone, with its COLUMN, and holds final training losses only")
-        rows = data[0]
+        rows = data[0]  # (--against is for results.json files only)
     cut = slice(*(int(x) if x else None for x in a.seeds.split(":"))) if a.seeds else slice(None)
     flip = higher_is_better(a.key)
-    what = f"adam_tuned - {column}" if flip else f"{column} - adam_tuned"
+    what = f"{a.against} - {column}" if flip else f"{column} - {a.against}"
     key = "" if a.key == "train_loss" else f", {a.key}"
     seeds = f", seeds {a.seeds}" if a.seeds else ""
     print(f"{'evaluation':<26} {'d (mean)':>9} {'SE':>7}  verdict   ({what}{key}, paired over seeds{seeds})")

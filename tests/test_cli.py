@@ -120,3 +120,17 @@ def test_warm_start_is_validated_before_meta_training(tmp_path):
     exported, _ = load_learned_optimizer(tmp_path / "out" / "optimizer.pt")
     for a, b in zip(exported.parameters(), start.parameters(), strict=True):
         torch.testing.assert_close(a, b)
+
+
+def test_validate_first_makes_the_initial_optimizer_a_candidate(tmp_path):
+    """``--validate_first`` validates a from-scratch optimizer at meta-step 0 (an Adam-like start such as
+    small_fc's adam_skip is a real candidate); without it, nothing is validated before meta-training."""
+    import train
+
+    common = ["--task", "quadratic", "--trainer.max_steps", "1", "--model.val_every", "50",
+              "--model.val_tasks", "2", "--model.val_horizon", "3", "--model.unroll", "3", "--model.horizon", "6"]
+    train.main([*common, "--out", str(tmp_path / "plain")])
+    assert not (tmp_path / "plain" / "optimizer.json").exists()
+    train.main([*common, "--out", str(tmp_path / "first"), "--validate_first"])
+    meta = json.loads((tmp_path / "first" / "optimizer.json").read_text())
+    assert meta["global_step"] == 0 and meta["warm_started_from"] is None and "val/loss" in meta["metrics"]

@@ -216,6 +216,39 @@ def test_paired_verdicts_flip_higher_is_better_metrics_and_slice_seeds(tmp_path,
     assert float(lines[0].split()[1]) == pytest.approx(-0.405)  # adam - learned for a higher-is-better key
 
 
+def test_paired_verdicts_against_another_optimizer(tmp_path, capsys):
+    import scripts.paired_verdicts as pv
+
+    _results_json(tmp_path / "e", {"train_loss": [1.0, 1.1, 1.0]}, {"train_loss": [2.0, 2.1, 2.2]})
+    f = tmp_path / "e" / "results.json"
+    d = json.loads(f.read_text())
+    d["optimizers"]["adam_warmup"] = {**d["optimizers"]["small_fc"],
+                                      "per_seed": {"train_loss": [0.5, 0.6, 0.55]}}
+    f.write_text(json.dumps(d))
+    pv.main([str(f), "small_fc"])
+    pv.main([str(f), "small_fc", "--against", "adam_warmup"])
+    out = capsys.readouterr().out.splitlines()
+    assert "small_fc - adam_warmup" in out[2]
+    assert [ln.split()[-1] for ln in out if ln.startswith(str(f))] == ["better", "worse"]
+
+
+def test_warmup_adam_scales_the_learning_rate_linearly():
+    import torch
+
+    from scripts.warmup_control import WarmupAdam
+
+    w = torch.nn.Parameter(torch.zeros(3))
+    opt = WarmupAdam([w], lr=0.1, warmup=4)
+    lrs = []
+    for t in range(6):
+        w.grad = torch.ones(3)
+        opt.step()
+        lrs.append(opt.param_groups[0]["lr"])
+        if t == 0:  # Adam's first step moves every coordinate by lr: here a quarter of 0.1
+            torch.testing.assert_close(w.detach(), torch.full((3,), -0.025))
+    assert lrs == pytest.approx([0.025, 0.05, 0.075, 0.1, 0.1, 0.1])
+
+
 def test_issue8_table_reads_rows_from_per_row_evaluations(tmp_path, capsys):
     import scripts.issue8_table as t8
 

@@ -1,0 +1,9 @@
+# Paired verdicts of each row's learned optimizer against Adam with the same 10-step warm-up at its best lr
+# (best of the lrs run, picked on these same seeds: an optimistic bound for Adam).
+# bash results/warmup_control/paired.sh > results/warmup_control/paired.txt
+for r in sigmoid_100:0.03 sigmoid_200:0.01 tanh_100:0.01 tanh_200:0.01 relu_100:0.01 relu_200:0.01; do
+  python scripts/paired_verdicts.py results/warmup_control/fmnist_t1_${r%%:*}.json small_fc --against adam_warmup10_lr${r##*:}
+done
+python scripts/paired_verdicts.py results/warmup_control/cifar_convdense_300_lr0.003.json small_fc --against adam_warmup10_lr0.003
+python scripts/paired_verdicts.py results/warmup_control/cifar_convdense_300_lr0.003.json small_fc --against adam_warmup10_lr0.003 --key test_accuracy
+python scripts/paired_verdicts.py results/warmup_control/cifar_conv_450.json small_fc --against adam_warmup10_lr0.01
