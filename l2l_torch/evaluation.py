@@ -20,12 +20,36 @@ from l2l_torch.tasks.base import TEST_SEED_OFFSET, TUNE_SEED_OFFSET, Task, TaskF
 
 OptimizerFactory = Callable[[list[dict[str, Any]]], torch.optim.Optimizer]
 
-#: torch.optim baselines and their default learning rates (torch's own defaults)
+class WarmupAdam(torch.optim.Adam):
+    """``torch.optim.Adam`` whose learning rate at step ``t`` (from 1) is ``lr * min(1, t / warmup)``.
+
+    The same linear warm-up as small_fc's ``warmup`` (10 steps in the shipped optimizers), so that a learned
+    optimizer with a warm-up can be compared with Adam given the same schedule (baseline ``adam_warmup``).
+    """
+
+    def __init__(self, params, lr: float = 1e-3, warmup: float = 10.0, **kwargs: Any) -> None:
+        if warmup <= 0:
+            raise ValueError(f"warmup must be > 0 steps, got {warmup}")
+        super().__init__(params, lr=lr, **kwargs)
+        self.warmup, self.t = float(warmup), 0
+        self.base_lrs = [g["lr"] for g in self.param_groups]
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        self.t += 1
+        for group, base in zip(self.param_groups, self.base_lrs, strict=True):
+            group["lr"] = base * min(1.0, self.t / self.warmup)
+        return super().step(closure)
+
+
+#: baselines and their default learning rates (torch's own defaults); ``adam_warmup`` is Adam with the shipped
+#: learned optimizers' 10-step linear warm-up (not in evaluate.py's default list: ``--baselines adam,adam_warmup``)
 BASELINES: dict[str, tuple[type[torch.optim.Optimizer], float]] = {
     "adam": (torch.optim.Adam, 1e-3),
     "rmsprop": (torch.optim.RMSprop, 1e-2),
     "sgd": (torch.optim.SGD, 1e-3),
     "adagrad": (torch.optim.Adagrad, 1e-2),
+    "adam_warmup": (WarmupAdam, 1e-3),
 }
 #: learning-rate grid of the tuned baselines: half-decades from 1e-4 to 3
 LR_GRID: tuple[float, ...] = tuple(round(m * 10.0**e, 10) for e in range(-4, 1) for m in (1, 3))

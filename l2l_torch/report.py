@@ -239,8 +239,11 @@ def _replace_block(text: str, start: str, end: str, block: str) -> str:
 
 
 def find_results(root: Path) -> dict[str, dict[str, Any]]:
-    return {p.parent.name if p.parent.parent == root else str(p.parent.relative_to(root)): json.loads(p.read_text())
-            for p in sorted(root.glob("**/results.json"))}
+    """Every ``evaluate.py`` output under ``root`` that has a tuned Adam to judge against (the tables' reference;
+    an evaluation run with other baselines only, e.g. ``--baselines adam_warmup``, is left out)."""
+    found = {p.parent.name if p.parent.parent == root else str(p.parent.relative_to(root)): json.loads(p.read_text())
+             for p in sorted(root.glob("**/results.json"))}
+    return {k: v for k, v in found.items() if "adam_tuned" in v.get("optimizers", {})}
 
 
 def rerun(results: dict[str, dict[str, Any]], root: Path, quick: bool, out_root: Path | None) -> None:

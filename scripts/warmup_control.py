@@ -8,7 +8,9 @@ This trains the held-out instances of an ``evaluate.py`` output (its task, overr
 ``torch.optim.Adam`` under the same schedule at each ``--lrs``, and prints, per learning rate and per optimizer of
 that output, the mean final training loss and test accuracy with the paired difference to its tuned Adam (no
 warm-up). The JSON holds the per-seed figures in ``evaluate.py``'s layout (``optimizers``), so
-``scripts/paired_verdicts.py OUT.json adam_warmup10_lr0.001`` judges them too.
+``scripts/paired_verdicts.py OUT.json small_fc --against adam_warmup10_lr0.001`` judges them. (The learning rates
+here are not tuned on separate instances; ``evaluate.py --baselines adam,adam_warmup`` tunes the same baseline by the
+project's procedure.)
 """
 
 from __future__ import annotations
@@ -17,27 +19,9 @@ import argparse
 import json
 from pathlib import Path
 
-import torch
-
 from l2l_torch.cli import task_family_from_config
-from l2l_torch.evaluation import compare
+from l2l_torch.evaluation import WarmupAdam, compare
 from l2l_torch.report import paired_difference, verdict_of
-
-
-class WarmupAdam(torch.optim.Adam):
-    """Adam whose learning rate at step ``t`` (from 1) is ``lr * min(1, t / warmup)``."""
-
-    def __init__(self, params, lr: float, warmup: float) -> None:
-        super().__init__(params, lr=lr)
-        self.warmup, self.t = float(warmup), 0
-        self.base_lrs = [g["lr"] for g in self.param_groups]
-
-    @torch.no_grad()
-    def step(self, closure=None):
-        self.t += 1
-        for group, base in zip(self.param_groups, self.base_lrs, strict=True):
-            group["lr"] = base * min(1.0, self.t / self.warmup)
-        return super().step(closure)
 
 
 def main() -> None:

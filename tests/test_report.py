@@ -232,21 +232,14 @@ def test_paired_verdicts_against_another_optimizer(tmp_path, capsys):
     assert [ln.split()[-1] for ln in out if ln.startswith(str(f))] == ["better", "worse"]
 
 
-def test_warmup_adam_scales_the_learning_rate_linearly():
-    import torch
-
-    from scripts.warmup_control import WarmupAdam
-
-    w = torch.nn.Parameter(torch.zeros(3))
-    opt = WarmupAdam([w], lr=0.1, warmup=4)
-    lrs = []
-    for t in range(6):
-        w.grad = torch.ones(3)
-        opt.step()
-        lrs.append(opt.param_groups[0]["lr"])
-        if t == 0:  # Adam's first step moves every coordinate by lr: here a quarter of 0.1
-            torch.testing.assert_close(w.detach(), torch.full((3,), -0.025))
-    assert lrs == pytest.approx([0.025, 0.05, 0.075, 0.1, 0.1, 0.1])
+def test_find_results_skips_evaluations_without_tuned_adam(tmp_path):
+    _results_json(tmp_path / "a", {"train_loss": [1.0, 1.1]}, {"train_loss": [2.0, 2.1]})
+    _results_json(tmp_path / "b" / "warm", {"train_loss": [1.0, 1.1]}, {"train_loss": [2.0, 2.1]})
+    f = tmp_path / "b" / "warm" / "results.json"
+    d = json.loads(f.read_text())
+    d["optimizers"]["adam_warmup_tuned"] = d["optimizers"].pop("adam_tuned")
+    f.write_text(json.dumps(d))
+    assert list(report.find_results(tmp_path)) == ["a"]
 
 
 def test_issue8_table_reads_rows_from_per_row_evaluations(tmp_path, capsys):

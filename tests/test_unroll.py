@@ -157,3 +157,27 @@ def test_validation_loss_is_meta_weighted_in_a_weighted_mixture():
     # and per family, unweighted
     assert logged["val/loss_0_quadratic"] == pytest.approx([plain, plain])
     assert logged["val/train_loss"][0] == logged["val/train_loss"][1]
+
+
+def test_warmup_adam_scales_the_learning_rate_linearly():
+    from l2l_torch.evaluation import BASELINES, WarmupAdam
+
+    w = torch.nn.Parameter(torch.zeros(3))
+    opt = WarmupAdam([w], lr=0.1, warmup=4)
+    lrs = []
+    for t in range(6):
+        w.grad = torch.ones(3)
+        opt.step()
+        lrs.append(opt.param_groups[0]["lr"])
+        if t == 0:  # Adam's first step moves every coordinate by lr: here a quarter of 0.1
+            torch.testing.assert_close(w.detach(), torch.full((3,), -0.025))
+    assert lrs == pytest.approx([0.025, 0.05, 0.075, 0.1, 0.1, 0.1])
+    with pytest.raises(ValueError, match="warmup"):
+        WarmupAdam([w], lr=0.1, warmup=0)
+    # as the evaluate.py baseline "adam_warmup": unlike Adam during the warm-up, and it still trains
+    task = QuadraticFamily().sample(3)
+    a = train_optimizee(task, baseline_factory("adam_warmup", 0.05), 30, 3, keep_params=True)
+    b = train_optimizee(task, baseline_factory("adam", 0.05), 30, 3, keep_params=True)
+    assert BASELINES["adam_warmup"][0] is WarmupAdam
+    assert not torch.allclose(a.losses[1:10], b.losses[1:10])
+    assert torch.isfinite(a.losses).all() and float(a.losses[-1]) < float(a.losses[0])

@@ -7,3 +7,6 @@ done
 python scripts/paired_verdicts.py results/warmup_control/cifar_convdense_300_lr0.003.json small_fc --against adam_warmup10_lr0.003
 python scripts/paired_verdicts.py results/warmup_control/cifar_convdense_300_lr0.003.json small_fc --against adam_warmup10_lr0.003 --key test_accuracy
 python scripts/paired_verdicts.py results/warmup_control/cifar_conv_450.json small_fc --against adam_warmup10_lr0.01
+# the procedure-tuned control (evaluate.py --baselines adam_warmup: lr tuned on 2 separate instances)
+python scripts/paired_verdicts.py results/warmup_control/cifar_convdense_300_tuned/results.json small_fc --against adam_warmup_tuned
+python scripts/paired_verdicts.py results/warmup_control/cifar_convdense_300_tuned/results.json small_fc --against adam_warmup_tuned --key test_accuracy
