@@ -10,3 +10,6 @@ python scripts/paired_verdicts.py results/warmup_control/cifar_conv_450.json sma
 # the procedure-tuned control (evaluate.py --baselines adam_warmup: lr tuned on 2 separate instances)
 python scripts/paired_verdicts.py results/warmup_control/cifar_convdense_300_tuned/results.json small_fc --against adam_warmup_tuned
 python scripts/paired_verdicts.py results/warmup_control/cifar_convdense_300_tuned/results.json small_fc --against adam_warmup_tuned --key test_accuracy
+for k in train_loss test8_ssim test6_ssim test1_ssim; do
+  python scripts/paired_verdicts.py results/warmup_control/affnist_200_tuned/results.json small_fc --against adam_warmup_tuned --key $k
+done
