@@ -22,7 +22,7 @@ from l2l_torch.learned_optimizers import LearnedOptimizerBase
 from l2l_torch.optim import LearnedOptimizer
 from l2l_torch.tasks.base import TEST_SEED_OFFSET, VAL_SEED_OFFSET, TaskFamily
 from l2l_torch.tasks.mixture import FamilyMixture
-from l2l_torch.unroll import UnrollState, batched_unroll, init_unroll, truncated_unroll
+from l2l_torch.unroll import UnrollState, batched_unroll, init_unroll, linear_loss_weights, truncated_unroll
 
 
 class MetaModule(L.LightningModule):
@@ -83,7 +83,7 @@ class MetaModule(L.LightningModule):
             # a horizon that is not a multiple of unroll ends with a shorter truncation (100 = 30+30+30+10)
             raise ValueError(f"unroll ({unroll}) must be in [1, horizon={horizon}]")
         if loss_weights == "linear":
-            loss_weights = [2.0 * (t + 1) / (unroll + 1) for t in range(unroll)]
+            loss_weights = linear_loss_weights(unroll)
         elif isinstance(loss_weights, str):
             raise ValueError(f"loss_weights must be a list of {unroll} numbers, 'linear' or None, got {loss_weights!r}")
         if loss_weights is not None and len(loss_weights) != unroll:

@@ -64,6 +64,12 @@ def init_unroll(lopt: LearnedOptimizerBase, task: Task, seed: int | None = None)
     return UnrollState(task, params, buffers, lopt.init_state(params, task.param_kinds()), 0, gen)
 
 
+def linear_loss_weights(num_steps: int) -> list[float]:
+    """The ``linear`` meta-loss weights ``w_t = 2 (t + 1) / (K + 1)`` of a ``K``-step truncation: a ramp with mean 1
+    that weights the end of the truncation most (``MetaModule(loss_weights="linear")``)."""
+    return [2.0 * (t + 1) / (num_steps + 1) for t in range(num_steps)]
+
+
 @dataclass
 class UnrollResult:
     """Output of :func:`truncated_unroll`. Tensors stay on the device (no ``.item()``)."""

@@ -19,7 +19,7 @@ import torch
 
 from l2l_torch.checkpoint import load_learned_optimizer
 from l2l_torch.cli import instantiate, load_config, task_family_from_config
-from l2l_torch.unroll import init_unroll, truncated_unroll
+from l2l_torch.unroll import init_unroll, linear_loss_weights, truncated_unroll
 
 
 def main() -> None:
@@ -42,7 +42,7 @@ def main() -> None:
     linear = cfg["model"].get("loss_weights") == "linear"
 
     def meta_loss(seed: int, k: int) -> torch.Tensor:
-        w = torch.tensor([2.0 * (t + 1) / (k + 1) for t in range(k)]) if linear else None
+        w = torch.tensor(linear_loss_weights(k)) if linear else None
         return truncated_unroll(lopt, init_unroll(lopt, family.sample(seed), seed), k, w).meta_loss
 
     def shifted(seed: int, k: int, direction: list[torch.Tensor], eps: float) -> float:
@@ -56,9 +56,8 @@ def main() -> None:
                 p.copy_(b)
         return value
 
-    def unit(vs: list[torch.Tensor]) -> list[torch.Tensor]:
-        n = torch.sqrt(sum((v ** 2).sum() for v in vs))
-        return [v / n for v in vs]
+    def norm(vs: list[torch.Tensor]) -> torch.Tensor:
+        return torch.sqrt(sum((v ** 2).sum() for v in vs))
 
     gen = torch.Generator().manual_seed(0)
     print(f"config {args.config}, optimizer {args.checkpoint or 'as initialised'}, {sum(p.numel() for p in theta)} "
@@ -68,9 +67,11 @@ def main() -> None:
             seed = args.seed + i
             loss = meta_loss(seed, k)
             grads = torch.autograd.grad(loss, theta)
-            gnorm = float(torch.sqrt(sum((g ** 2).sum() for g in grads)))
-            g_unit = unit(list(grads))
-            rand = unit([torch.randn(p.shape, generator=gen) for p in theta])
+            gnorm = float(norm(grads))
+            g_unit = [g / gnorm for g in grads]
+            rand = [torch.randn(p.shape, generator=gen) for p in theta]
+            rnorm = norm(rand)
+            rand = [r / rnorm for r in rand]
             print(f"\nK={k} instance {seed}: meta-loss {float(loss):.6f}, |g| {gnorm:.4g}")
             print("| eps | L(theta + eps u) - L, u random | L(theta - eps g/|g|) - L | L(theta + eps g/|g|) - L "
                   "| finite-difference slope along g |\n|---|---|---|---|---|")

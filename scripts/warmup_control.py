@@ -53,9 +53,9 @@ def main() -> None:
         dl = paired_difference(seeds["train_loss"], adam["train_loss"])
         acc = seeds.get("test_accuracy")
         da = paired_difference(acc, adam["test_accuracy"]) if acc else None
-        mean_acc = sum(x for x in acc if x is not None) / max(1, sum(x is not None for x in acc)) if acc else None
         print(f"| {name} | {res['train_loss']['mean']:.4f} | {dl[0]:+.4f} ({dl[1]:.4f}) | "
-              + (f"{100 * mean_acc:.1f} % | {100 * da[0]:+.1f} ({100 * da[1]:.1f}) |" if da else "– | – |")
+              + (f"{100 * res['test_accuracy']['mean']:.1f} % | {100 * da[0]:+.1f} ({100 * da[1]:.1f}) |"
+                 if da else "– | – |")
               + f" {verdict_of(*dl)} |")
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
     Path(a.out).write_text(json.dumps(out, indent=1))
