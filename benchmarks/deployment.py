@@ -56,7 +56,8 @@ def bench(kind: str, steps: int, repeats: int) -> dict:
         tl.append(time_steps(model, lopt, x, y, steps))
     n = sum(p.numel() for p in model.parameters())
     return {"task": kind, "params": n, "adam_ms": 1e3 * statistics.median(ta),
-            "learned_ms": 1e3 * statistics.median(tl), "ratio": statistics.median(tl) / statistics.median(ta)}
+            "learned_ms": 1e3 * statistics.median(tl), "ratio": statistics.median(tl) / statistics.median(ta),
+            "adam_runs_ms": [1e3 * t for t in ta], "learned_runs_ms": [1e3 * t for t in tl]}
 
 
 def main() -> None:

@@ -38,6 +38,7 @@ from torch import nn
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from l2l_torch.learned_optimizers import LSTMOptimizer, preprocess_gradients  # noqa: E402
+from l2l_torch.learned_optimizers.lstm import _ifog_weights  # noqa: E402
 from l2l_torch.unroll import batched_unroll, init_unroll, truncated_unroll  # noqa: E402
 
 
@@ -80,6 +81,43 @@ def reference_truncation(plain: PlainLSTMOptimizer, task, params, hidden, gen, u
         parts = update.split([params[n].numel() for n in names])
         params = {n: params[n] + u.view_as(params[n]) for n, u in zip(names, parts)}
     return torch.stack(losses).mean(), params, hidden
+
+
+def gemm_only_steps_per_s(lopt: LSTMOptimizer, n: int, steps: int) -> float:
+    """Optimizee steps per second if a step cost nothing but the LSTM's matrix products.
+
+    Per step and layer, our fused cell (:class:`~l2l_torch.learned_optimizers.lstm._FusedLSTMCell`) runs one
+    ``mm`` for the gates and, in the meta-backward, one for the weights' gradient and one for each input that
+    needs a gradient (the first layer's input, the preprocessed gradient, does not), plus the head's
+    ``(1, H)`` product and its gradient. This times exactly those products, with the same shapes, on random
+    data. The reference does the same products (``nn.LSTMCell`` in the ``(N, F)`` layout), so
+    ``this / reference_steps_per_s`` bounds the speedup of any implementation built from these ATen
+    products, whatever it does with the elementwise work.
+    """
+    ws = [_ifog_weights(c).detach() for c in lopt.nets["all"].cells]
+    head = lopt.nets["all"].head.weight.detach()
+    xs = [torch.randn(w.shape[1], n) for w in ws]
+    ds = [torch.randn(w.shape[0], n) for w in ws]
+    h, dout = torch.randn(head.shape[1], n), torch.randn(1, n)
+
+    def step() -> None:
+        for i, (w, x, d) in enumerate(zip(ws, xs, ds)):
+            torch.mm(w, x)
+            torch.mm(x, d.t())
+            f_in = x.shape[0] - w.shape[0] // 4 - 1
+            if i > 0:
+                torch.mm(w[:, :f_in].t(), d)
+            torch.mm(w[:, f_in:-1].t(), d)
+        torch.mm(head, h)
+        torch.mm(dout, h.t())
+        torch.mm(head.t(), dout)
+
+    for _ in range(3):
+        step()
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        step()
+    return steps / (time.perf_counter() - t0)
 
 
 def make_task(kind: str, seed: int = 0):
@@ -151,14 +189,16 @@ def bench(kind: str, repeats: int, truncations: int, unroll: int = 20, tasks_per
         return tasks_per_step * truncations * unroll / (time.perf_counter() - t0)
 
     run_ours(), run_ref()  # warm-up (allocator, caches)
-    r_ours, r_ref = [], []
+    r_ours, r_ref, r_gemm = [], [], []
     for _ in range(repeats):
         r_ref.append(run_ref())
         r_ours.append(run_ours())
-    m_ours, m_ref = statistics.median(r_ours), statistics.median(r_ref)
+        r_gemm.append(gemm_only_steps_per_s(lopt, tasks_per_step * n_params, truncations * unroll) * tasks_per_step)
+    m_ours, m_ref, m_gemm = statistics.median(r_ours), statistics.median(r_ref), statistics.median(r_gemm)
     return {"task": kind, "params": n_params, "unroll": unroll, "batch": 128, "tasks_per_step": tasks_per_step,
             "recompute_gates": recompute_gates, "same_meta_loss": bool(agree), "ours_steps_per_s": m_ours, "reference_steps_per_s": m_ref,
-            "speedup": m_ours / m_ref, "ours_runs": r_ours, "reference_runs": r_ref}
+            "speedup": m_ours / m_ref, "ours_runs": r_ours, "reference_runs": r_ref,
+            "lstm_gemm_only_steps_per_s": m_gemm, "speedup_ceiling": m_gemm / m_ref, "lstm_gemm_only_runs": r_gemm}
 
 
 def main() -> None:
@@ -184,16 +224,18 @@ def main() -> None:
         if k == "mlp" and a.recompute_row:
             rows.append(bench(k, a.repeats, a.truncations, recompute_gates=True))
     print(f"{'task':10} {'params':>8} {'tasks/step':>10} {'recompute':>9} {'ours steps/s':>13} {'reference':>10} "
-          f"{'speedup':>8} {'same loss':>9}")
+          f"{'speedup':>8} {'same loss':>9} {'GEMM-only':>10} {'ceiling':>8}")
     for r in rows:
         print(f"{r['task']:10} {r['params']:>8} {r['tasks_per_step']:>10} {str(r['recompute_gates']):>9} "
               f"{r['ours_steps_per_s']:>13.2f} {r['reference_steps_per_s']:>10.2f} {r['speedup']:>7.2f}x "
-              f"{str(r['same_meta_loss']):>9}")
+              f"{str(r['same_meta_loss']):>9} {r['lstm_gemm_only_steps_per_s']:>10.2f} {r['speedup_ceiling']:>7.2f}x")
     # the standard configuration: one Fashion-MNIST MLP per meta-step; the batched row is reported beside it
     std = next((r for r in rows if r["task"] == "mlp" and r["tasks_per_step"] == 1 and not r["recompute_gates"]),
                rows[0])
     summary = {"meta_steps_per_s": std["ours_steps_per_s"], "reference_steps_per_s": std["reference_steps_per_s"],
-               "speedup_vs_reference": std["speedup"], "tasks_per_step": 1}
+               "speedup_vs_reference": std["speedup"], "tasks_per_step": 1,
+               "lstm_gemm_only_steps_per_s": std["lstm_gemm_only_steps_per_s"],
+               "speedup_ceiling_at_gemm_floor": std["speedup_ceiling"]}
     bat = next((r for r in rows if r["task"] == "mlp" and r["tasks_per_step"] > 1), None)
     if bat is not None:
         summary.update({"batched_tasks_per_step": bat["tasks_per_step"],

@@ -46,3 +46,35 @@ def test_saved_and_peak_bytes_grow_linearly_with_the_unroll():
 def test_linear_fit_is_exact_on_a_line():
     f = linear_fit([10, 20, 40], [5 + 3 * x for x in (10, 20, 40)])
     assert abs(f["bytes_per_unrolled_step"] - 3) < 1e-9 and abs(f["intercept_bytes"] - 5) < 1e-9 and f["r2"] == 1.0
+
+
+def test_gemm_only_step_runs_the_products_of_the_fused_cell():
+    """benchmarks/meta_throughput.py's speed-up ceiling times exactly the LSTM's matrix products: the same shapes as
+    a forward and meta-backward of the coordinatewise LSTM (input features without a gradient, as in meta-training)."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    from benchmarks.meta_throughput import gemm_only_steps_per_s
+
+    class Shapes(TorchDispatchMode):
+        def __init__(self):
+            super().__init__()
+            self.seen = []
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            if func in (torch.ops.aten.mm.default, torch.ops.aten.mm.out, torch.ops.aten.addmm.default):
+                a, b = args[-2:] if func is not torch.ops.aten.mm.out else args[:2]  # addmm(bias, a, b): a @ b
+                self.seen.append((tuple(a.shape), tuple(b.shape)))
+            return func(*args, **(kwargs or {}))
+
+    torch.manual_seed(0)
+    lopt, n = LSTMOptimizer(), 300
+    net = lopt.nets["all"]
+    # states that carry a gradient, as every step's after the first of a truncation does
+    hidden = [(torch.randn(20, n, requires_grad=True), torch.randn(20, n, requires_grad=True)) for _ in range(2)]
+    with Shapes() as real:
+        out, _ = net(torch.randn(2, n), hidden)
+        out.sum().backward()
+    with Shapes() as timed:
+        assert gemm_only_steps_per_s(lopt, n, steps=1) > 0
+    per_step = timed.seen[: len(timed.seen) // 4]  # 3 warm-up steps and 1 timed step, all alike
+    assert sorted(per_step) == sorted(real.seen)
