@@ -51,6 +51,9 @@ class MetaModule(L.LightningModule):
             (``unroll`` values); ``None`` means ``w_t = 1``; ``"linear"`` is the ramp
             ``w_t = 2 (t + 1) / (unroll + 1)`` (mean 1), which weights the end of a truncation most. A
             shorter truncation (the last of a horizon, or with ``min_unroll``) uses the first weights.
+            ``"horizon_linear"`` weights the step ``s`` of the whole horizon (``s = 1 ... T``, counted across
+            truncations) by ``2 s / (T + 1)`` (mean 1 over the horizon), so the meta-loss favours the end of the
+            optimizee's training rather than the end of each truncation.
         loss_bound: a truncation whose optimizee loss exceeds this (or is not finite) is dropped.
         val_every: meta-updates between validations (one Lightning "epoch").
         val_tasks: held-out task instances used for validation.
@@ -82,10 +85,14 @@ class MetaModule(L.LightningModule):
         if horizon < 1 or not 1 <= unroll <= horizon:
             # a horizon that is not a multiple of unroll ends with a shorter truncation (100 = 30+30+30+10)
             raise ValueError(f"unroll ({unroll}) must be in [1, horizon={horizon}]")
-        if loss_weights == "linear":
+        self._horizon_weights = loss_weights == "horizon_linear"
+        if self._horizon_weights:
+            loss_weights = None  # computed per truncation from the optimizee's step (training_step)
+        elif loss_weights == "linear":
             loss_weights = linear_loss_weights(unroll)
         elif isinstance(loss_weights, str):
-            raise ValueError(f"loss_weights must be a list of {unroll} numbers, 'linear' or None, got {loss_weights!r}")
+            raise ValueError(f"loss_weights must be a list of {unroll} numbers, 'linear', 'horizon_linear' or None, "
+                             f"got {loss_weights!r}")
         if loss_weights is not None and len(loss_weights) != unroll:
             raise ValueError(f"loss_weights needs one weight per unrolled step ({unroll}), got {len(loss_weights)}")
         if min_unroll is not None and not 1 <= min_unroll <= unroll:
@@ -154,7 +161,11 @@ class MetaModule(L.LightningModule):
                 zeros = torch.zeros_like(parameters_to_vector(self.lopt.parameters()).detach())
                 self._xi = [zeros] * hp.tasks_per_step
         k = self._truncation_length(horizon - self._states[0].step)
-        weights = None if self._loss_weights is None else torch.tensor(self._loss_weights[:k], device=self.device)
+        if self._horizon_weights:  # steps s = start+1 ... start+k of the horizon, weight 2 s / (T + 1)
+            s = torch.arange(1, k + 1, device=self.device, dtype=torch.float32) + self._states[0].step
+            weights = 2.0 * s / (horizon + 1)
+        else:
+            weights = None if self._loss_weights is None else torch.tensor(self._loss_weights[:k], device=self.device)
         if pes:
             est = pes_estimate(self.lopt, list(zip(self._states[0::2], self._states[1::2])), self._xi, k,
                                hp.pes_sigma, weights)

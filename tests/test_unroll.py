@@ -181,3 +181,20 @@ def test_warmup_adam_scales_the_learning_rate_linearly():
     assert BASELINES["adam_warmup"][0] is WarmupAdam
     assert not torch.allclose(a.losses[1:10], b.losses[1:10])
     assert torch.isfinite(a.losses).all() and float(a.losses[-1]) < float(a.losses[0])
+
+
+def test_meta_module_horizon_linear_weights_follow_the_optimizee_step(tmp_path, monkeypatch):
+    import l2l_torch.meta_module as mm
+    from tests.helpers import smoke_train
+
+    seen = []
+
+    def recording(lopt, state, k, weights=None, *args):
+        seen.append((state.step, weights.tolist()))
+        return truncated_unroll(lopt, state, k, weights, *args)
+
+    monkeypatch.setattr(mm, "truncated_unroll", recording)
+    smoke_train("quadratic", tmp_path, "--model.loss_weights", "horizon_linear", "--trainer.fast_dev_run", "2")
+    # horizon 6, truncations of 3: steps 1-3 then 4-6 of the horizon, weights 2 s / 7
+    assert [s for s, _ in seen] == [0, 3]
+    torch.testing.assert_close(torch.tensor([w for _, w in seen]), torch.tensor([[2, 4, 6], [8, 10, 12]]) / 7)
