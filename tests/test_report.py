@@ -1,8 +1,10 @@
 """The results report (quick mode on a tiny checkpoint) and a generalisation suite end to end."""
 
 import json
+import math
 
 import pytest
+import torch
 
 from l2l_torch import generalize, report
 from l2l_torch.checkpoint import save_learned_optimizer
@@ -256,3 +258,36 @@ def test_issue8_table_reads_rows_from_per_row_evaluations(tmp_path, capsys):
     assert out[2].split(" | ")[1:7] == ["0.507"] * 6  # tuned Adam, MLP rows
     cells = out[3].split(" | ")[1:]
     assert cells[:6] == ["**0.403**"] * 6 and cells[6] == "0.600 (w)" and cells[7] == "–"
+
+
+def test_schedule_control_adam_schedule_and_output_layer_rate():
+    from scripts.schedule_control import ScheduledAdam
+
+    def run(**cfg):
+        torch.manual_seed(0)
+        ps = [torch.randn(3, 2, requires_grad=True) for _ in range(4)]  # the last two: the "output layer"
+        opt = ScheduledAdam([{"params": ps, "kind": "dense"}], steps=4, **cfg)
+        lrs = []
+        for _ in range(4):
+            sum((p ** 2).sum() for p in ps).backward()
+            opt.step()
+            opt.zero_grad()
+            lrs.append([g["lr"] for g in opt.param_groups])
+        return ps, lrs
+
+    # no warm-up, no decay, head_mult 1: exactly torch.optim.Adam
+    ps, _ = run(lr=0.1, betas=(0.8, 0.99), head_mult=1.0, warmup=0, cosine=False)
+    torch.manual_seed(0)
+    ref = [torch.randn(3, 2, requires_grad=True) for _ in range(4)]
+    adam = torch.optim.Adam(ref, lr=0.1, betas=(0.8, 0.99))
+    for _ in range(4):
+        sum((p ** 2).sum() for p in ref).backward()
+        adam.step()
+        adam.zero_grad()
+    assert all(torch.equal(a, b) for a, b in zip(ps, ref))
+    # warm-up over 2 steps then cosine to 0 at step 5 of 4 (t - 1 = steps); the output layer at 10x
+    _, lrs = run(lr=0.1, betas=(0.9, 0.999), head_mult=10.0, warmup=2, cosine=True)
+    cos = [0.5 * (1 + math.cos(math.pi * t / 4)) for t in range(4)]
+    expect = [min(1.0, (t + 1) / 2) * cos[t] * 0.1 for t in range(4)]
+    assert [lr[0] for lr in lrs] == pytest.approx(expect)
+    assert [lr[1] for lr in lrs] == pytest.approx([10 * e for e in expect])

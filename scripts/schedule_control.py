@@ -1,0 +1,128 @@
+"""Control: Adam with a tuned schedule, output-layer learning rate and betas, against a learned optimizer.
+
+    L2L_DATA_DIR=../shared/data OMP_NUM_THREADS=1 python scripts/schedule_control.py \
+        results/fmnist_t1_pes/fmnist_t1_100/results.json --out results/schedule_control/fmnist_t1_100.json
+
+The baselines of ``evaluate.py`` tune one number, the learning rate, at a constant schedule. A learned optimizer
+can learn more than that: a step-size schedule, a different step per layer, its own momentum. This control gives
+``torch.optim.Adam`` those hand-designed freedoms and tunes them the way ``evaluate.py`` tunes a learning rate, on
+task instances disjoint from the evaluation ones (the tuning seeds), by the mean final training loss:
+
+- ``lr`` and ``betas``;
+- ``head_mult``: the output layer (the task's last two parameter tensors, the weight and bias of the classifier's
+  last layer) gets ``lr * head_mult``;
+- the schedule: constant, or a linear warm-up over ``warmup`` steps then a cosine decay to 0 at the last step.
+
+The best configuration is then trained on the held-out instances of an ``evaluate.py`` output (its task, steps and
+seeds, the same initial weights and batches), and the table compares it with that output's tuned Adam and learned
+optimizers (paired differences, verdict at 2 SE). The JSON adds it, as ``adam_sched``, to the output's
+``optimizers``, so ``scripts/paired_verdicts.py OUT.json --against adam_sched`` judges any optimizer against it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from l2l_torch.cli import task_family_from_config
+from l2l_torch.evaluation import compare, train_optimizee
+from l2l_torch.report import paired_difference, verdict_of
+from l2l_torch.tasks.base import TUNE_SEED_OFFSET
+
+
+class ScheduledAdam(torch.optim.Adam):
+    """Adam with a per-step learning-rate factor and a larger learning rate on the output layer.
+
+    The factor at step ``t`` (from 1) is ``min(1, t / warmup)`` (1 when ``warmup`` is 0), times
+    ``(1 + cos(pi * (t - 1) / steps)) / 2`` with ``cosine``. The last two tensors of the last param group (the
+    output layer's weight and bias in this project's classifiers) get ``lr * head_mult``.
+    """
+
+    def __init__(self, groups: list[dict[str, Any]], lr: float, betas: tuple[float, float], head_mult: float,
+                 warmup: int, cosine: bool, steps: int) -> None:
+        groups = [dict(g, params=list(g["params"])) for g in groups]
+        head = groups[-1]["params"][-2:]
+        groups[-1]["params"] = groups[-1]["params"][:-2]
+        groups = [g for g in groups if g["params"]] + [{"params": head, "kind": "head"}]
+        super().__init__(groups, lr=lr, betas=betas)
+        self.base_lrs = [lr * (head_mult if g["kind"] == "head" else 1.0) for g in self.param_groups]
+        self.warmup, self.cosine, self.steps, self.t = warmup, cosine, steps, 0
+
+    def factor(self, t: int) -> float:
+        f = min(1.0, t / self.warmup) if self.warmup else 1.0
+        return f * (0.5 * (1.0 + math.cos(math.pi * (t - 1) / self.steps)) if self.cosine else 1.0)
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        self.t += 1
+        for group, base in zip(self.param_groups, self.base_lrs, strict=True):
+            group["lr"] = base * self.factor(self.t)
+        return super().step(closure)
+
+
+def configs() -> list[dict[str, Any]]:
+    """The grid: 3 learning rates x 3 beta1 x 2 beta2 x 4 output-layer multipliers x 2 schedules (144)."""
+    grid = itertools.product((0.003, 0.01, 0.03), (0.6, 0.8, 0.9), (0.9, 0.999), (1, 3, 10, 30),
+                             ((0, False), (10, True)))
+    return [{"lr": lr, "betas": (b1, b2), "head_mult": hm, "warmup": w, "cosine": cos}
+            for lr, b1, b2, hm, (w, cos) in grid]
+
+
+def factory(cfg: dict[str, Any], steps: int):
+    return lambda groups: ScheduledAdam(groups, steps=steps, **cfg)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("against", help="an evaluate.py results.json (task, steps, seeds and optimizers to compare with)")
+    ap.add_argument("--tune-seeds", type=int, default=4, help="tuning instances per configuration")
+    ap.add_argument("--out", required=True)
+    a = ap.parse_args()
+    prev = json.loads(Path(a.against).read_text())
+    family = task_family_from_config(prev["task"], prev.get("overrides") or {})
+    steps = prev["steps"]
+    scores = []
+    for i, cfg in enumerate(configs()):
+        vals = []
+        for s in range(a.tune_seeds):
+            seed = TUNE_SEED_OFFSET + s
+            r = train_optimizee(family.sample(seed), factory(cfg, steps), steps, seed)
+            vals.append(math.inf if r.diverged else r.final["train_loss"])
+        scores.append((sum(vals) / len(vals), i))
+        print(f"tuning {i + 1:3d}: {cfg} -> {scores[-1][0]:.4f}", flush=True)
+    best_score, best_i = min(scores)
+    best = configs()[best_i]
+    print(f"\nbest on {a.tune_seeds} tuning instances: {best} (mean final train loss {best_score:.4f})", flush=True)
+    mine = compare(family, {"adam_sched": (factory(best, steps), best["lr"])}, steps, prev["seeds"])
+    mine["adam_sched"]["config"] = {**best, "betas": list(best["betas"])}
+    command = f"python scripts/schedule_control.py {a.against} --tune-seeds {a.tune_seeds} --out {a.out}"
+    out = {"task": prev["task"], "steps": steps, "seeds": prev["seeds"], "against": a.against, "command": command,
+           "tuning": {"seeds": a.tune_seeds, "metric": "train_loss", "best": mine["adam_sched"]["config"],
+                      "scores": [{**configs()[i], "score": sc} for sc, i in scores]},
+           "optimizers": {**prev["optimizers"], **mine}}
+    sched = mine["adam_sched"]["per_seed"]
+    print(f"\n{prev['task']}, {steps} steps, {prev['seeds']} held-out seeds; d: paired difference of the row minus "
+          "Adam with the tuned schedule (adam_sched), verdict at 2 SE\n")
+    print("| optimizer | final train loss | test accuracy | d loss (SE) | d accuracy, points (SE) | verdict (loss) |")
+    print("|---|---|---|---|---|---|")
+    for name, res in out["optimizers"].items():
+        if "per_seed" not in res or name == "adam":
+            continue
+        seeds = res["per_seed"]
+        dl = paired_difference(seeds["train_loss"], sched["train_loss"])
+        da = paired_difference(seeds["test_accuracy"], sched["test_accuracy"])
+        print(f"| {name} | {res['train_loss']['mean']:.4f} | {100 * res['test_accuracy']['mean']:.1f} % | "
+              f"{dl[0]:+.4f} ({dl[1]:.4f}) | {100 * da[0]:+.1f} ({100 * da[1]:.1f}) | "
+              + ("–" if name == "adam_sched" else verdict_of(*dl)) + " |")
+    Path(a.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(a.out).write_text(json.dumps(out, indent=1))
+
+
+if __name__ == "__main__":
+    main()
