@@ -13,6 +13,9 @@ task instances disjoint from the evaluation ones (the tuning seeds), by the mean
   last layer) gets ``lr * head_mult``;
 - the schedule: constant, or a linear warm-up over ``warmup`` steps then a cosine decay to 0 at the last step.
 
+The default grid has 144 configurations (:data:`GRID`); ``--lrs``, ``--beta1s``, ``--beta2s``, ``--head-mults`` and
+``--schedules`` choose others (a smaller grid for slow tasks).
+
 The best configuration is then trained on the held-out instances of an ``evaluate.py`` output (its task, steps and
 seeds, the same initial weights and batches), and the table compares it with that output's tuned Adam and learned
 optimizers (paired differences, verdict at 2 SE). The JSON adds it, as ``adam_sched``, to the output's
@@ -66,12 +69,18 @@ class ScheduledAdam(torch.optim.Adam):
         return super().step(closure)
 
 
-def configs() -> list[dict[str, Any]]:
-    """The grid: 3 learning rates x 3 beta1 x 2 beta2 x 4 output-layer multipliers x 2 schedules (144)."""
-    grid = itertools.product((0.003, 0.01, 0.03), (0.6, 0.8, 0.9), (0.9, 0.999), (1, 3, 10, 30),
-                             ((0, False), (10, True)))
-    return [{"lr": lr, "betas": (b1, b2), "head_mult": hm, "warmup": w, "cosine": cos}
-            for lr, b1, b2, hm, (w, cos) in grid]
+#: the default grid: 3 learning rates x 3 beta1 x 2 beta2 x 4 output-layer multipliers x 2 schedules (144)
+GRID = {"lrs": (0.003, 0.01, 0.03), "beta1s": (0.6, 0.8, 0.9), "beta2s": (0.9, 0.999), "head_mults": (1, 3, 10, 30),
+        "schedules": ("constant", "warmup_cosine")}
+SCHEDULES = {"constant": (0, False), "warmup_cosine": (10, True)}
+
+
+def configs(lrs=GRID["lrs"], beta1s=GRID["beta1s"], beta2s=GRID["beta2s"], head_mults=GRID["head_mults"],
+            schedules=GRID["schedules"]) -> list[dict[str, Any]]:
+    """Every combination of the given values (the default: :data:`GRID`)."""
+    grid = itertools.product(lrs, beta1s, beta2s, head_mults, schedules)
+    return [{"lr": lr, "betas": (b1, b2), "head_mult": hm, "warmup": SCHEDULES[sch][0], "cosine": SCHEDULES[sch][1]}
+            for lr, b1, b2, hm, sch in grid]
 
 
 def factory(cfg: dict[str, Any], steps: int):
@@ -82,13 +91,18 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("against", help="an evaluate.py results.json (task, steps, seeds and optimizers to compare with)")
     ap.add_argument("--tune-seeds", type=int, default=4, help="tuning instances per configuration")
+    for key, cast in (("lrs", float), ("beta1s", float), ("beta2s", float), ("head_mults", float)):
+        ap.add_argument("--" + key.replace("_", "-"), type=cast, nargs="+", default=GRID[key], help="grid values")
+    ap.add_argument("--schedules", nargs="+", choices=sorted(SCHEDULES), default=GRID["schedules"])
     ap.add_argument("--out", required=True)
     a = ap.parse_args()
+    grid = {k: tuple(getattr(a, k)) for k in GRID}
+    candidates = configs(**grid)
     prev = json.loads(Path(a.against).read_text())
     family = task_family_from_config(prev["task"], prev.get("overrides") or {})
     steps = prev["steps"]
     scores = []
-    for i, cfg in enumerate(configs()):
+    for i, cfg in enumerate(candidates):
         vals = []
         for s in range(a.tune_seeds):
             seed = TUNE_SEED_OFFSET + s
@@ -97,14 +111,16 @@ def main() -> None:
         scores.append((sum(vals) / len(vals), i))
         print(f"tuning {i + 1:3d}: {cfg} -> {scores[-1][0]:.4f}", flush=True)
     best_score, best_i = min(scores)
-    best = configs()[best_i]
+    best = candidates[best_i]
     print(f"\nbest on {a.tune_seeds} tuning instances: {best} (mean final train loss {best_score:.4f})", flush=True)
     mine = compare(family, {"adam_sched": (factory(best, steps), best["lr"])}, steps, prev["seeds"])
     mine["adam_sched"]["config"] = {**best, "betas": list(best["betas"])}
-    command = f"python scripts/schedule_control.py {a.against} --tune-seeds {a.tune_seeds} --out {a.out}"
+    command = " ".join(["python scripts/schedule_control.py", a.against, "--tune-seeds", str(a.tune_seeds),
+                        *(f"--{k.replace('_', '-')} " + " ".join(map(str, v)) for k, v in grid.items() if v != GRID[k]),
+                        "--out", a.out])
     out = {"task": prev["task"], "steps": steps, "seeds": prev["seeds"], "against": a.against, "command": command,
            "tuning": {"seeds": a.tune_seeds, "metric": "train_loss", "best": mine["adam_sched"]["config"],
-                      "scores": [{**configs()[i], "score": sc} for sc, i in scores]},
+                      "grid": grid, "scores": [{**candidates[i], "score": sc} for sc, i in scores]},
            "optimizers": {**prev["optimizers"], **mine}}
     sched = mine["adam_sched"]["per_seed"]
     print(f"\n{prev['task']}, {steps} steps, {prev['seeds']} held-out seeds; d: paired difference of the row minus "
