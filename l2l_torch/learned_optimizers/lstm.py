@@ -225,16 +225,11 @@ def lstm_cell_t(x: Tensor, h: Tensor, c: Tensor, cell: nn.LSTMCell,
     """
     if torch.is_grad_enabled():
         return _FusedLSTMCell.apply(_ifog_weights(cell), x, h, c, recompute)
-    # deployment (no autograd graph): in-place updates of fresh tensors save most of the allocations
-    # and memory traffic of a step
-    gates = torch.addmm((cell.bias_ih + cell.bias_hh).unsqueeze(1), cell.weight_ih, x)
-    gates.addmm_(cell.weight_hh, h)
-    hs = h.shape[0]
-    gates[: 2 * hs].sigmoid_()
-    g = gates[2 * hs: 3 * hs]
-    _tanh(g, out=g)
-    gates[3 * hs:].sigmoid_()
-    i, f, g, o = gates.chunk(4, 0)
+    # deployment (no autograd graph): the gates never leave this call, so they live in a scratch buffer (a fresh
+    # (4H, N) tensor per step costs its page faults), computed by the same single product as in meta-training
+    w = _ifog_weights(cell)
+    acts = _activated_gates(w, x, h, out=_scratch("gates", (w.shape[0], h.shape[1]), h))
+    i, f, o, g = acts.chunk(4, 0)
     c_new = f.mul(c).addcmul_(i, g)
     return _tanh(c_new).mul_(o), c_new
 
