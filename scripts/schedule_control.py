@@ -94,6 +94,8 @@ def main() -> None:
     for key, cast in (("lrs", float), ("beta1s", float), ("beta2s", float), ("head_mults", float)):
         ap.add_argument("--" + key.replace("_", "-"), type=cast, nargs="+", default=GRID[key], help="grid values")
     ap.add_argument("--schedules", nargs="+", choices=sorted(SCHEDULES), default=GRID["schedules"])
+    ap.add_argument("--report-keys", nargs="+", default=["test_accuracy"],
+                    help="final metrics shown beside the training loss (e.g. test8_ssim test1_mass_ratio for the STN)")
     ap.add_argument("--out", required=True)
     a = ap.parse_args()
     grid = {k: tuple(getattr(a, k)) for k in GRID}
@@ -117,6 +119,7 @@ def main() -> None:
     mine["adam_sched"]["config"] = {**best, "betas": list(best["betas"])}
     command = " ".join(["python scripts/schedule_control.py", a.against, "--tune-seeds", str(a.tune_seeds),
                         *(f"--{k.replace('_', '-')} " + " ".join(map(str, v)) for k, v in grid.items() if v != GRID[k]),
+                        *(["--report-keys", *a.report_keys] if a.report_keys != ["test_accuracy"] else []),
                         "--out", a.out])
     out = {"task": prev["task"], "steps": steps, "seeds": prev["seeds"], "against": a.against, "command": command,
            "tuning": {"seeds": a.tune_seeds, "metric": "train_loss", "best": mine["adam_sched"]["config"],
@@ -124,18 +127,21 @@ def main() -> None:
            "optimizers": {**prev["optimizers"], **mine}}
     sched = mine["adam_sched"]["per_seed"]
     print(f"\n{prev['task']}, {steps} steps, {prev['seeds']} held-out seeds; d: paired difference of the row minus "
-          "Adam with the tuned schedule (adam_sched), verdict at 2 SE\n")
-    print("| optimizer | final train loss | test accuracy | d loss (SE) | d accuracy, points (SE) | verdict (loss) |")
-    print("|---|---|---|---|---|---|")
+          "Adam with the tuned schedule (adam_sched); verdict on the training loss at 2 SE\n")
+    print("| optimizer | final train loss | d loss (SE) | verdict (loss) | "
+          + " | ".join(f"{k} | d {k} (SE)" for k in a.report_keys) + " |")
+    print("|---|---|---|---|" + "---|---|" * len(a.report_keys))
     for name, res in out["optimizers"].items():
         if "per_seed" not in res or name == "adam":
             continue
         seeds = res["per_seed"]
         dl = paired_difference(seeds["train_loss"], sched["train_loss"])
-        da = paired_difference(seeds["test_accuracy"], sched["test_accuracy"])
-        print(f"| {name} | {res['train_loss']['mean']:.4f} | {100 * res['test_accuracy']['mean']:.1f} % | "
-              f"{dl[0]:+.4f} ({dl[1]:.4f}) | {100 * da[0]:+.1f} ({100 * da[1]:.1f}) | "
-              + ("–" if name == "adam_sched" else verdict_of(*dl)) + " |")
+        cells = [f"{res['train_loss']['mean']:.4f}", f"{dl[0]:+.4f} ({dl[1]:.4f})",
+                 "–" if name == "adam_sched" else verdict_of(*dl)]
+        for k in a.report_keys:
+            dk = paired_difference(seeds[k], sched[k])
+            cells += [f"{res[k]['mean']:.4f}", f"{dk[0]:+.4f} ({dk[1]:.4f})"]
+        print(f"| {name} | " + " | ".join(cells) + " |")
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
     Path(a.out).write_text(json.dumps(out, indent=1))
 
