@@ -98,13 +98,13 @@ def gemm_only_steps_per_s(lopt: LSTMOptimizer, n: int, steps: int) -> float:
     head = lopt.nets["all"].head.weight.detach()
     xs = [torch.randn(w.shape[1], n) for w in ws]
     ds = [torch.randn(w.shape[0], n) for w in ws]
+    f_ins = [c.input_size for c in lopt.nets["all"].cells]
     h, dout = torch.randn(head.shape[1], n), torch.randn(1, n)
 
     def step() -> None:
-        for i, (w, x, d) in enumerate(zip(ws, xs, ds)):
+        for i, (w, x, d, f_in) in enumerate(zip(ws, xs, ds, f_ins)):
             torch.mm(w, x)
             torch.mm(x, d.t())
-            f_in = x.shape[0] - w.shape[0] // 4 - 1
             if i > 0:
                 torch.mm(w[:, :f_in].t(), d)
             torch.mm(w[:, f_in:-1].t(), d)

@@ -34,11 +34,15 @@ class WarmupAdam(torch.optim.Adam):
         self.warmup, self.t = float(warmup), 0
         self.base_lrs = [g["lr"] for g in self.param_groups]
 
+    def factor(self, t: int) -> float:
+        """The multiplier of every group's learning rate at step ``t`` (from 1); subclasses may add a schedule."""
+        return min(1.0, t / self.warmup)
+
     @torch.no_grad()
     def step(self, closure=None):
         self.t += 1
         for group, base in zip(self.param_groups, self.base_lrs, strict=True):
-            group["lr"] = base * min(1.0, self.t / self.warmup)
+            group["lr"] = base * self.factor(self.t)
         return super().step(closure)
 
 

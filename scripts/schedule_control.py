@@ -34,12 +34,12 @@ from typing import Any
 import torch
 
 from l2l_torch.cli import task_family_from_config
-from l2l_torch.evaluation import compare, train_optimizee
+from l2l_torch.evaluation import WarmupAdam, compare, train_optimizee
 from l2l_torch.report import paired_difference, verdict_of
 from l2l_torch.tasks.base import TUNE_SEED_OFFSET
 
 
-class ScheduledAdam(torch.optim.Adam):
+class ScheduledAdam(WarmupAdam):
     """Adam with a per-step learning-rate factor and a larger learning rate on the output layer.
 
     The factor at step ``t`` (from 1) is ``min(1, t / warmup)`` (1 when ``warmup`` is 0), times
@@ -52,21 +52,14 @@ class ScheduledAdam(torch.optim.Adam):
         groups = [dict(g, params=list(g["params"])) for g in groups]
         head = groups[-1]["params"][-2:]
         groups[-1]["params"] = groups[-1]["params"][:-2]
-        groups = [g for g in groups if g["params"]] + [{"params": head, "kind": "head"}]
-        super().__init__(groups, lr=lr, betas=betas)
-        self.base_lrs = [lr * (head_mult if g["kind"] == "head" else 1.0) for g in self.param_groups]
-        self.warmup, self.cosine, self.steps, self.t = warmup, cosine, steps, 0
+        groups = [g for g in groups if g["params"]] + [{"params": head, "kind": "head", "lr": lr * head_mult}]
+        # a 1-step warm-up is none (min(1, t / 1) = 1 from step 1)
+        super().__init__(groups, lr=lr, warmup=max(warmup, 1), betas=betas)
+        self.cosine, self.steps = cosine, steps
 
     def factor(self, t: int) -> float:
-        f = min(1.0, t / self.warmup) if self.warmup else 1.0
-        return f * (0.5 * (1.0 + math.cos(math.pi * (t - 1) / self.steps)) if self.cosine else 1.0)
-
-    @torch.no_grad()
-    def step(self, closure=None):
-        self.t += 1
-        for group, base in zip(self.param_groups, self.base_lrs, strict=True):
-            group["lr"] = base * self.factor(self.t)
-        return super().step(closure)
+        f = super().factor(t)
+        return f * 0.5 * (1.0 + math.cos(math.pi * (t - 1) / self.steps)) if self.cosine else f
 
 
 #: the default grid: 3 learning rates x 3 beta1 x 2 beta2 x 4 output-layer multipliers x 2 schedules (144)

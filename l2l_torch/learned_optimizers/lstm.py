@@ -140,10 +140,10 @@ def _tanh(t: Tensor, out: Tensor | None = None) -> Tensor:
     """``torch.tanh(t, out=out)``, computed on CPUs as ``2 sigmoid(2 t) - 1`` (``out=t``: in place).
 
     ATen's vectorised CPU ``tanh`` costs several times its ``sigmoid`` per element: on the 2-core development
-    machine, over a ``(20, 15910)`` tensor (the standard benchmark's cell state), 557 us for ``tanh`` against 160 us
-    for the identity's four passes at 2 threads (903 vs 202 us at 1 thread), and the LSTM cell takes two tanh per
-    layer and step. The identity is exact up to rounding: at most 1.8e-7 absolute error in float32 (``tanh``'s own
-    is 3e-8), inside the float tolerance of the parity tests with ``nn.LSTMCell``; near 0 the relative error grows
+    machine, over a ``(20, 15910)`` tensor (the standard benchmark's cell state), 569 us for ``tanh`` against 169 us
+    for the identity's four passes at 2 threads (1049 vs 262 us at 1 thread; ``benchmarks/tanh_identity.py``), and
+    the LSTM cell takes two tanh per layer and step. The identity is exact up to rounding: at most 1.8e-7 absolute
+    error in float32 (``tanh``'s own is 3e-8), inside the float tolerance of the parity tests with ``nn.LSTMCell``; near 0 the relative error grows
     (``tanh(1e-8)`` comes out as 0). Other devices use ``torch.tanh`` itself.
     """
     if t.device.type != "cpu":
