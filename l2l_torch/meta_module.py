@@ -44,6 +44,9 @@ class MetaModule(L.LightningModule):
             per-kernel overhead dominates for small optimizees, it is the better setting.
         meta_optimizer: ``"adam"`` or ``"rmsprop"``.
         meta_lr: learning rate of the meta-optimizer.
+        meta_lr_decay: meta-steps over which ``meta_lr`` decays to 0 on a half cosine,
+            ``meta_lr * (1 + cos(pi * min(step, D) / D)) / 2`` (0, the default: constant). A noisy meta-gradient
+            (PES) leaves theta wandering around an optimum at a constant rate; the decay lets it settle.
         weight_decay: L2 weight decay on ``theta`` (the study's LSTM weight regularisation).
         grad_clip: max global norm of the meta-gradient (0 disables clipping).
         second_order: keep second derivatives through the optimizee gradients.
@@ -80,7 +83,8 @@ class MetaModule(L.LightningModule):
                  loss_weights: list[float] | str | None = None, loss_bound: float = 1e6, val_every: int = 50,
                  val_tasks: int = 8,
                  val_horizon: int | None = None, val_seed: int = 0, seed: int = 0, min_unroll: int | None = None,
-                 horizon_curriculum: int = 0, estimator: str = "bptt", pes_sigma: float = 0.01) -> None:
+                 horizon_curriculum: int = 0, estimator: str = "bptt", pes_sigma: float = 0.01,
+                 meta_lr_decay: int = 0) -> None:
         super().__init__()
         if horizon < 1 or not 1 <= unroll <= horizon:
             # a horizon that is not a multiple of unroll ends with a shorter truncation (100 = 30+30+30+10)
@@ -104,6 +108,8 @@ class MetaModule(L.LightningModule):
             raise ValueError(f"estimator must be 'bptt' or 'pes', got {estimator!r}")
         if estimator == "pes" and (second_order or pes_sigma <= 0):
             raise ValueError("estimator='pes' needs pes_sigma > 0 and no second_order (it uses no gradients)")
+        if meta_lr_decay < 0:
+            raise ValueError(f"meta_lr_decay must be >= 0 meta-steps, got {meta_lr_decay}")
         if meta_optimizer not in ("adam", "rmsprop"):
             raise ValueError(f"meta_optimizer must be 'adam' or 'rmsprop', got {meta_optimizer!r}")
         self.save_hyperparameters(ignore=["task", "lopt"])
@@ -201,6 +207,10 @@ class MetaModule(L.LightningModule):
             return self._skip("grad")
         if hp.grad_clip > 0:
             self.clip_gradients(opt, gradient_clip_val=hp.grad_clip, gradient_clip_algorithm="norm")
+        if hp.get("meta_lr_decay"):  # from the step count, so a resumed run continues the same schedule
+            for group in opt.param_groups:
+                group["lr"] = self.meta_lr_at(self.global_step)
+            self.log("meta_train/lr", opt.param_groups[0]["lr"])
         opt.step()
         self._states = [r.state for r in results]
         if pes:
@@ -213,6 +223,13 @@ class MetaModule(L.LightningModule):
         self.log("lopt/update_size", torch.stack([r.update_size for r in results]).mean())
         self.log("meta_train/grad_norm", gnorm)
         self.log("meta_train/skipped", float(self.skipped))
+
+    def meta_lr_at(self, step: int) -> float:
+        """The meta-learning rate of meta-step ``step`` (see ``meta_lr_decay``)."""
+        hp, decay = self.hparams, self.hparams.get("meta_lr_decay", 0)
+        if not decay:
+            return hp.meta_lr
+        return hp.meta_lr * 0.5 * (1.0 + math.cos(math.pi * min(step, decay) / decay))
 
     def _current_horizon(self) -> int:
         """The horizon now: ``horizon``, or less early in a horizon curriculum."""

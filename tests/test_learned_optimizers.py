@@ -1,4 +1,4 @@
-"""Feature-based learned optimizers (small_fc, rnnprop): features, gradcheck, deployment parity, checkpoints."""
+"""Feature-based learned optimizers (small_fc, rnnprop, hyper_adam): features, gradcheck, deployment parity, checkpoints."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from l2l_torch import LearnedOptimizer, param_groups_by_kind
 from l2l_torch.checkpoint import load_learned_optimizer, save_learned_optimizer
 from l2l_torch.learned_optimizers import (
     REGISTRY,
+    HyperAdamOptimizer,
     LearnedOptimizerBase,
     LSTMOptimizer,
     RNNpropOptimizer,
@@ -40,6 +41,8 @@ ARCHS = [
     (SmallFCOptimizer, {"hidden": [8], "tensor_scale": True}),
     (SmallFCOptimizer, {"hidden": [8], "warmup": 3}),
     (RNNpropOptimizer, {"hidden_size": 4, "num_layers": 1}),
+    (HyperAdamOptimizer, {"hidden": [4]}),
+    (HyperAdamOptimizer, {"hidden": [4], "warmup": 3}),
 ]
 
 
@@ -300,3 +303,36 @@ def test_warm_start_with_another_step_mult_rescales_every_update(cls, tmp_path):
             torch.testing.assert_close(u_scaled[k] - params[k], 1.25 * (u_src[k] - params[k]))
     save_learned_optimizer(scaled, tmp_path / "scaled.pt")
     assert load_learned_optimizer(tmp_path / "scaled.pt")[0].config()["step_mult"] == 0.0625
+
+
+def test_hyper_adam_starts_at_normalised_adam_and_reads_only_tensor_inputs():
+    """Untrained, hyper_adam steps every coordinate by -step_mult * sign(g) at step 1 (all Adam directions are
+    sign(g) then, and the mix sums to 1); its network reads no per-coordinate input, so a trained one still
+    moves every coordinate of a tensor by the same multiple of the mixed Adam direction."""
+    lopt = HyperAdamOptimizer(step_mult=0.02)
+    params = {"w": torch.randn(40, 30), "b": torch.randn(30)}
+    grads = {k: torch.randn_like(v) for k, v in params.items()}
+    new, _ = lopt.step(params, grads, lopt.init_state(params))
+    for k in params:
+        torch.testing.assert_close(new[k], params[k] - 0.02 * grads[k].sign())
+    assert lopt.feats.names[:3] == ["adam0.5", "adam0.9", "adam0.99"]
+    assert set(lopt.feats.names[3:]) == {"log_rms_g", "log_rms_p", "t1", "t3", "t10", "t30", "t100"}
+    _perturbed_hyper = _perturbed(HyperAdamOptimizer, hidden=[4])
+    x = torch.randn(lopt.feats.num_features, 1).expand(-1, 5).clone()
+    x[:3] = torch.randn(3, 5)  # per-coordinate Adam directions, shared per-tensor context
+    _, magnitude, _ = _perturbed_hyper._net("all", x, None)
+    assert torch.allclose(magnitude, magnitude[:1].expand(5))
+    with pytest.raises(ValueError, match="momentum decay"):
+        HyperAdamOptimizer(momentum_decays=())
+
+
+def test_hyper_adam_log_rms_min_clamps_only_the_log_rms_inputs():
+    lopt = _perturbed(HyperAdamOptimizer, hidden=[], log_rms_min=-12.0)
+    free = _perturbed(HyperAdamOptimizer, hidden=[])
+    x = torch.randn(lopt.feats.num_features, 4)
+    x[3:5] = torch.tensor([[-34.5, -34.5, -3.0, -3.0], [-2.0, -2.0, -40.0, -1.0]])  # log RMS of g, of p
+    clamped = x.clone()
+    clamped[3:5] = clamped[3:5].clamp_min(-12.0)
+    for a, b in zip(lopt._net("all", x, None)[:2], free._net("all", clamped, None)[:2]):
+        torch.testing.assert_close(a, b)
+    assert lopt.config()["log_rms_min"] == -12.0 and "log_rms_min" not in free.config()

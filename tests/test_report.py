@@ -291,3 +291,15 @@ def test_schedule_control_adam_schedule_and_output_layer_rate():
     expect = [min(1.0, (t + 1) / 2) * cos[t] * 0.1 for t in range(4)]
     assert [lr[0] for lr in lrs] == pytest.approx(expect)
     assert [lr[1] for lr in lrs] == pytest.approx([10 * e for e in expect])
+
+
+def test_tensor_update_rms_reports_adams_first_step_exactly(capsys):
+    """Adam's first update is lr * sign(g) in every coordinate, so each tensor's update RMS at step 1 is the lr."""
+    from scripts.tensor_update_rms import main
+
+    main(["--task", "quadratic", "--steps", "3", "--at", "1", "3", "--adam-lr", "0.05"])
+    out = capsys.readouterr().out.splitlines()
+    step1 = next(line for line in out if line.strip().startswith("step    1"))
+    values = step1.split()[3::2]  # "step 1 name value name value ..."
+    assert values and all(v == "5.00e-02" for v in values)
+    assert any(line.strip().startswith("step    3") for line in out)

@@ -198,3 +198,25 @@ def test_meta_module_horizon_linear_weights_follow_the_optimizee_step(tmp_path, 
     # horizon 6, truncations of 3: steps 1-3 then 4-6 of the horizon, weights 2 s / 7
     assert [s for s, _ in seen] == [0, 3]
     torch.testing.assert_close(torch.tensor([w for _, w in seen]), torch.tensor([[2, 4, 6], [8, 10, 12]]) / 7)
+
+
+def test_meta_lr_decay_follows_a_half_cosine_in_training(tmp_path, monkeypatch):
+    """``meta_lr_decay: D`` sets the meta-optimizer's lr of meta-step s to meta_lr (1 + cos(pi min(s, D) / D)) / 2."""
+    import l2l_torch.meta_module as mm
+    from tests.helpers import smoke_train
+
+    lrs = []
+    step = torch.optim.Adam.step
+
+    def recording(self, *args, **kwargs):
+        lrs.append(self.param_groups[0]["lr"])
+        return step(self, *args, **kwargs)
+
+    monkeypatch.setattr(torch.optim.Adam, "step", recording)
+    smoke_train("quadratic", tmp_path, "--model.meta_lr", "0.01", "--model.meta_lr_decay", "2",
+                "--trainer.fast_dev_run", "3")
+    torch.testing.assert_close(torch.tensor(lrs), torch.tensor([0.01, 0.005, 0.0]), atol=1e-12, rtol=0)
+    module = mm.MetaModule(task=None, lopt=None, meta_lr=0.1)  # no decay: constant
+    assert module.meta_lr_at(0) == module.meta_lr_at(10**6) == 0.1
+    with pytest.raises(ValueError, match="meta_lr_decay"):
+        mm.MetaModule(task=None, lopt=None, meta_lr_decay=-1)
