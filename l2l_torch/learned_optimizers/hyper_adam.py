@@ -83,6 +83,7 @@ class HyperAdamOptimizer(FeatureOptimizerBase):
         self.num_decays = len(momentum_decays)
         # the inputs: every feature row after the Adam directions (log RMS of g and p, the step embedding)
         n_in = self.feats.num_features - self.num_decays
+        assert self.feats.names[self.num_decays:self.num_decays + 2] == ["log_rms_g", "log_rms_p"]
         self.nets = nn.ModuleDict({k: CoordinatewiseMLP(n_in, hidden, 1 + self.num_decays) for k in self.kinds})
         first = self.feats.adam_index(init_decay)
         for net in self.nets.values():
@@ -93,7 +94,7 @@ class HyperAdamOptimizer(FeatureOptimizerBase):
 
     def _net(self, kind: str, x: Tensor, extra: Any) -> tuple[Tensor, Tensor, Any]:
         adam, context = x[:self.num_decays], x[self.num_decays:]
-        if self.log_rms_min is not None:  # rows 0, 1 of the context: log RMS of g and of p
+        if self.log_rms_min is not None:  # the context starts with the log RMS of g and of p (FeatureSet.names)
             context = torch.cat([context[:2].clamp_min(self.log_rms_min), context[2:]])
         out = self.nets[kind](context)
         mix = torch.softmax(out[1:], dim=0)
