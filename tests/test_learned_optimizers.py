@@ -24,6 +24,7 @@ from l2l_torch.learned_optimizers.features import (
     segment_ids,
     segment_log_rms,
     segment_rms_normalize,
+    segment_starts,
 )
 from tasks.quadratic import QuadraticFamily
 from tests.helpers import (
@@ -43,6 +44,7 @@ ARCHS = [
     (RNNpropOptimizer, {"hidden_size": 4, "num_layers": 1}),
     (HyperAdamOptimizer, {"hidden": [4]}),
     (HyperAdamOptimizer, {"hidden": [4], "warmup": 3}),
+    (HyperAdamOptimizer, {"hidden": [], "tensor_scale": False, "tensor_size": True, "normalize": False}),
 ]
 
 
@@ -241,6 +243,18 @@ def test_tensor_scale_features_are_the_log_rms_per_tensor():
     torch.testing.assert_close(segment_log_rms(g.unsqueeze(0), seg, 2)[0], x[i])
 
 
+def test_tensor_size_feature_is_the_centred_log_numel_per_tensor():
+    fs = FeatureSet(tensor_scale=True, tensor_size=True, time_taus=(10.0,))
+    assert fs.names[-4:] == ["log_rms_g", "log_rms_p", "log_numel", "t10"]
+    g, p, seg = torch.randn(5), torch.randn(5), segment_ids([3, 2])
+    x, _ = fs(fs.init_accumulators(5, g), g, p, seg, 2)
+    log_n = torch.log(torch.tensor([3.0, 3, 3, 2, 2]))
+    torch.testing.assert_close(x[fs.names.index("log_numel")], log_n - log_n.mean())  # centred over coordinates
+    plain = FeatureSet(tensor_scale=True, time_taus=(10.0,))  # the other rows: those of the set without it
+    y, _ = plain(plain.init_accumulators(5, g), g, p, seg, 2)
+    torch.testing.assert_close(x[[fs.names.index(n) for n in plain.names]], y)
+
+
 def test_warm_start_into_more_features_computes_the_same_updates(tmp_path):
     src = _perturbed(SmallFCOptimizer, hidden=[8], adam_skip=True)
     save_learned_optimizer(src, tmp_path / "a.pt")
@@ -324,6 +338,41 @@ def test_hyper_adam_starts_at_normalised_adam_and_reads_only_tensor_inputs():
     assert torch.allclose(magnitude, magnitude[:1].expand(5))
     with pytest.raises(ValueError, match="momentum decay"):
         HyperAdamOptimizer(momentum_decays=())
+
+
+def test_hyper_adam_with_only_fixed_inputs_steps_by_tensor_size_and_time():
+    """tensor_scale=False, tensor_size=True: the step of a tensor depends on its size and the step count only,
+    so two tensors of the same size get the same step multiple whatever their gradients and values."""
+    lopt = _perturbed(HyperAdamOptimizer, hidden=[], tensor_scale=False, tensor_size=True, normalize=False)
+    assert lopt.feats.names[3:] == ["log_numel", "t1", "t3", "t10", "t30", "t100"]
+    assert lopt.config()["tensor_scale"] is False and lopt.config()["tensor_size"] is True
+    params = {"a": torch.randn(6), "b": 10 * torch.randn(6), "c": torch.randn(50)}
+    grads = {k: torch.randn_like(v) * (1 + i) for i, (k, v) in enumerate(params.items())}
+    state = lopt.init_state(params)
+    x, _ = lopt.feats(state["acc"]["all"], torch.cat([grads[k] for k in params]),
+                      torch.cat([params[k] for k in params]), state["seg"]["all"], 3)
+    _, magnitude, _ = lopt._net("all", x, None)
+    torch.testing.assert_close(magnitude[:12], magnitude[:1].expand(12))  # a and b: same size, same step
+    assert not torch.allclose(magnitude[12], magnitude[0])
+    with pytest.raises(ValueError, match="tensor_scale"):
+        HyperAdamOptimizer(tensor_scale=False, log_rms_min=-12.0)
+
+
+@pytest.mark.parametrize("kw", [{"hidden": [4]}, {"hidden": [], "tensor_size": True, "log_rms_min": -12.0}])
+def test_hyper_adam_evaluates_its_network_once_per_tensor_as_if_per_coordinate(kw):
+    """Given the segment ids, hyper_adam runs its network on one column per tensor and broadcasts: the same
+    direction and magnitude as running it on every coordinate (``seg=None``), in float64 to the last bits."""
+    lopt = _perturbed(HyperAdamOptimizer, **kw).double()
+    params = {"w": torch.randn(7, 5, dtype=torch.float64), "e": torch.zeros(0, dtype=torch.float64),
+              "b": torch.zeros(5, dtype=torch.float64), "v": torch.randn(3, dtype=torch.float64)}
+    grads = {k: torch.randn_like(v) for k, v in params.items()}
+    state = lopt.init_state(params)
+    seg, n = state["seg"]["all"], state["nseg"]["all"]
+    x, _ = lopt.feats(state["acc"]["all"], torch.cat([grads[k].reshape(-1) for k in params]),
+                      torch.cat([params[k].reshape(-1) for k in params]), seg, n)
+    torch.testing.assert_close(segment_starts(seg, n), torch.tensor([0, 42, 35, 40]))  # (the empty one: the last)
+    for a, b in zip(lopt._net("all", x, None, seg, n)[:2], lopt._net("all", x, None)[:2], strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
 
 
 def test_hyper_adam_log_rms_min_clamps_only_the_log_rms_inputs():

@@ -21,6 +21,12 @@ Features, in order (each optional):
   what the normalisation hides, so the network can tell layers apart and give each its own step size
   (on fmnist_t1, Adam with one learning rate per layer reaches a far lower loss than with one for all,
   ``results/fmnist_t1/per_layer_adam.json``);
+* optionally (``tensor_size``) the log of the number of coordinates of the parameter tensor minus its mean
+  over the coordinates of the group: a fixed input that tells layers apart without the feedback of
+  ``log_rms_p`` (a network's output layer is usually its smallest weight matrix). Centred so, it is about 0
+  on the tensors that hold most coordinates, so a weight on it changes the steps of the small tensors
+  relative to the large ones without moving the bulk (uncentred, it would need a bias of the opposite
+  sign grown with it);
 * a training-step embedding ``tanh(t / tau)`` for each ``tau`` in ``time_taus`` (not normalised).
 
 The step count is kept per coordinate (the last accumulator row) so that
@@ -74,10 +80,35 @@ def segment_log_rms(x: Tensor, seg: Tensor, num_segments: int, eps: float = 1e-3
     return (0.5 * torch.log(_segment_mean_square(x, seg, num_segments) + eps)).index_select(1, seg)
 
 
+def segment_counts(seg: Tensor, num_segments: int, dtype: torch.dtype = torch.float32) -> Tensor:
+    """``(T,)``: the number of coordinates of each segment, as ``dtype``.
+
+    Example:
+        >>> segment_counts(segment_ids([2, 1, 3]), 3)
+        tensor([2., 1., 3.])
+    """
+    return torch.zeros(num_segments, dtype=dtype, device=seg.device).index_add(
+        0, seg, torch.ones(seg.shape[0], dtype=dtype, device=seg.device))
+
+
+def segment_starts(seg: Tensor, num_segments: int) -> Tensor:
+    """``(T,)``: the index of the first coordinate of each segment of a sorted ``seg`` (an empty segment gets the
+    last index, so the result can always index: nothing reads it back through ``seg``).
+
+    Computed on ``seg``'s device with no host synchronisation.
+
+    Example:
+        >>> segment_starts(segment_ids([2, 1, 3]), 3)
+        tensor([0, 2, 3])
+    """
+    idx = torch.arange(seg.shape[0], device=seg.device)
+    return torch.full((num_segments,), seg.shape[0], dtype=idx.dtype, device=seg.device).scatter_reduce(
+        0, seg, idx, reduce="amin").clamp_max(max(seg.shape[0] - 1, 0))
+
+
 def _segment_mean_square(x: Tensor, seg: Tensor, num_segments: int) -> Tensor:
     """``(F, T)``: the mean of ``x ** 2`` over the coordinates of each segment (0 for an empty one)."""
-    counts = torch.zeros(num_segments, dtype=x.dtype, device=x.device).index_add(
-        0, seg, torch.ones_like(x[0]))
+    counts = segment_counts(seg, num_segments, x.dtype)
     sumsq = torch.zeros(x.shape[0], num_segments, dtype=x.dtype, device=x.device).index_add(1, seg, x * x)
     return sumsq / counts.clamp_min(1.0)
 
@@ -96,6 +127,7 @@ class FeatureSet:
         normalize: per-tensor second-moment normalisation of the features above.
         time_taus: step embedding ``tanh(t / tau)``; empty to drop it.
         tensor_scale: the per-tensor log RMS of ``g`` and of ``p`` (before normalisation).
+        tensor_size: the log of the number of coordinates of each parameter tensor, centred (above).
         eps: the ``eps`` of ``sqrt(v) + eps``.
     """
 
@@ -103,7 +135,7 @@ class FeatureSet:
                  momentum_decays: Sequence[float] = (0.5, 0.9, 0.99), use_momentum: bool = True,
                  use_adam: bool = True, use_rsqrt: bool = True, rms_decay: float = 0.999,
                  normalize: bool = True, time_taus: Sequence[float] = (1.0, 3.0, 10.0, 30.0, 100.0),
-                 tensor_scale: bool = False, eps: float = 1e-8) -> None:
+                 tensor_scale: bool = False, tensor_size: bool = False, eps: float = 1e-8) -> None:
         for b in (*momentum_decays, rms_decay):
             if not 0.0 <= b < 1.0:
                 raise ValueError(f"decays must be in [0, 1), got {b}")
@@ -114,7 +146,7 @@ class FeatureSet:
         self.use_momentum, self.use_adam, self.use_rsqrt = use_momentum, use_adam, use_rsqrt
         self.rms_decay, self.normalize, self.eps = float(rms_decay), normalize, eps
         self.time_taus = tuple(float(t) for t in time_taus)
-        self.tensor_scale = tensor_scale
+        self.tensor_scale, self.tensor_size = tensor_scale, tensor_size
         if self.num_features == 0:
             raise ValueError("the feature set is empty: enable at least one feature")
 
@@ -135,7 +167,8 @@ class FeatureSet:
         return ((["g"] if self.use_grad else []) + (["p"] if self.use_param else [])
                 + ([f"m{b}" for b in bs] if self.use_momentum else [])
                 + ([f"adam{b}" for b in bs] if self.use_adam else []) + (["rsqrt"] if self.use_rsqrt else [])
-                + (["log_rms_g", "log_rms_p"] if self.tensor_scale else []) + [f"t{t:g}" for t in self.time_taus])
+                + (["log_rms_g", "log_rms_p"] if self.tensor_scale else []) + (["log_numel"] if self.tensor_size else [])
+                + [f"t{t:g}" for t in self.time_taus])
 
     def adam_index(self, decay: float = 0.9) -> int:
         """Row of the ``m_b / sqrt(v)`` feature whose decay ``b`` is closest to ``decay``."""
@@ -186,6 +219,9 @@ class FeatureSet:
             x = segment_rms_normalize(x, seg, num_segments)
         if self.tensor_scale:
             x = torch.cat([x, segment_log_rms(torch.stack([g, p]), seg, num_segments)])
+        if self.tensor_size:
+            log_n = torch.log(segment_counts(seg, num_segments, g.dtype)).index_select(0, seg)
+            x = torch.cat([x, (log_n - log_n.mean()).unsqueeze(0)])
         if self.time_taus:
             taus = torch.tensor(self.time_taus, dtype=g.dtype, device=g.device).unsqueeze(1)
             x = torch.cat([x, torch.tanh(t.unsqueeze(0) / taus)])

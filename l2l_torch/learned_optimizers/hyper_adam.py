@@ -6,8 +6,8 @@ Every coordinate moves along a learned convex mix of the per-tensor-normalised A
     update = -step_mult * exp(mag_mult * magnitude) * sum_b softmax(logits)_b * (m_b / sqrt(v))_normalised
 
 and ``(magnitude, logits)`` come from an MLP that reads only what is the same for every coordinate of a
-parameter tensor: the log RMS of the tensor's gradient and of its values, and the step embedding
-``tanh(t / tau)``. So the network learns a step size per layer and a schedule over training (what a
+parameter tensor: the log RMS of the tensor's gradient and of its values, optionally the log of its size,
+and the step embedding ``tanh(t / tau)``. So the network learns a step size per layer and a schedule over training (what a
 hand-tuned per-layer learning rate with warm-up and decay does, but as a function of the tensor's
 statistics that applies to new networks) and nothing per coordinate beyond Adam. Its few weights (a few
 hundred) make evolution-strategies meta-gradients (PES) far less noisy than for a per-coordinate network.
@@ -24,6 +24,7 @@ import torch
 from torch import Tensor, nn
 
 from l2l_torch.learned_optimizers.base import register
+from l2l_torch.learned_optimizers.features import segment_starts
 from l2l_torch.learned_optimizers.small_fc import CoordinatewiseMLP, FeatureOptimizerBase
 
 
@@ -47,6 +48,10 @@ class HyperAdamOptimizer(FeatureOptimizerBase):
             (BatchNorm shifts, some biases) reads ``log(1e-15) = -34.5`` at its first step, far outside the range
             of the other tensors (about -12 to 0), which a linear map (``hidden: []``) would turn into an extreme
             step.
+        tensor_scale: read the per-tensor log RMS of the gradient and of the values (the default).
+        tensor_size: read the log of the tensor's number of coordinates: a fixed input, so the network can give
+            each layer its own step size and schedule without the feedback of the values' log RMS (which a step
+            size of its own changes).
         normalize: divide the Adam directions by their RMS over each tensor (the default). With ``False`` they
             are Adam's own ``m_b / sqrt(v)``, whose size shrinks where the gradient's sign is noisy, and the
             untrained optimizer is Adam at learning rate ``step_mult`` (0.96 of the mix on ``init_decay``).
@@ -67,23 +72,27 @@ class HyperAdamOptimizer(FeatureOptimizerBase):
                  per_kind: bool = False, momentum_decays: Sequence[float] = (0.5, 0.9, 0.99),
                  rms_decay: float = 0.999, time_taus: Sequence[float] = (1.0, 3.0, 10.0, 30.0, 100.0),
                  warmup: float = 0.0, init_decay: float = 0.9, log_rms_min: float | None = None,
-                 normalize: bool = True) -> None:
+                 normalize: bool = True, tensor_scale: bool = True, tensor_size: bool = False) -> None:
         if not momentum_decays:
             raise ValueError("hyper_adam needs at least one momentum decay")
         super().__init__(per_kind, step_mult, mag_mult, momentum_decays, use_grad=False, use_param=False,
                          use_momentum=False, use_adam=True, use_rsqrt=False, rms_decay=rms_decay, normalize=normalize,
-                         time_taus=time_taus, tensor_scale=True, warmup=warmup)
+                         time_taus=time_taus, tensor_scale=tensor_scale, warmup=warmup, tensor_size=tensor_size)
         self._config = {"hidden": list(hidden), "step_mult": step_mult, "mag_mult": mag_mult, "per_kind": per_kind,
                         "momentum_decays": list(momentum_decays), "rms_decay": rms_decay,
                         "time_taus": list(time_taus), "init_decay": init_decay,
                         **({"warmup": float(warmup)} if warmup else {}),
                         **({"log_rms_min": float(log_rms_min)} if log_rms_min is not None else {}),
-                        **({} if normalize else {"normalize": False})}
+                        **({} if normalize else {"normalize": False}),
+                        **({} if tensor_scale else {"tensor_scale": False}),
+                        **({"tensor_size": True} if tensor_size else {})}
+        if log_rms_min is not None and not tensor_scale:
+            raise ValueError("log_rms_min clamps the log RMS inputs, which tensor_scale=False drops")
         self.log_rms_min = log_rms_min
         self.num_decays = len(momentum_decays)
-        # the inputs: every feature row after the Adam directions (log RMS of g and p, the step embedding)
+        # the inputs: every feature row after the Adam directions (log RMS of g and p, log numel, step embedding)
         n_in = self.feats.num_features - self.num_decays
-        assert self.feats.names[self.num_decays:self.num_decays + 2] == ["log_rms_g", "log_rms_p"]
+        assert not tensor_scale or self.feats.names[self.num_decays:self.num_decays + 2] == ["log_rms_g", "log_rms_p"]
         self.nets = nn.ModuleDict({k: CoordinatewiseMLP(n_in, hidden, 1 + self.num_decays) for k in self.kinds})
         first = self.feats.adam_index(init_decay)
         for net in self.nets.values():
@@ -92,10 +101,15 @@ class HyperAdamOptimizer(FeatureOptimizerBase):
                 net.layers[-1].bias.zero_()
                 net.layers[-1].bias[1 + first] = 4.0  # softmax: ~0.96 of the mix (3 decays) on init_decay
 
-    def _net(self, kind: str, x: Tensor, extra: Any) -> tuple[Tensor, Tensor, Any]:
+    def _net(self, kind: str, x: Tensor, extra: Any, seg: Tensor | None = None,
+             num_segments: int = 0) -> tuple[Tensor, Tensor, Any]:
         adam, context = x[:self.num_decays], x[self.num_decays:]
+        if seg is not None:  # the context is the same for every coordinate of a tensor: one column per tensor
+            context = context.index_select(1, segment_starts(seg, num_segments))
         if self.log_rms_min is not None:  # the context starts with the log RMS of g and of p (FeatureSet.names)
             context = torch.cat([context[:2].clamp_min(self.log_rms_min), context[2:]])
         out = self.nets[kind](context)
-        mix = torch.softmax(out[1:], dim=0)
-        return -(mix * adam).sum(0), out[0], None
+        magnitude, mix = out[0], torch.softmax(out[1:], dim=0)
+        if seg is not None:
+            magnitude, mix = magnitude.index_select(0, seg), mix.index_select(1, seg)
+        return -(mix * adam).sum(0), magnitude, None

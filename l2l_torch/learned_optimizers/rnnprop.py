@@ -54,7 +54,8 @@ class RNNpropOptimizer(FeatureOptimizerBase):
         zeros = ref.new_zeros(self.hidden_size, n)
         return [(zeros, zeros) for _ in range(self.num_layers)]
 
-    def _net(self, kind: str, x: Tensor, extra: Any) -> tuple[Tensor, Tensor, Any]:
+    def _net(self, kind: str, x: Tensor, extra: Any, seg: Tensor | None = None,
+             num_segments: int = 0) -> tuple[Tensor, Tensor, Any]:
         direction, hidden = self.nets[kind](x, extra)
         head = self.mag_heads[kind]
         magnitude = torch.addmm(head.bias.unsqueeze(1), head.weight, hidden[-1][0]).squeeze(0)

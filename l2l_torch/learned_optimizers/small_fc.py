@@ -34,13 +34,15 @@ class FeatureOptimizerBase(LearnedOptimizerBase):
     def __init__(self, per_kind: bool, step_mult: float, mag_mult: float,
                  momentum_decays: Sequence[float], use_grad: bool, use_param: bool, use_momentum: bool,
                  use_adam: bool, use_rsqrt: bool, rms_decay: float, normalize: bool, time_taus: Sequence[float],
-                 tensor_scale: bool = False, warmup: float = 0.0, **config: Any) -> None:
+                 tensor_scale: bool = False, warmup: float = 0.0, tensor_size: bool = False, **config: Any) -> None:
         if step_mult <= 0:
             raise ValueError(f"step_mult must be > 0, got {step_mult}")
         if warmup < 0:
             raise ValueError(f"warmup must be >= 0 steps, got {warmup}")
         if warmup:  # (only then: the config, and so the checkpoints, of optimizers without it stay as they were)
             config["warmup"] = float(warmup)
+        if tensor_size:  # (likewise)
+            config["tensor_size"] = True
         super().__init__(per_kind=per_kind, step_mult=step_mult, mag_mult=mag_mult,
                          momentum_decays=list(momentum_decays), use_grad=use_grad, use_param=use_param,
                          use_momentum=use_momentum, use_adam=use_adam, use_rsqrt=use_rsqrt, rms_decay=rms_decay,
@@ -50,12 +52,12 @@ class FeatureOptimizerBase(LearnedOptimizerBase):
         self.feats = FeatureSet(use_grad=use_grad, use_param=use_param, momentum_decays=momentum_decays,
                                 use_momentum=use_momentum, use_adam=use_adam, use_rsqrt=use_rsqrt,
                                 rms_decay=rms_decay, normalize=normalize, time_taus=time_taus,
-                                tensor_scale=tensor_scale)
+                                tensor_scale=tensor_scale, tensor_size=tensor_size)
         self.kinds = ("conv", "dense") if per_kind else ("all",)
 
     #: config keys that only choose features: a warm start may differ in them (see :meth:`_warm_start_weights`)
     FEATURE_KEYS = ("momentum_decays", "use_grad", "use_param", "use_momentum", "use_adam", "use_rsqrt",
-                    "time_taus", "tensor_scale")
+                    "time_taus", "tensor_scale", "tensor_size")
     #: ``step_mult`` only scales the update, so a warm start may rescale the stored optimizer's steps
     SCHEDULE_KEYS = ("warmup", "step_mult")
     #: ``theta`` entries whose last axis reads the features (``{k}``: a kind), remapped by feature name
@@ -84,8 +86,12 @@ class FeatureOptimizerBase(LearnedOptimizerBase):
     def _init_extra(self, n: int, ref: Tensor) -> Any:
         return None
 
-    def _net(self, kind: str, x: Tensor, extra: Any) -> tuple[Tensor, Tensor, Any]:
-        """``x`` (F, N) -> ``(direction (N,), magnitude (N,), new_extra)``."""
+    def _net(self, kind: str, x: Tensor, extra: Any, seg: Tensor | None = None,
+             num_segments: int = 0) -> tuple[Tensor, Tensor, Any]:
+        """``x`` (F, N) -> ``(direction (N,), magnitude (N,), new_extra)``.
+
+        ``seg`` (N,) is the parameter-tensor index of each coordinate, in ``[0, num_segments)``, for networks that
+        compute something once per tensor (``None``: treat every coordinate on its own)."""
         raise NotImplementedError
 
     def _extra_rows(self, extra: Any) -> list[Tensor]:
@@ -118,7 +124,8 @@ class FeatureOptimizerBase(LearnedOptimizerBase):
                 seg = segment_ids(sizes, params[names[0]].device)
             x, new["acc"][kind] = self.feats(state["acc"][kind], flat_group(grads, names), flat_group(params, names),
                                              seg, len(sizes))
-            direction, magnitude, new["extra"][kind] = self._net(kind, x, state["extra"].get(kind))
+            direction, magnitude, new["extra"][kind] = self._net(kind, x, state["extra"].get(kind), seg,
+                                                                       len(sizes))
             update = direction * torch.exp(self.mag_mult * magnitude) * self.step_mult
             if self.warmup:  # the step count t (from 1) is the accumulators' last row
                 update = update * torch.clamp(new["acc"][kind][-1] / self.warmup, max=1.0)
@@ -226,7 +233,8 @@ class SmallFCOptimizer(FeatureOptimizerBase):
 
     INPUT_WEIGHTS = (r"nets\.{k}\.layers\.0\.weight", r"skips\.{k}")
 
-    def _net(self, kind: str, x: Tensor, extra: Any) -> tuple[Tensor, Tensor, Any]:
+    def _net(self, kind: str, x: Tensor, extra: Any, seg: Tensor | None = None,
+             num_segments: int = 0) -> tuple[Tensor, Tensor, Any]:
         out = self.nets[kind](x)
         direction = out[0] + self.skips[kind] @ x if self.adam_skip else out[0]
         return direction, out[1], None
