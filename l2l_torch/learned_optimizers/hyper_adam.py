@@ -10,8 +10,8 @@ parameter tensor: the log RMS of the tensor's gradient and of its values, option
 and the step embedding ``tanh(t / tau)``; it is evaluated once per tensor. So the network learns a step
 size per layer and a schedule over training (what a hand-tuned per-layer learning rate with warm-up and
 decay does, but as a function of the tensor's statistics that applies to new networks) and nothing per
-coordinate beyond Adam. Its few weights (a few
-hundred) make evolution-strategies meta-gradients (PES) far less noisy than for a per-coordinate network.
+coordinate beyond Adam. Its few weights (a few hundred) make evolution-strategies meta-gradients (PES) far
+less noisy than for a per-coordinate network.
 It is a feed-forward cousin of learned_optimization's ``NNAdam`` (an LSTM over per-tensor features that
 outputs Adam's hyperparameters).
 """
