@@ -7,5 +7,4 @@ from l2l_torch.learned_optimizers.rnnprop import RNNpropOptimizer
 from l2l_torch.learned_optimizers.small_fc import SmallFCOptimizer
 
 __all__ = ["REGISTRY", "LearnedOptimizerBase", "LOptState", "register", "LSTMOptimizer", "preprocess_gradients",
-           "SmallFCOptimizer", "RNNpropOptimizer",
-           "HyperAdamOptimizer"]
+           "SmallFCOptimizer", "RNNpropOptimizer", "HyperAdamOptimizer"]
