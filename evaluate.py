@@ -69,7 +69,8 @@ def main(argv: list[str] | None = None) -> None:
                    "it grows past an edge that wins either way)")
     p.add_argument("--reuse-baselines", metavar="DIR",
                    help="take the baselines (runs and tuning) from DIR/results.json of the same task, steps, seeds "
-                        "and --set overrides instead of running them again; only the learned optimizer is trained")
+                        "and --set overrides instead of running them again; only the learned optimizer is trained, "
+                        "plus one run of the tuned Adam to check that they reproduce here (reuse_check)")
     p.add_argument("--epoch-steps", type=int, help="record validation metrics every N steps (an 'epoch')")
     p.add_argument("--no-updates", action="store_true",
                    help="skip the update-size histogram (updates.png: learned vs tuned Adam, one seed)")
@@ -138,6 +139,12 @@ def main(argv: list[str] | None = None) -> None:
     except ImportError:
         pass
     print((out / "table.md").read_text())
+    chk = res.get("reuse_check") or {}
+    if chk.get("reproduced") is not None:
+        print(f"reused baselines from {a.reuse_baselines}: {chk['optimizer']} on seed {chk['seed']} trained again "
+              + ("reproduces them" if chk["reproduced"] else
+                 f"does NOT reproduce them (largest relative difference {chk['max_rel_diff']:.2g}): "
+                 "run without --reuse-baselines for a fair comparison"))
     print(f"wrote {out / 'results.json'}, {out / 'curves.png'}, {out / 'table.md'}"
           + ("" if a.no_updates else f", {out / 'updates.png'}")
           + (f", {out / 'epochs.png'}" if (out / "epochs.png").is_file() and a.epoch_steps else ""))

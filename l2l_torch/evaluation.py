@@ -9,6 +9,7 @@ instances disjoint from the evaluation instances.
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -330,10 +331,12 @@ def evaluate_learned_optimizer(family: TaskFamily, lopt_factory: OptimizerFactor
     ``tune_metric`` is the final metric the learning-rate search minimises (``train_loss``, or e.g.
     ``val_loss``); ``lr_grid`` is the starting grid of that search (it still grows past an edge).
     ``reuse``: an earlier ``results.json`` of the same task, steps and seeds whose baseline runs and
-    tuning are taken as they are (the runs are deterministic per seed), so only the learned optimizer
-    is trained; it must come from the same code and settings (``evaluate.py --reuse-baselines``
-    checks the settings). Returns the ``optimizers`` part of ``results.json`` plus ``"tuning"``:
-    ``{name: {lr: score}}``.
+    tuning are taken as they are, so only the learned optimizer is trained; it must come from the same
+    code and settings (``evaluate.py --reuse-baselines`` checks the settings). A run is deterministic per
+    seed on one machine, but another CPU (its BLAS code path) or library version can round differently,
+    and on some tasks (the STN) that drifts a 200-step run far: so one reused run is trained again and the
+    result says whether it came out the same (``"reuse_check"``, :func:`check_reuse`).
+    Returns the ``optimizers`` part of ``results.json`` plus ``"tuning"``: ``{name: {lr: score}}``.
     """
     optimizers: dict[str, tuple[OptimizerFactory, float | None]] = {learned_name: (lopt_factory, None)}
     tuning: dict[str, dict[str, float]] = {}
@@ -341,7 +344,8 @@ def evaluate_learned_optimizer(family: TaskFamily, lopt_factory: OptimizerFactor
         results = compare(family, optimizers, steps, seeds, epoch_steps=epoch_steps, progress=progress)
         kept = {k: v for k, v in reuse["optimizers"].items() if k.removesuffix("_tuned") in baselines}
         return {"optimizers": {**results, **kept},
-                "tuning": {k: v for k, v in reuse.get("tuning", {}).items() if k in baselines}}
+                "tuning": {k: v for k, v in reuse.get("tuning", {}).items() if k in baselines},
+                "reuse_check": check_reuse(family, kept, steps, progress)}
     for name in baselines:
         optimizers[name] = (baseline_factory(name), BASELINES[name][1])
         if tune:
@@ -352,3 +356,40 @@ def evaluate_learned_optimizer(family: TaskFamily, lopt_factory: OptimizerFactor
             optimizers[f"{name}_tuned"] = (baseline_factory(name, best), best)
     results = compare(family, optimizers, steps, seeds, epoch_steps=epoch_steps, progress=progress)
     return {"optimizers": results, "tuning": tuning}
+
+
+#: relative difference above which a reused baseline run counts as not reproduced
+REUSE_RTOL = 1e-4
+
+
+def check_reuse(family: TaskFamily, reused: Mapping[str, Any], steps: int,
+                progress: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """Train the first held-out instance again with one reused baseline (``adam_tuned`` if there is one) and
+    compare its final metrics with the stored ones.
+
+    Returns ``{"optimizer", "lr", "seed", "stored", "rerun", "max_rel_diff", "reproduced"}``, ``reproduced``
+    meaning every final metric agrees within :data:`REUSE_RTOL` (relative); ``reproduced`` is None when there is
+    nothing to check (no tuned baseline, no per-seed figures stored, or that seed diverged then). When it is
+    false, the reused baselines came from a machine or environment that rounds differently, and a comparison
+    with them mixes two environments: a fresh evaluation (no ``--reuse-baselines``) is the fair one. A warning
+    says so.
+    """
+    name = "adam_tuned" if "adam_tuned" in reused else next((k for k in reused if k.endswith("_tuned")), None)
+    entry = reused.get(name) if name else None
+    if entry is None or not entry.get("per_seed"):  # nothing to compare with (results.json without per-seed figures)
+        return {"optimizer": name, "reproduced": None}
+    seed = TEST_SEED_OFFSET
+    if progress:
+        progress(f"checking that the reused {name} reproduces (seed {seed})")
+    r = train_optimizee(family.sample(seed), baseline_factory(name.removesuffix("_tuned"), entry["lr"]), steps, seed)
+    stored = {k: v[0] for k, v in entry["per_seed"].items() if k in r.final and v and v[0] is not None}
+    if not stored:  # that seed had diverged in the stored run
+        return {"optimizer": name, "lr": entry["lr"], "seed": seed, "reproduced": None}
+    worst = max(abs(r.final[k] - v) / max(abs(v), 1e-12) for k, v in stored.items())  # NaN if it diverges now
+    out = {"optimizer": name, "lr": entry["lr"], "seed": seed, "stored": stored,
+           "rerun": {k: r.final[k] for k in stored}, "max_rel_diff": worst, "reproduced": worst <= REUSE_RTOL}
+    if not out["reproduced"]:
+        warnings.warn(f"the reused {name} does not reproduce here (seed {seed}: largest relative difference "
+                      f"{worst:.2g} over {sorted(stored)}); its runs came from another machine or environment, "
+                      "so compare against a fresh evaluation (without --reuse-baselines)", stacklevel=2)
+    return out

@@ -31,8 +31,6 @@ import math
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from l2l_torch.cli import task_family_from_config
 from l2l_torch.evaluation import WarmupAdam, compare, train_optimizee
 from l2l_torch.report import paired_difference, verdict_of

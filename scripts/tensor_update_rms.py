@@ -17,18 +17,18 @@ import json
 import sys
 from pathlib import Path
 
-import torch
 from torch import Tensor
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from schedule_control import factory as scheduled_adam  # noqa: E402
 
 from l2l_torch import LearnedOptimizer  # noqa: E402
 from l2l_torch.checkpoint import load_learned_optimizer  # noqa: E402
 from l2l_torch.cli import task_family_from_config  # noqa: E402
 from l2l_torch.evaluation import baseline_factory, train_optimizee  # noqa: E402
 from l2l_torch.tasks.base import TEST_SEED_OFFSET  # noqa: E402
-from schedule_control import factory as scheduled_adam  # noqa: E402
 
 
 class TensorRMSRecorder:

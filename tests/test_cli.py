@@ -95,6 +95,19 @@ def test_evaluate_reuses_baselines(tmp_path):
     assert second["optimizers"]["adam_tuned"] == first["optimizers"]["adam_tuned"]
     assert second["optimizers"]["lstm"]["per_seed"] == first["optimizers"]["lstm"]["per_seed"]  # deterministic
     assert second["baselines_from"] == str(tmp_path / "a")
+    check = second["reuse_check"]  # one reused run trained again: same machine, so the same figures
+    assert check["optimizer"] == "adam_tuned" and check["reproduced"] and check["max_rel_diff"] <= 1e-4
+    assert check["rerun"]["train_loss"] == first["optimizers"]["adam_tuned"]["per_seed"]["train_loss"][0]
+    assert "does not reproduce" not in r.stderr
+    # a stored run that came out otherwise (another machine's rounding, here tampered) is flagged
+    first["optimizers"]["adam_tuned"]["per_seed"]["train_loss"][0] *= 1.01
+    (tmp_path / "a" / "results.json").write_text(json.dumps(first))
+    r = run("evaluate.py", *common, "--out", str(tmp_path / "d"), "--baselines", "adam",
+            "--reuse-baselines", str(tmp_path / "a"))
+    assert r.returncode == 0, r.stderr
+    assert "does not reproduce" in r.stderr
+    check = json.loads((tmp_path / "d" / "results.json").read_text())["reuse_check"]
+    assert not check["reproduced"] and 0.009 < check["max_rel_diff"] < 0.011
     r = run("evaluate.py", *common[:-1], "--seeds", "3", "--out", str(tmp_path / "c"),
             "--reuse-baselines", str(tmp_path / "a"))
     assert r.returncode != 0 and "differ" in r.stderr

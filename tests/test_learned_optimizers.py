@@ -203,15 +203,16 @@ def test_adam_skip_starts_near_normalised_adam():
         SmallFCOptimizer(adam_skip=True, use_adam=False)
 
 
-def test_init_from_warm_start(tmp_path):
-    src = _perturbed(SmallFCOptimizer, hidden=[8])
+@pytest.mark.parametrize("cls", [SmallFCOptimizer, HyperAdamOptimizer])
+def test_init_from_warm_start(cls, tmp_path):
+    src = _perturbed(cls, hidden=[8])
     save_learned_optimizer(src, tmp_path / "a.pt")
-    warm = SmallFCOptimizer(hidden=[8], step_mult=0.05, mag_mult=0.5, init_from=str(tmp_path / "a.pt"))
+    warm = cls(hidden=[8], step_mult=0.05, mag_mult=0.5, init_from=str(tmp_path / "a.pt"))
     for a, b in zip(src.parameters(), warm.parameters(), strict=True):
         assert torch.equal(a, b)
     assert "init_from" not in warm.config()
     with pytest.raises(Exception, match="differs"):
-        SmallFCOptimizer(hidden=[8], init_from=str(tmp_path / "a.pt"))  # other step_mult
+        cls(hidden=[8], init_from=str(tmp_path / "a.pt"))  # other mag_mult
 
 
 def test_lstm_warm_start_single_to_per_kind(tmp_path):

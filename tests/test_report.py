@@ -303,3 +303,28 @@ def test_tensor_update_rms_reports_adams_first_step_exactly(capsys):
     values = step1.split()[3::2]  # "step 1 name value name value ..."
     assert values and all(v == "5.00e-02" for v in values)
     assert any(line.strip().startswith("step    3") for line in out)
+
+
+def test_affnist_frontier_judges_both_goals_and_counts_reused_runs_once(tmp_path):
+    import scripts.affnist_frontier as fr
+
+    def opt(ssim, mass):  # the same SSIM / mass ratio on the 8s, 6s and 1s
+        return {"lr": 0.01, "diverged": 0, **{f"test{d}_{m}": {"mean": v} for d in fr.DIGITS
+                                              for m, v in (("ssim", ssim), ("mass_ratio", mass))}}
+
+    res = {"task": "affnist", "steps": 200, "seeds": 5, "overrides": {},
+           "optimizers": {"adam_tuned": opt(0.80, 1.4), "small_fc": opt(0.79, 1.2), "lstm": opt(0.77, 1.0)}}
+    for name in ("a", "b"):  # b reuses a's baselines: its adam_tuned is the same run
+        (tmp_path / name).mkdir()
+        r = dict(res, optimizers=dict(res["optimizers"], small_fc=opt(0.79, 1.2 if name == "a" else 1.3)))
+        (tmp_path / name / "results.json").write_text(json.dumps(r))
+    (tmp_path / "c").mkdir()  # other steps: not an issue-4 evaluation
+    (tmp_path / "c" / "results.json").write_text(json.dumps(dict(res, steps=100)))
+    pts = fr.committed_points(tmp_path, 200)
+    assert sorted((p["optimizer"], p["mass1"]) for p in pts) == [
+        ("adam_tuned", 1.4), ("lstm", 1.0), ("small_fc", 1.2), ("small_fc", 1.3)]
+    bar = {f"ssim{d}": 0.80 for d in fr.DIGITS}  # goal (a): SSIM >= 0.78 everywhere
+    verdicts = {(p["optimizer"], p["mass1"]): (p["ssim_ok"], p["mass_ok"], p["both"])
+                for p in (fr.judge(p, bar) for p in pts)}
+    assert verdicts == {("adam_tuned", 1.4): (True, False, False), ("small_fc", 1.2): (True, True, True),
+                        ("small_fc", 1.3): (True, False, False), ("lstm", 1.0): (False, True, False)}

@@ -56,6 +56,8 @@ class HyperAdamOptimizer(FeatureOptimizerBase):
         normalize: divide the Adam directions by their RMS over each tensor (the default). With ``False`` they
             are Adam's own ``m_b / sqrt(v)``, whose size shrinks where the gradient's sign is noisy, and the
             untrained optimizer is Adam at learning rate ``step_mult`` (0.96 of the mix on ``init_decay``).
+        init_from: start from the weights of this ``hyper_adam`` file (the same configuration; a single-network
+            file may warm-start a ``per_kind`` one; see :meth:`warm_start`).
 
     At initialisation the MLP's output layer is zero: every tensor steps ``step_mult`` (RMS) along the
     normalised Adam direction, so meta-training starts at a per-tensor-normalised Adam (at Adam itself with
@@ -73,7 +75,8 @@ class HyperAdamOptimizer(FeatureOptimizerBase):
                  per_kind: bool = False, momentum_decays: Sequence[float] = (0.5, 0.9, 0.99),
                  rms_decay: float = 0.999, time_taus: Sequence[float] = (1.0, 3.0, 10.0, 30.0, 100.0),
                  warmup: float = 0.0, init_decay: float = 0.9, log_rms_min: float | None = None,
-                 normalize: bool = True, tensor_scale: bool = True, tensor_size: bool = False) -> None:
+                 normalize: bool = True, tensor_scale: bool = True, tensor_size: bool = False,
+                 init_from: str | None = None) -> None:
         if not momentum_decays:
             raise ValueError("hyper_adam needs at least one momentum decay")
         super().__init__(per_kind, step_mult, mag_mult, momentum_decays, use_grad=False, use_param=False,
@@ -101,6 +104,8 @@ class HyperAdamOptimizer(FeatureOptimizerBase):
                 net.layers[-1].weight.zero_()
                 net.layers[-1].bias.zero_()
                 net.layers[-1].bias[1 + first] = 4.0  # softmax: ~0.96 of the mix (3 decays) on init_decay
+        if init_from:
+            self.warm_start(init_from)
 
     def _net(self, kind: str, x: Tensor, extra: Any, seg: Tensor | None = None,
              num_segments: int = 0) -> tuple[Tensor, Tensor, Any]:
