@@ -97,7 +97,16 @@ def summary_row(name: str, res: dict[str, Any]) -> str:
     label = "train loss" if key == "final_loss" else key.replace("_", " ")
     return (f"| [{name}](results/{name}/) | {res['steps']} | {res['seeds']} | {label} | {f(lo.get(key))} | "
             f"{f(ad.get(key))} (lr {ad.get('lr', float('nan')):g}) | {acc(lo)} | {acc(ad)} | "
-            f"{verdict(lo, ad, res['seeds'], key)} |")
+            f"{verdict(lo, ad, res['seeds'], key)}{reuse_note(res)} |")
+
+
+def reuse_note(res: dict[str, Any]) -> str:
+    """``" (reused baselines off by X %)"`` when the evaluation reused baselines that did not reproduce on its
+    machine (``reuse_check`` of ``evaluate.py --reuse-baselines``), else ``""``."""
+    chk = res.get("reuse_check") or {}
+    if chk.get("reproduced") is not False:
+        return ""
+    return f" (reused baselines off by {100 * chk['max_rel_diff']:.2g} %)"
 
 
 def updates_line(updates: dict[str, Any]) -> str:
@@ -143,7 +152,7 @@ def experiment_section(name: str, res: dict[str, Any], rel: str, folder: Path | 
     lo, ad = res["optimizers"][learned_name(res)], res["optimizers"].get("adam_tuned", {})
     key = primary(res)
     lines.append(f"Verdict against tuned Adam ({key.replace('_', ' ')}, difference beyond 2 standard errors): "
-                 f"**{verdict(lo, ad, res['seeds'], key)}**.")
+                 f"**{verdict(lo, ad, res['seeds'], key)}**{reuse_note(res)}.")
     if "test_accuracy" in lo:
         lines.append(f" On test accuracy: **{verdict(lo, ad, res['seeds'], 'test_accuracy', False)}**.")
     ref = STUDY_REFERENCE.get(name)

@@ -328,3 +328,18 @@ def test_affnist_frontier_judges_both_goals_and_counts_reused_runs_once(tmp_path
                 for p in (fr.judge(p, bar) for p in pts)}
     assert verdicts == {("adam_tuned", 1.4): (True, False, False), ("small_fc", 1.2): (True, True, True),
                         ("small_fc", 1.3): (True, False, False), ("lstm", 1.0): (False, True, False)}
+
+
+def test_summary_row_flags_reused_baselines_that_did_not_reproduce():
+    from l2l_torch.report import summary_row
+
+    per_seed = {"train_loss": [0.4, 0.41, 0.4]}
+    opt = lambda v, lr: {"lr": lr, "per_seed": {"train_loss": v},  # noqa: E731
+                         "final_loss": {"mean": sum(v) / len(v), "std": 0.0}}
+    res = {"steps": 10, "seeds": 3, "optimizers": {"small_fc": opt(per_seed["train_loss"], None),
+                                                   "adam_tuned": opt([0.5, 0.52, 0.5], 0.01)}}
+    assert summary_row("x", res).endswith("| better |")
+    res["reuse_check"] = {"reproduced": True, "max_rel_diff": 0.0}
+    assert summary_row("x", res).endswith("| better |")
+    res["reuse_check"] = {"reproduced": False, "max_rel_diff": 0.011}
+    assert summary_row("x", res).endswith("| better (reused baselines off by 1.1 %) |")
