@@ -17,6 +17,7 @@ import shlex
 import subprocess
 import sys
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -254,11 +255,16 @@ def _replace_block(text: str, start: str, end: str, block: str) -> str:
     return pre + f"{start}\n{block}\n{end}" + rest.split(end, 1)[1]
 
 
+def iter_results(root: Path) -> Iterator[tuple[Path, dict[str, Any]]]:
+    """``(folder, parsed results.json)`` of every ``evaluate.py`` output under ``root``, in path order."""
+    for p in sorted(root.glob("**/results.json")):
+        yield p.parent, json.loads(p.read_text())
+
+
 def find_results(root: Path) -> dict[str, dict[str, Any]]:
     """Every ``evaluate.py`` output under ``root`` that has a tuned Adam to judge against (the tables' reference;
     an evaluation run with other baselines only, e.g. ``--baselines adam_warmup``, is left out)."""
-    found = {p.parent.name if p.parent.parent == root else str(p.parent.relative_to(root)): json.loads(p.read_text())
-             for p in sorted(root.glob("**/results.json"))}
+    found = {d.name if d.parent == root else str(d.relative_to(root)): res for d, res in iter_results(root)}
     return {k: v for k, v in found.items() if "adam_tuned" in v.get("optimizers", {})}
 
 

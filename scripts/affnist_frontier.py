@@ -52,14 +52,12 @@ def judge(p: dict[str, Any], bar: dict[str, float]) -> dict[str, Any]:
 def committed_points(root: Path, steps: int) -> list[dict[str, Any]]:
     """Points of every committed affnist evaluation with ``steps`` optimizee steps under ``root`` (each distinct
     run once: the same optimizer with the same figures in several outputs is one point)."""
+    from l2l_torch.report import iter_results
+
     pts, seen = [], set()
-    for f in sorted(root.rglob("results.json")):
-        try:
-            res = json.loads(f.read_text())
-        except (OSError, json.JSONDecodeError):
-            continue
+    for folder, res in iter_results(root):
         if res.get("task") == "affnist" and res.get("steps") == steps and not res.get("overrides"):
-            for p in points_of(res, str(f.parent)):
+            for p in points_of(res, str(folder)):
                 key = tuple([p["optimizer"]] + [round(p[f"{m}{d}"], 6) for m in ("ssim", "mass") for d in DIGITS])
                 if key not in seen:  # baselines reused by later evaluations (--reuse-baselines) count once
                     seen.add(key)
@@ -93,10 +91,9 @@ def plot(points: list[dict[str, Any]], bar: dict[str, float], path: Path) -> Non
             sel = [p for p in points if _kind(p) == kind]
             ax.scatter([p["mass1"] for p in sel], [p[f"ssim{d}"] for p in sel], c=color, marker=marker, s=22,
                        label=f"{kind} ({len(sel)})", alpha=0.75)
-            for p in sel:
-                if kind == "adam sweep":
-                    ax.annotate(f"{p['lr']:g}", (p["mass1"], p[f"ssim{d}"]), fontsize=7, xytext=(3, 2),
-                                textcoords="offset points")
+            for p in sel if kind == "adam sweep" else []:  # label the sweep's points with their learning rate
+                ax.annotate(f"{p['lr']:g}", (p["mass1"], p[f"ssim{d}"]), fontsize=7, xytext=(3, 2),
+                            textcoords="offset points")
         ax.axhline(lo, color="0.3", lw=0.8, ls="--", label=f"goal (a): tuned Adam - {SSIM_SLACK}")
         for m in MASS_RANGE:
             ax.axvline(m, color="tab:green", lw=0.8, ls="--")

@@ -19,14 +19,12 @@ from pathlib import Path
 
 def reuse_sources(root: Path) -> dict[str, list[str]]:
     """``{source folder: [folders of the evaluations that reused it]}`` under ``root``."""
+    from l2l_torch.report import iter_results
+
     out: dict[str, list[str]] = {}
-    for f in sorted(root.rglob("results.json")):
-        try:
-            src = json.loads(f.read_text()).get("baselines_from")
-        except (OSError, json.JSONDecodeError):
-            continue
-        if src:
-            out.setdefault(str(Path(src)), []).append(str(f.parent))
+    for folder, res in iter_results(root):
+        if res.get("baselines_from"):
+            out.setdefault(str(Path(res["baselines_from"])), []).append(str(folder))
     return out
 
 
@@ -42,8 +40,8 @@ def main(argv: list[str] | None = None) -> None:
     for src, users in reuse_sources(Path(a.root)).items():
         res = json.loads((Path(src) / "results.json").read_text())
         family = task_family_from_config(res["task"], res.get("overrides") or {})
-        tuned = {k: v for k, v in res["optimizers"].items() if k.endswith("_tuned")}
-        chk = check_reuse(family, tuned, res["steps"], progress=lambda m, s=src: print(f"{s}: {m}", flush=True))
+        chk = check_reuse(family, res["optimizers"], res["steps"],
+                          progress=lambda m, s=src: print(f"{s}: {m}", flush=True))
         rows.append({"source": src, "task": res["task"], "steps": res["steps"], **chk, "used_by": users})
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
