@@ -173,14 +173,20 @@ class DigitSets:
 
     ``splits`` maps a split name (``train``, ``val``, ``test8``, ``test6``, ...) to images;
     ``target`` is the one example image ``(1, 1, 40, 40)``; ``source`` says where the data came from.
+    ``aux`` and ``aux_val`` (optional, ``(D, n, 1, 40, 40)``: ``n`` images of each of ``D`` other digits,
+    from the training and the validation data) serve a meta-objective on other digits, never the optimizee.
     """
 
     splits: dict[str, Tensor]
     target: Tensor
     source: str
+    aux: Tensor | None = None
+    aux_val: Tensor | None = None
 
     def to(self, device: torch.device | str) -> DigitSets:
-        return DigitSets({k: v.to(device) for k, v in self.splits.items()}, self.target.to(device), self.source)
+        aux, aux_val = (None if t is None else t.to(device) for t in (self.aux, self.aux_val))
+        return DigitSets({k: v.to(device) for k, v in self.splits.items()}, self.target.to(device), self.source,
+                         aux, aux_val)
 
 
 def _mnist(data_dir: Path, split: str) -> tuple[Tensor, Tensor]:
@@ -200,11 +206,15 @@ def _take(images: Tensor, labels: Tensor, digit: int, start: int, count: int, wh
 
 def load_digit_sets(data_dir: str | os.PathLike | None = None, digit: int = 8,
                     test_digits: Sequence[int] = (8, 6, 1), n_train: int = 2000, n_val: int = 200,
-                    n_test: int = 200, target_index: int = 0, seed: int = 0, source: str = "auto") -> DigitSets:
+                    n_test: int = 200, target_index: int = 0, seed: int = 0, source: str = "auto",
+                    aux_digits: Sequence[int] = (), n_aux: int = 200, n_aux_val: int = 100) -> DigitSets:
     """Training, validation and test digits for the STN experiment, and the target example.
 
     Splits: ``train`` and ``val`` hold ``digit``; ``test<d>`` holds ``n_test`` unseen images of
-    each ``d`` in ``test_digits`` (from the test set, never trained on).
+    each ``d`` in ``test_digits`` (from the test set, never trained on). With ``aux_digits``,
+    :attr:`DigitSets.aux` holds ``n_aux`` training images and :attr:`DigitSets.aux_val` ``n_aux_val``
+    validation images of each of those digits (never test images; the digits must differ from
+    ``digit`` and from ``test_digits``).
 
     Args:
         data_dir: data folder (default ``$L2L_DATA_DIR`` or ``./data``): the real affNIST files are
@@ -222,6 +232,9 @@ def load_digit_sets(data_dir: str | os.PathLike | None = None, digit: int = 8,
     data_dir = resolve_data_dir(data_dir)
     if source not in ("auto", "mat", "mnist"):
         raise ValueError(f"source must be 'auto', 'mat' or 'mnist', got {source!r}")
+    if set(aux_digits) & {digit, *test_digits}:
+        raise ValueError(f"aux_digits {list(aux_digits)} must differ from the trained digit {digit} and the "
+                         f"test digits {list(test_digits)}: a meta-objective on them would tune on the test digits")
     files = {s: find_affnist_files(data_dir, s) for s in MAT_FILES}
     have_mat = all(files.values())
     if source == "mat" and not have_mat:
@@ -240,7 +253,9 @@ def load_digit_sets(data_dir: str | os.PathLike | None = None, digit: int = 8,
         for d in test_digits:
             splits[f"test{d}"] = _take(*loaded["test"], d, 0, n_test, f"test{d}")
         where = ", ".join(str(p) for ps in files.values() for p in ps[:1])
-        return DigitSets(splits, target, f"affNIST .mat files ({where} ...)")
+        aux = _stack_digits([_take(*loaded["train"], d, 0, n_aux, f"aux{d}") for d in aux_digits])
+        aux_val = _stack_digits([_take(*loaded["val"], d, 0, n_aux_val, f"aux_val{d}") for d in aux_digits])
+        return DigitSets(splits, target, f"affNIST .mat files ({where} ...)", aux, aux_val)
     # generated: train/val from MNIST train (disjoint images), tests from MNIST test
     tr_x, tr_y = _mnist(data_dir, "train")
     te_x, te_y = _mnist(data_dir, "test")
@@ -251,4 +266,13 @@ def load_digit_sets(data_dir: str | os.PathLike | None = None, digit: int = 8,
               "val": affnist_transform(rest[n_train:n_train + n_val], seed + 1)[0]}
     for i, d in enumerate(test_digits):
         splits[f"test{d}"] = affnist_transform(_take(te_x, te_y, d, 0, n_test, "MNIST test"), seed + 2 + i)[0]
-    return DigitSets(splits, target, f"generated from MNIST, seed {seed}")
+    # other digits for a meta-objective: MNIST train images (never test ones), seeds apart from the splits'
+    others = [affnist_transform(_take(tr_x, tr_y, d, 0, n_aux + n_aux_val, "MNIST train"), seed + 100 + d)[0]
+              for d in aux_digits]
+    return DigitSets(splits, target, f"generated from MNIST, seed {seed}",
+                     _stack_digits([o[:n_aux] for o in others]), _stack_digits([o[n_aux:] for o in others]))
+
+
+def _stack_digits(per_digit: list[Tensor]) -> Tensor | None:
+    """``D`` tensors ``(n, 1, H, W)`` -> ``(D, n, 1, H, W)``; ``None`` for no digits."""
+    return torch.stack(per_digit) if per_digit else None

@@ -261,10 +261,10 @@ class MetaModule(L.LightningModule):
         steps = self.hparams.val_horizon or self.hparams.horizon
         task = self.task.sample(seed)
         with torch.enable_grad():
-            r = train_optimizee(task, lambda groups: LearnedOptimizer(groups, lopt=self.lopt), steps, seed)
-        # held-out loss of the trained optimizee: its val split, or its only split (e.g. quadratics)
-        split = "val" if "val" in task.eval_splits else task.eval_splits[0]
-        val_loss = r.final.get(f"{split}_loss", float("nan"))
+            r = train_optimizee(task, lambda groups: LearnedOptimizer(groups, lopt=self.lopt), steps, seed,
+                                keep_params=True)
+        # held-out loss of the trained optimizee (Task.validation_loss: its val split's loss by default)
+        val_loss = float("nan") if r.diverged else task.validation_loss(r.final, r.params, r.buffers)
         # diverged validation runs count as a very bad loss, never as a good one
         bad = r.diverged or not math.isfinite(val_loss)
         # meta_weight is 1 except in weighted mixtures, where selection uses the same weights as meta-training

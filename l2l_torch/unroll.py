@@ -4,9 +4,10 @@ One truncation of ``K`` steps from params ``x_0`` computes::
 
     g_t     = grad f(x_t; batch_t)                  (detached unless second_order)
     x_{t+1} = x_t + lopt(g_t, state_t; theta)
-    meta_loss = task.meta_weight * mean_{t=1..K} w_t f(x_t)
+    meta_loss = task.meta_weight * mean_{t=1..K} w_t (f(x_t) + r(x_t))
 
-(``task.meta_weight`` is 1 except in weighted task mixtures.) ``meta_loss`` is differentiable w.r.t.
+(``task.meta_weight`` is 1 except in weighted task mixtures; ``r`` is the task's
+:meth:`~l2l_torch.tasks.base.Task.meta_penalty`, absent for most tasks.) ``meta_loss`` is differentiable w.r.t.
 ``theta``. The optimizee's gradient ``g_t`` is taken w.r.t. the *non-leaf* ``x_t`` with
 ``autograd.grad``, which stops at ``x_t`` and so costs one optimizee backward per step, not a walk
 back through the whole unroll. Nothing in the loop writes in place, so the meta-gradient is exact
@@ -75,7 +76,7 @@ class UnrollResult:
     """Output of :func:`truncated_unroll`. Tensors stay on the device (no ``.item()``)."""
 
     meta_loss: Tensor  #: scalar, differentiable w.r.t. theta
-    losses: Tensor  #: (K,) detached optimizee losses f(x_1) ... f(x_K)
+    losses: Tensor  #: (K,) detached optimizee losses f(x_1) ... f(x_K) (without the task's meta_penalty)
     update_size: Tensor  #: scalar, mean |x_K - x_{K-1}| over coordinates (detached)
     state: UnrollState  #: detached state after the truncation
 
@@ -101,12 +102,13 @@ def truncated_unroll(lopt: LearnedOptimizerBase, state: UnrollState, num_steps: 
     params = {k: v if v.requires_grad else v.detach().requires_grad_() for k, v in state.params.items()}
     buffers, lopt_state, gen = state.buffers, state.lopt_state, state.generator
     names = list(params)
-    losses = []
+    losses, penalties = [], []
     last_params = params
     for t in range(num_steps + 1):
         loss, new_buffers = task.loss(params, buffers, task.sample_batch("train", gen))
         if t > 0:
             losses.append(loss)
+            penalties.append(task.meta_penalty(params, buffers, gen))
         if t == num_steps:
             break
         grads = torch.autograd.grad(loss, [params[n] for n in names], retain_graph=True,
@@ -116,22 +118,23 @@ def truncated_unroll(lopt: LearnedOptimizerBase, state: UnrollState, num_steps: 
         buffers = {k: v.detach() for k, v in new_buffers.items()}
         last_params = params
         params, lopt_state = lopt.step(params, dict(zip(names, grads)), lopt_state)
-    return _result(losses, weights, params, last_params,
+    return _result(losses, penalties, weights, params, last_params,
                    UnrollState(task, params, buffers, lopt_state, state.step + num_steps, gen))
 
 
-def _result(losses: list[Tensor], weights: Tensor | None, params: dict[str, Tensor],
-            last_params: dict[str, Tensor], new_state: UnrollState) -> UnrollResult:
-    """The :class:`UnrollResult` of one truncation: weighted meta-loss over its ``K`` losses (times the
-    task's ``meta_weight``), the size of its last update (``params`` minus ``last_params``) and the
-    detached state after it."""
+def _result(losses: list[Tensor], penalties: list[Tensor | None], weights: Tensor | None,
+            params: dict[str, Tensor], last_params: dict[str, Tensor], new_state: UnrollState) -> UnrollResult:
+    """The :class:`UnrollResult` of one truncation: weighted meta-loss over its ``K`` losses plus the task's
+    meta-penalties (times the task's ``meta_weight``), the size of its last update (``params`` minus
+    ``last_params``) and the detached state after it."""
     stacked = torch.stack(losses)
+    objective = stacked if penalties[0] is None else stacked + torch.stack(penalties)
     w = (torch.ones_like(stacked) if weights is None else weights.to(stacked)) * new_state.task.meta_weight
     with torch.no_grad():
         flat_new = torch.cat([v.reshape(-1) for v in params.values()])
         flat_old = torch.cat([last_params[n].reshape(-1) for n in params])
         update_size = (flat_new - flat_old).abs().mean()
-    return UnrollResult((w * stacked).mean(), stacked.detach(), update_size, new_state.detached())
+    return UnrollResult((w * objective).mean(), stacked.detach(), update_size, new_state.detached())
 
 
 def batched_unroll(lopt: LearnedOptimizerBase, states: list[UnrollState], num_steps: int,
@@ -165,6 +168,7 @@ def batched_unroll(lopt: LearnedOptimizerBase, states: list[UnrollState], num_st
     names = [list(p) for p in params]
     lopt_state = _merge_lopt_states(lopt, [s.lopt_state for s in states])
     losses: list[list[Tensor]] = [[] for _ in range(nb)]
+    penalties: list[list[Tensor | None]] = [[] for _ in range(nb)]
     last_params = params
     for t in range(num_steps + 1):
         grads: dict[str, Tensor] = {}
@@ -172,6 +176,7 @@ def batched_unroll(lopt: LearnedOptimizerBase, states: list[UnrollState], num_st
             loss, new_buffers = s.task.loss(params[b], buffers[b], s.task.sample_batch("train", s.generator))
             if t > 0:
                 losses[b].append(loss)
+                penalties[b].append(s.task.meta_penalty(params[b], buffers[b], s.generator))
             if t == num_steps:
                 continue
             g = torch.autograd.grad(loss, [params[b][n] for n in names[b]], retain_graph=True,
@@ -185,7 +190,7 @@ def batched_unroll(lopt: LearnedOptimizerBase, states: list[UnrollState], num_st
         new, lopt_state = lopt.step(merged, grads, lopt_state)
         params = [{n: new[f"{b}/{n}"] for n in names[b]} for b in range(nb)]
     out_states = _split_lopt_state(lopt, lopt_state, states)
-    return [_result(losses[b], weights, params[b], last_params[b],
+    return [_result(losses[b], penalties[b], weights, params[b], last_params[b],
                     UnrollState(s.task, params[b], buffers[b], out_states[b], s.step + num_steps, s.generator))
             for b, s in enumerate(states)]
 

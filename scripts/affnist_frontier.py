@@ -2,14 +2,16 @@
 
     L2L_DATA_DIR=../shared/data OMP_NUM_THREADS=1 python scripts/affnist_frontier.py \
         --reference results/affnist_hyper_adam/size/affnist_200_fresh/results.json \
-        --lrs 0.002,0.003,0.005,0.007,0.01,0.015,0.02,0.03 --out results/affnist_frontier
+        --lrs 0.002,0.003,0.005,0.007,0.01,0.015,0.02,0.03 --adamw-wds 0.1,0.3,0.5,0.7,1 \
+        --out results/affnist_frontier
 
 Issue 4 asks the learned optimizer for (a) mean SSIM on unseen 8s, 6s and 1s at least tuned Adam's minus 0.02 and
 (b) a mean foreground-mass ratio between 0.8 and 1.25 (on each of the three sets, as this project reads it). This
 script checks both for every optimizer of every committed ``evaluate.py --task affnist --steps 200`` output
 (``results/**/results.json``: learned optimizers and the torch.optim baselines) and, with ``--lrs``, for Adam at
 a sweep of constant learning rates trained on the held-out instances of ``--reference`` (same initial weights
-and batches as its rows). The bar of (a) is ``--reference``'s tuned Adam.
+and batches as its rows), and with ``--adamw-wds`` for AdamW at the reference's tuned learning rate and a sweep of
+(decoupled) weight decays. The bar of (a) is ``--reference``'s tuned Adam.
 
 Writes ``frontier.json`` (every point, its source and which goals it meets), ``table.md`` and ``frontier.png``
 (SSIM on the 1s, then on the 8s, against the 1s' mass ratio, with both goals' bounds drawn).
@@ -65,15 +67,31 @@ def committed_points(root: Path, steps: int) -> list[dict[str, Any]]:
     return pts
 
 
-def adam_sweep(reference: dict[str, Any], lrs: list[float]) -> list[dict[str, Any]]:
-    """Adam at each constant ``lr`` on the reference's held-out instances (its steps and seeds)."""
+def sweep(reference: dict[str, Any], runs: dict[str, Any], source: str) -> list[dict[str, Any]]:
+    """Points of ``runs`` (name -> ``(optimizer factory, lr)``) trained on the reference's held-out instances (its
+    steps and seeds), labelled ``source``."""
     from l2l_torch.cli import task_family_from_config
-    from l2l_torch.evaluation import baseline_factory, compare
+    from l2l_torch.evaluation import compare
 
     family = task_family_from_config("affnist", {})
-    res = compare(family, {f"adam@{lr:g}": (baseline_factory("adam", lr), lr) for lr in lrs}, reference["steps"],
-                  reference["seeds"], progress=lambda name: print(f"  {name}", flush=True))
-    return points_of({"optimizers": res, "seeds": reference["seeds"]}, "adam sweep")
+    res = compare(family, runs, reference["steps"], reference["seeds"],
+                  progress=lambda name: print(f"  {name}", flush=True))
+    return points_of({"optimizers": res, "seeds": reference["seeds"]}, source)
+
+
+def adam_sweep(reference: dict[str, Any], lrs: list[float]) -> list[dict[str, Any]]:
+    """Adam at each constant ``lr``."""
+    from l2l_torch.evaluation import baseline_factory
+
+    return sweep(reference, {f"adam@{lr:g}": (baseline_factory("adam", lr), lr) for lr in lrs}, "adam sweep")
+
+
+def adamw_sweep(reference: dict[str, Any], lr: float, wds: list[float]) -> list[dict[str, Any]]:
+    """AdamW at ``lr`` with each decoupled weight decay ``wd`` (torch's AdamW: ``p -= lr * wd * p`` per step)."""
+    import torch
+
+    return sweep(reference, {f"adamw@{lr:g},wd{wd:g}": (lambda g, wd=wd: torch.optim.AdamW(g, lr=lr, weight_decay=wd), lr)
+                             for wd in wds}, "adamw sweep")
 
 
 def plot(points: list[dict[str, Any]], bar: dict[str, float], path: Path) -> None:
@@ -83,7 +101,8 @@ def plot(points: list[dict[str, Any]], bar: dict[str, float], path: Path) -> Non
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, 2, figsize=(12, 5))
-    kinds = {"learned": ("tab:red", "o"), "baseline": ("tab:blue", "s"), "adam sweep": ("tab:purple", "^")}
+    kinds = {"learned": ("tab:red", "o"), "baseline": ("tab:blue", "s"), "adam sweep": ("tab:purple", "^"),
+             "adamw sweep": ("tab:orange", "v")}
     for ax, d in zip(axes, (1, 8)):  # y: SSIM on the 1s, then on the 8s; x: always the 1s' mass ratio
         lo = bar[f"ssim{d}"] - SSIM_SLACK
         ax.axvspan(*MASS_RANGE, color="tab:green", alpha=0.08, zorder=0)
@@ -91,9 +110,9 @@ def plot(points: list[dict[str, Any]], bar: dict[str, float], path: Path) -> Non
             sel = [p for p in points if _kind(p) == kind]
             ax.scatter([p["mass1"] for p in sel], [p[f"ssim{d}"] for p in sel], c=color, marker=marker, s=22,
                        label=f"{kind} ({len(sel)})", alpha=0.75)
-            for p in sel if kind == "adam sweep" else []:  # label the sweep's points with their learning rate
-                ax.annotate(f"{p['lr']:g}", (p["mass1"], p[f"ssim{d}"]), fontsize=7, xytext=(3, 2),
-                            textcoords="offset points")
+            for p in sel if kind.endswith("sweep") else []:  # label the sweeps' points: learning rate / decay
+                label = p["optimizer"].split(",wd")[1] if "," in p["optimizer"] else f"{p['lr']:g}"
+                ax.annotate(label, (p["mass1"], p[f"ssim{d}"]), fontsize=7, xytext=(3, 2), textcoords="offset points")
         ax.axhline(lo, color="0.3", lw=0.8, ls="--", label=f"goal (a): tuned Adam - {SSIM_SLACK}")
         for m in MASS_RANGE:
             ax.axvline(m, color="tab:green", lw=0.8, ls="--")
@@ -121,8 +140,8 @@ def _cell(col: str, v: Any) -> str:
 def _kind(p: dict[str, Any]) -> str:
     from l2l_torch.evaluation import BASELINES
 
-    if p["source"] == "adam sweep":
-        return "adam sweep"
+    if p["source"].endswith("sweep"):
+        return p["source"]
     return "baseline" if p["optimizer"].removesuffix("_tuned") in BASELINES else "learned"
 
 
@@ -131,6 +150,7 @@ def main() -> None:
     ap.add_argument("--reference", required=True, help="the affnist results.json whose tuned Adam sets goal (a)")
     ap.add_argument("--root", default="results", help="where to look for committed affnist evaluations")
     ap.add_argument("--lrs", default="", help="comma-separated Adam learning rates to sweep (none: no training)")
+    ap.add_argument("--adamw-wds", default="", help="comma-separated weight decays of AdamW at the reference's tuned lr")
     ap.add_argument("--out", required=True)
     a = ap.parse_args()
     ref = json.loads(Path(a.reference).read_text())
@@ -140,6 +160,9 @@ def main() -> None:
     lrs = [float(x) for x in a.lrs.split(",") if x]
     if lrs:
         points += adam_sweep(ref, lrs)
+    wds = [float(x) for x in a.adamw_wds.split(",") if x]
+    if wds:
+        points += adamw_sweep(ref, ref["optimizers"]["adam_tuned"]["lr"], wds)
     points = [judge(p, bar) for p in points]
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)

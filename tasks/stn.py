@@ -125,13 +125,19 @@ class STNTask(Task):
     One instance = one initialisation seed and batch order over shared data (:class:`DigitSets`).
     A batch is ``(images,)`` with images ``(batch_size, 1, 40, 40)`` drawn with replacement from
     the ``train`` split. ``evaluate`` reports ``loss``, ``ssim`` and ``mass_ratio`` per split.
+
+    With ``aux_weight > 0`` (and ``data.aux``), the learned optimizer's meta-objective adds
+    ``aux_weight * mass_penalty`` on other digits (:meth:`meta_penalty`, :meth:`validation_loss`); the
+    optimizee still trains on ``1 - SSIM`` of its 8s alone.
     """
 
     def __init__(self, data: DigitSets, seed: int = 0, batch_size: int = 32, window_size: int = 11,
                  ssim_scale: int = 2, ssim_blur: float = 1.0, channels: tuple[int, int] = (8, 16),
-                 hidden: int = 32, eval_batch: int = 500) -> None:
+                 hidden: int = 32, eval_batch: int = 500, aux_weight: float = 0.0) -> None:
         super().__init__(seed)
-        self.data, self.batch_size, self.eval_batch = data, batch_size, eval_batch
+        if aux_weight and (data.aux is None or data.aux_val is None):
+            raise ValueError("aux_weight > 0 needs the other digits' images (load_digit_sets(aux_digits=...))")
+        self.data, self.batch_size, self.eval_batch, self.aux_weight = data, batch_size, eval_batch, aux_weight
         self.ssim_args = (window_size, ssim_scale, ssim_blur)
         self.eval_splits = ("train", "val", *sorted((k for k in data.splits if k.startswith("test")),
                                                     key=lambda k: -int(k[4:]) if k[4:].isdigit() else 0))
@@ -155,6 +161,42 @@ class STNTask(Task):
 
     def loss_from_output(self, output: Tensor, batch) -> Tensor:
         return ssim_loss(output, self.data.target, *self.ssim_args)
+
+    def mass_penalty(self, params: Mapping[str, Tensor], buffers: Mapping[str, Tensor], images: Tensor) -> Tensor:
+        """How far the STN changes the size of other digits: ``mean_d log(mass ratio of digit d) ** 2``.
+
+        Args:
+            images: ``(D, n, 1, H, W)``, ``n`` images of each of ``D`` digits.
+
+        Returns:
+            A scalar: 0 when every digit's mean foreground-mass ratio (warped / input) is 1.
+        """
+        x = images.flatten(0, 1)
+        warped, _ = self.forward(params, buffers, x, train=False)
+        ratio = warped.sum(dim=(1, 2, 3)) / x.sum(dim=(1, 2, 3)).clamp_min(1e-6)
+        return ratio.view(images.shape[:2]).mean(dim=1).log().square().mean()
+
+    def meta_penalty(self, params: Mapping[str, Tensor], buffers: Mapping[str, Tensor],
+                     generator: torch.Generator) -> Tensor | None:
+        """``aux_weight * mass_penalty`` on ``batch_size // D`` random training images of each other digit."""
+        if not self.aux_weight:
+            return None
+        aux = self.data.aux
+        per = max(1, self.batch_size // aux.shape[0])
+        idx = torch.randint(aux.shape[1], (aux.shape[0], per), generator=generator, device=self.device)
+        rows = torch.arange(aux.shape[0], device=self.device).unsqueeze(1)
+        return self.aux_weight * self.mass_penalty(params, buffers, aux[rows, idx])
+
+    def validation_loss(self, final: Mapping[str, float], params: Mapping[str, Tensor] | None = None,
+                        buffers: Mapping[str, Tensor] | None = None) -> float:
+        """The held-out loss, plus ``aux_weight * mass_penalty`` on the other digits' validation images."""
+        loss = super().validation_loss(final)
+        if not self.aux_weight:
+            return loss
+        if params is None or buffers is None:
+            raise ValueError("aux_weight > 0: validation_loss needs the trained params and buffers")
+        with torch.no_grad():
+            return loss + self.aux_weight * float(self.mass_penalty(params, buffers, self.data.aux_val))
 
     @torch.no_grad()
     def evaluate(self, params: Mapping[str, Tensor], buffers: Mapping[str, Tensor],
@@ -189,8 +231,10 @@ class STNTask(Task):
         return grid.cpu()
 
     def describe(self) -> dict[str, Any]:
+        aux = {"aux_weight": self.aux_weight, "aux_images": list(self.data.aux.shape[:2])} if self.aux_weight else {}
         return {**super().describe(), "data": self.data.source, "batch_size": self.batch_size,
-                "ssim_window_scale_blur": list(self.ssim_args), "splits": {k: int(v.shape[0]) for k, v in self.data.splits.items()}}
+                "ssim_window_scale_blur": list(self.ssim_args),
+                "splits": {k: int(v.shape[0]) for k, v in self.data.splits.items()}, **aux}
 
 
 class STNFamily(TaskFamily):
@@ -215,6 +259,11 @@ class STNFamily(TaskFamily):
             even for Adam. A coarser scale (the defaults), as in the coarse scales of the study's
             multi-scale SSIM, rewards alignment over removal (``results/affnist/ssim_scales.json``).
         channels, hidden: localization-net widths.
+        aux_digits, aux_weight: other digits (MNIST/affNIST training and validation images, never test
+            ones; they must differ from ``digit`` and ``test_digits``) and the weight of a meta-objective
+            term that asks the trained STN to keep their size (:meth:`STNTask.mass_penalty`). The
+            optimizee never sees them; only the learned optimizer's meta-loss and validation do. Default: off.
+        n_aux, n_aux_val: training and validation images per other digit.
     """
 
     name = "affnist"
@@ -223,20 +272,25 @@ class STNFamily(TaskFamily):
                  test_digits: tuple[int, ...] = (8, 6, 1), n_train: int = 2000, n_val: int = 200,
                  n_test: int = 200, target_index: int = 13, data_seed: int = 0, batch_size: int = 32,
                  window_size: int = 11, ssim_scale: int = 2, ssim_blur: float = 1.0,
-                 channels: tuple[int, int] = (8, 16), hidden: int = 32) -> None:
+                 channels: tuple[int, int] = (8, 16), hidden: int = 32, aux_digits: tuple[int, ...] = (),
+                 aux_weight: float = 0.0, n_aux: int = 200, n_aux_val: int = 100) -> None:
         super().__init__()
+        if aux_weight < 0 or (aux_weight > 0 and not aux_digits):
+            raise ValueError(f"aux_weight must be >= 0 and needs aux_digits, got {aux_weight} and {list(aux_digits)}")
         if window_size < 3 or window_size % 2 == 0:
             raise ValueError(f"window_size must be odd and >= 3, got {window_size}")
         if ssim_scale < 1 or ssim_blur < 0:
             raise ValueError(f"ssim_scale must be >= 1 and ssim_blur >= 0, got {ssim_scale} and {ssim_blur}")
         self.data = load_digit_sets(data_dir, digit, tuple(test_digits), n_train, n_val, n_test,
-                                    target_index, data_seed, source)
+                                    target_index, data_seed, source, tuple(aux_digits), n_aux, n_aux_val)
         self.batch_size, self.ssim_args = batch_size, (window_size, ssim_scale, ssim_blur)
-        self.channels, self.hidden = tuple(channels), hidden
+        self.channels, self.hidden, self.aux_weight = tuple(channels), hidden, aux_weight
         #: final metrics that ``evaluate.py`` tabulates for this family
         self.table_metrics = tuple(f"test{d}_{m}" for d in test_digits for m in ("ssim", "mass_ratio"))
         print(f"affnist data: {self.data.source}; " +
-              ", ".join(f"{k}: {v.shape[0]}" for k, v in self.data.splits.items()), flush=True)
+              ", ".join(f"{k}: {v.shape[0]}" for k, v in self.data.splits.items()) +
+              (f"; meta-objective mass term (weight {aux_weight}) on digits {list(aux_digits)}" if aux_weight else ""),
+              flush=True)
 
     def to(self, device):  # noqa: D102
         super().to(device)
@@ -244,11 +298,13 @@ class STNFamily(TaskFamily):
         return self
 
     def sample(self, seed: int) -> STNTask:
-        return STNTask(self.data, seed, self.batch_size, *self.ssim_args, self.channels, self.hidden).to(self.device)
+        return STNTask(self.data, seed, self.batch_size, *self.ssim_args, self.channels, self.hidden,
+                       aux_weight=self.aux_weight).to(self.device)
 
     def describe(self) -> dict[str, Any]:
+        aux = {"aux_weight": self.aux_weight, "aux_images": list(self.data.aux.shape[:2])} if self.aux_weight else {}
         return {**super().describe(), "data": self.data.source, "batch_size": self.batch_size,
-                "ssim_window_scale_blur": list(self.ssim_args)}
+                "ssim_window_scale_blur": list(self.ssim_args), **aux}
 
 
 class LogSTNGrid(L.Callback):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import math
 
 import pytest
 import torch
@@ -45,6 +46,7 @@ ARCHS = [
     (HyperAdamOptimizer, {"hidden": [4]}),
     (HyperAdamOptimizer, {"hidden": [4], "warmup": 3}),
     (HyperAdamOptimizer, {"hidden": [], "tensor_scale": False, "tensor_size": True, "normalize": False}),
+    (HyperAdamOptimizer, {"hidden": [4], "normalize": False, "tensor_size": True, "weight_decay": 0.1}),
 ]
 
 
@@ -386,3 +388,30 @@ def test_hyper_adam_log_rms_min_clamps_only_the_log_rms_inputs():
     for a, b in zip(lopt._net("all", x, None)[:2], free._net("all", clamped, None)[:2]):
         torch.testing.assert_close(a, b)
     assert lopt.config()["log_rms_min"] == -12.0 and "log_rms_min" not in free.config()
+
+
+def test_hyper_adam_weight_decay_starts_at_adamw():
+    """Untrained, with one momentum decay and normalize=False, hyper_adam is Adam; with ``weight_decay`` it is
+    AdamW at that decay (decoupled: ``-lr * wd * p``), step for step; the decay is a learned per-tensor output."""
+    torch.manual_seed(0)
+    lopt = HyperAdamOptimizer(step_mult=0.01, momentum_decays=(0.9,), normalize=False, weight_decay=0.3)
+    assert lopt.feats.names[:2] == ["p", "adam0.9"] and lopt.config()["weight_decay"] == 0.3
+    params = {"w": torch.randn(6, 5), "b": torch.randn(5)}
+    ref = {k: v.clone().requires_grad_() for k, v in params.items()}
+    adamw = torch.optim.AdamW(ref.values(), lr=0.01, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.3)
+    state = lopt.init_state(params)
+    for _ in range(5):
+        grads = {k: torch.randn_like(v) for k, v in params.items()}
+        params, state = lopt.step(params, grads, state)
+        for k, p in ref.items():
+            p.grad = grads[k].clone()
+        adamw.step()
+    for k in params:
+        torch.testing.assert_close(params[k], ref[k].detach(), rtol=1e-5, atol=1e-6)
+    with torch.no_grad():  # the decay output moves each tensor's decay: a larger one shrinks the values more
+        lopt.nets["all"].layers[-1].bias[-1] = math.log(10.0)
+    p0 = {"w": torch.ones(2, 2)}
+    zero = {"w": torch.zeros(2, 2)}
+    assert lopt.step(p0, zero, lopt.init_state(p0))[0]["w"][0, 0] < 1 - 0.01 * 0.3 * 5
+    with pytest.raises(ValueError, match="normalize=False"):
+        HyperAdamOptimizer(weight_decay=0.1)

@@ -56,6 +56,9 @@ class HyperAdamOptimizer(FeatureOptimizerBase):
         normalize: divide the Adam directions by their RMS over each tensor (the default). With ``False`` they
             are Adam's own ``m_b / sqrt(v)``, whose size shrinks where the gradient's sign is noisy, and the
             untrained optimizer is Adam at learning rate ``step_mult`` (0.96 of the mix on ``init_decay``).
+        weight_decay: with ``> 0``, one more output per tensor: a decoupled weight decay ``wd = weight_decay *
+            exp(out)`` (starting at ``weight_decay``), applied like AdamW's, ``-step * wd * p`` (``step`` the
+            tensor's step size). Needs ``normalize=False``. 0 (the default): no decay and no such output.
         init_from: start from the weights of this ``hyper_adam`` file (the same configuration; a single-network
             file may warm-start a ``per_kind`` one; see :meth:`warm_start`).
 
@@ -76,10 +79,13 @@ class HyperAdamOptimizer(FeatureOptimizerBase):
                  rms_decay: float = 0.999, time_taus: Sequence[float] = (1.0, 3.0, 10.0, 30.0, 100.0),
                  warmup: float = 0.0, init_decay: float = 0.9, log_rms_min: float | None = None,
                  normalize: bool = True, tensor_scale: bool = True, tensor_size: bool = False,
-                 init_from: str | None = None) -> None:
+                 weight_decay: float = 0.0, init_from: str | None = None) -> None:
         if not momentum_decays:
             raise ValueError("hyper_adam needs at least one momentum decay")
-        super().__init__(per_kind, step_mult, mag_mult, momentum_decays, use_grad=False, use_param=False,
+        if weight_decay < 0 or (weight_decay > 0 and normalize):
+            raise ValueError(f"weight_decay must be >= 0 and needs normalize=False (it decays the raw values), "
+                             f"got {weight_decay} with normalize={normalize}")
+        super().__init__(per_kind, step_mult, mag_mult, momentum_decays, use_grad=False, use_param=weight_decay > 0,
                          use_momentum=False, use_adam=True, use_rsqrt=False, rms_decay=rms_decay, normalize=normalize,
                          time_taus=time_taus, tensor_scale=tensor_scale, warmup=warmup, tensor_size=tensor_size)
         self._config = {"hidden": list(hidden), "step_mult": step_mult, "mag_mult": mag_mult, "per_kind": per_kind,
@@ -89,33 +95,43 @@ class HyperAdamOptimizer(FeatureOptimizerBase):
                         **({"log_rms_min": float(log_rms_min)} if log_rms_min is not None else {}),
                         **({} if normalize else {"normalize": False}),
                         **({} if tensor_scale else {"tensor_scale": False}),
-                        **({"tensor_size": True} if tensor_size else {})}
+                        **({"tensor_size": True} if tensor_size else {}),
+                        **({"weight_decay": float(weight_decay)} if weight_decay else {})}
         if log_rms_min is not None and not tensor_scale:
             raise ValueError("log_rms_min clamps the log RMS inputs, which tensor_scale=False drops")
         self.log_rms_min = log_rms_min
-        self.num_decays = len(momentum_decays)
-        # the inputs: every feature row after the Adam directions (log RMS of g and p, log numel, step embedding)
-        n_in = self.feats.num_features - self.num_decays
-        assert not tensor_scale or self.feats.names[self.num_decays:self.num_decays + 2] == ["log_rms_g", "log_rms_p"]
-        self.nets = nn.ModuleDict({k: CoordinatewiseMLP(n_in, hidden, 1 + self.num_decays) for k in self.kinds})
+        self.num_decays, self.weight_decay = len(momentum_decays), float(weight_decay)
+        # feature rows: the raw values (weight_decay only), the Adam directions, then the per-tensor inputs
+        # (log RMS of g and p, log numel, step embedding)
+        self._first_adam = int(weight_decay > 0)
+        self._context = self._first_adam + self.num_decays
+        n_in = self.feats.num_features - self._context
+        assert not tensor_scale or self.feats.names[self._context:self._context + 2] == ["log_rms_g", "log_rms_p"]
+        n_out = 1 + self.num_decays + int(weight_decay > 0)  # magnitude, mix logits[, log decay]
+        self.nets = nn.ModuleDict({k: CoordinatewiseMLP(n_in, hidden, n_out) for k in self.kinds})
         first = self.feats.adam_index(init_decay)
         for net in self.nets.values():
             with torch.no_grad():
                 net.layers[-1].weight.zero_()
                 net.layers[-1].bias.zero_()
-                net.layers[-1].bias[1 + first] = 4.0  # softmax: ~0.96 of the mix (3 decays) on init_decay
+                net.layers[-1].bias[1 + first - self._first_adam] = 4.0  # softmax: ~0.96 of the mix (3 decays) on init_decay
         if init_from:
             self.warm_start(init_from)
 
     def _net(self, kind: str, x: Tensor, extra: Any, seg: Tensor | None = None,
              num_segments: int = 0) -> tuple[Tensor, Tensor, Any]:
-        adam, context = x[:self.num_decays], x[self.num_decays:]
+        adam, context = x[self._first_adam:self._context], x[self._context:]
         if seg is not None:  # the context is the same for every coordinate of a tensor: one column per tensor
             context = context.index_select(1, segment_starts(seg, num_segments))
         if self.log_rms_min is not None:  # the context starts with the log RMS of g and of p (FeatureSet.names)
             context = torch.cat([context[:2].clamp_min(self.log_rms_min), context[2:]])
         out = self.nets[kind](context)
-        magnitude, mix = out[0], torch.softmax(out[1:], dim=0)
+        magnitude, mix = out[0], torch.softmax(out[1:1 + self.num_decays], dim=0)
+        decay = self.weight_decay * torch.exp(out[1 + self.num_decays:]) if self.weight_decay else None
         if seg is not None:
             magnitude, mix = magnitude.index_select(0, seg), mix.index_select(1, seg)
-        return -(mix * adam).sum(0), magnitude, None
+            decay = None if decay is None else decay.index_select(1, seg)
+        direction = -(mix * adam).sum(0)
+        if decay is not None:  # decoupled weight decay on the raw values (feature row 0)
+            direction = direction - decay[0] * x[0]
+        return direction, magnitude, None

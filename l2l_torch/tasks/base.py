@@ -149,6 +149,30 @@ class Task(abc.ABC):
     def batch_size_of(self, batch: Batch) -> int:
         return 1
 
+    # ------------------------------------------------------------------ meta-objective
+    def meta_penalty(self, params: Mapping[str, Tensor], buffers: Mapping[str, Tensor],
+                     generator: torch.Generator) -> Tensor | None:
+        """An extra term of the meta-loss at ``params`` (each optimizee step of an unroll), or ``None``.
+
+        The optimizee never sees it (its gradients come from :meth:`loss` alone); only the learned
+        optimizer is meta-trained on ``f(x_t) + meta_penalty(x_t)``. Default: ``None`` (no term, no cost).
+        A task that adds a term here should add the same kind of term in :meth:`validation_loss`.
+        """
+        return None
+
+    def validation_loss(self, final: Mapping[str, float], params: Mapping[str, Tensor] | None = None,
+                        buffers: Mapping[str, Tensor] | None = None) -> float:
+        """The number meta-training validates (selects checkpoints) on, from a trained optimizee.
+
+        Args:
+            final: the final metrics of the run (``<split>_<metric>``, as in ``RunResult.final``).
+            params, buffers: the trained optimizee (for tasks whose :meth:`meta_penalty` needs them).
+
+        Default: the loss on the ``val`` split, or on the only split (e.g. quadratics).
+        """
+        split = "val" if "val" in self.eval_splits else self.eval_splits[0]
+        return final.get(f"{split}_loss", float("nan"))
+
     def to(self, device: torch.device | str) -> Task:
         """Move the task's data and module to ``device``. Returns ``self``."""
         # The module itself stays on the CPU: it is only a template for initialisation (so
