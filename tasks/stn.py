@@ -81,6 +81,17 @@ def ssim_loss(x: Tensor, y: Tensor, window_size: int = 11, scale: int = 1, blur:
     return 1.0 - ssim_per_image(x, y, window_size, scale, blur).mean()
 
 
+def mass_ratio(warped: Tensor, images: Tensor) -> Tensor:
+    """Foreground mass of each warped image over that of its input: ``(B, C, H, W)`` twice -> ``(B,)``;
+    about 1 for an alignment, well below 1 for a digit shrunk or moved off the canvas."""
+    return warped.sum(dim=(1, 2, 3)) / images.sum(dim=(1, 2, 3)).clamp_min(1e-6)
+
+
+def _aux_description(data: DigitSets, aux_weight: float) -> dict[str, Any]:
+    """The meta-objective term on other digits, for ``describe`` (empty when off)."""
+    return {"aux_weight": aux_weight, "aux_images": list(data.aux.shape[:2])} if aux_weight else {}
+
+
 class AffineHead(nn.Linear):
     """The localization net's last layer: zero weights and an identity bias, so that a fresh STN
     starts at the identity transform whatever the seed (the weights still receive gradients)."""
@@ -173,8 +184,8 @@ class STNTask(Task):
         """
         x = images.flatten(0, 1)
         warped, _ = self.forward(params, buffers, x, train=False)
-        ratio = warped.sum(dim=(1, 2, 3)) / x.sum(dim=(1, 2, 3)).clamp_min(1e-6)
-        return ratio.view(images.shape[:2]).mean(dim=1).log().square().mean()
+        per_digit = mass_ratio(warped, x).view(images.shape[:2]).mean(dim=1)
+        return per_digit.clamp_min(1e-6).log().square().mean()  # (a removed digit: large, not infinite)
 
     def meta_penalty(self, params: Mapping[str, Tensor], buffers: Mapping[str, Tensor],
                      generator: torch.Generator) -> Tensor | None:
@@ -207,7 +218,7 @@ class STNTask(Task):
         for (x,) in self.full_batches(split):
             warped, _ = self.forward(params, buffers, x, train=False)
             ssims.append(ssim_per_image(warped, self.data.target, *self.ssim_args))
-            ratios.append(warped.sum(dim=(1, 2, 3)) / x.sum(dim=(1, 2, 3)).clamp_min(1e-6))
+            ratios.append(mass_ratio(warped, x))
         s, r = torch.cat(ssims).mean(), torch.cat(ratios).mean()
         vals = torch.stack([1 - s, s, r]).tolist()  # one host sync
         return dict(zip(("loss", "ssim", "mass_ratio"), vals, strict=True))
@@ -231,10 +242,10 @@ class STNTask(Task):
         return grid.cpu()
 
     def describe(self) -> dict[str, Any]:
-        aux = {"aux_weight": self.aux_weight, "aux_images": list(self.data.aux.shape[:2])} if self.aux_weight else {}
         return {**super().describe(), "data": self.data.source, "batch_size": self.batch_size,
                 "ssim_window_scale_blur": list(self.ssim_args),
-                "splits": {k: int(v.shape[0]) for k, v in self.data.splits.items()}, **aux}
+                "splits": {k: int(v.shape[0]) for k, v in self.data.splits.items()},
+                **_aux_description(self.data, self.aux_weight)}
 
 
 class STNFamily(TaskFamily):
@@ -302,9 +313,8 @@ class STNFamily(TaskFamily):
                        aux_weight=self.aux_weight).to(self.device)
 
     def describe(self) -> dict[str, Any]:
-        aux = {"aux_weight": self.aux_weight, "aux_images": list(self.data.aux.shape[:2])} if self.aux_weight else {}
         return {**super().describe(), "data": self.data.source, "batch_size": self.batch_size,
-                "ssim_window_scale_blur": list(self.ssim_args), **aux}
+                "ssim_window_scale_blur": list(self.ssim_args), **_aux_description(self.data, self.aux_weight)}
 
 
 class LogSTNGrid(L.Callback):
