@@ -35,12 +35,10 @@ def run(family: STNFamily, weight: float, seeds: int, steps: int, lr: float) -> 
         opt = torch.optim.Adam(params.values(), lr=lr)
         gen = torch.Generator(device=task.device).manual_seed(seed)
         aux_gen = torch.Generator(device=task.device).manual_seed(seed + 1)
-        aux = family.data.aux
         for _ in range(steps):
             loss, _ = task.loss(params, buffers, task.sample_batch("train", gen))
             if weight:
-                idx = torch.randint(aux.shape[1], (aux.shape[0], task.batch_size // aux.shape[0]), generator=aux_gen)
-                loss = loss + weight * task.mass_penalty(params, buffers, aux[torch.arange(aux.shape[0])[:, None], idx])
+                loss = loss + weight * task.mass_penalty(params, buffers, task.sample_aux(aux_gen))
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()

@@ -187,16 +187,19 @@ class STNTask(Task):
         per_digit = mass_ratio(warped, x).view(images.shape[:2]).mean(dim=1)
         return per_digit.clamp_min(1e-6).log().square().mean()  # (a removed digit: large, not infinite)
 
-    def meta_penalty(self, params: Mapping[str, Tensor], buffers: Mapping[str, Tensor],
-                     generator: torch.Generator) -> Tensor | None:
-        """``aux_weight * mass_penalty`` on ``batch_size // D`` random training images of each other digit."""
-        if not self.aux_weight:
-            return None
+    def sample_aux(self, generator: torch.Generator) -> Tensor:
+        """``(D, batch_size // D, 1, H, W)``: random training images of each of the ``D`` other digits."""
         aux = self.data.aux
         per = max(1, self.batch_size // aux.shape[0])
         idx = torch.randint(aux.shape[1], (aux.shape[0], per), generator=generator, device=self.device)
-        rows = torch.arange(aux.shape[0], device=self.device).unsqueeze(1)
-        return self.aux_weight * self.mass_penalty(params, buffers, aux[rows, idx])
+        return aux[torch.arange(aux.shape[0], device=self.device).unsqueeze(1), idx]
+
+    def meta_penalty(self, params: Mapping[str, Tensor], buffers: Mapping[str, Tensor],
+                     generator: torch.Generator) -> Tensor | None:
+        """``aux_weight * mass_penalty`` on a :meth:`sample_aux` batch of the other digits."""
+        if not self.aux_weight:
+            return None
+        return self.aux_weight * self.mass_penalty(params, buffers, self.sample_aux(generator))
 
     def validation_loss(self, final: Mapping[str, float], params: Mapping[str, Tensor] | None = None,
                         buffers: Mapping[str, Tensor] | None = None) -> float:

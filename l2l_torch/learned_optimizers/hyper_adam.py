@@ -103,11 +103,11 @@ class HyperAdamOptimizer(FeatureOptimizerBase):
         self.num_decays, self.weight_decay = len(momentum_decays), float(weight_decay)
         # feature rows: the raw values (weight_decay only), the Adam directions, then the per-tensor inputs
         # (log RMS of g and p, log numel, step embedding)
-        self._first_adam = int(weight_decay > 0)
+        self._first_adam = int(weight_decay > 0)  # one feature row (the values) and one output (the log decay)
         self._context = self._first_adam + self.num_decays
         n_in = self.feats.num_features - self._context
         assert not tensor_scale or self.feats.names[self._context:self._context + 2] == ["log_rms_g", "log_rms_p"]
-        n_out = 1 + self.num_decays + int(weight_decay > 0)  # magnitude, mix logits[, log decay]
+        n_out = 1 + self.num_decays + self._first_adam  # magnitude, mix logits[, log decay]
         self.nets = nn.ModuleDict({k: CoordinatewiseMLP(n_in, hidden, n_out) for k in self.kinds})
         first = self.feats.adam_index(init_decay)
         for net in self.nets.values():
