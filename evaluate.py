@@ -29,9 +29,10 @@ def _reuse(a, overrides: dict) -> dict:
         raise UserError(f"--reuse-baselines: no results.json in {a.reuse_baselines}")
     prev = json.loads(path.read_text())
     mine = {"task": a.task, "steps": a.steps or prev["steps"], "seeds": a.seeds, "overrides": overrides,
-            "epoch_steps": a.epoch_steps}
+            "epoch_steps": a.epoch_steps, "average": a.average}
     theirs = {"task": prev["task"], "steps": prev["steps"], "seeds": prev["seeds"],
-              "overrides": prev.get("overrides", {}), "epoch_steps": prev.get("epoch_steps")}
+              "overrides": prev.get("overrides", {}), "epoch_steps": prev.get("epoch_steps"),
+              "average": prev.get("average")}
     if "epoch_steps" not in prev:  # written before results.json stored it: read it off the command
         cmd = shlex.split(prev.get("command", ""))
         theirs["epoch_steps"] = int(cmd[cmd.index("--epoch-steps") + 1]) if "--epoch-steps" in cmd else None
@@ -72,6 +73,9 @@ def main(argv: list[str] | None = None) -> None:
                         "and --set overrides instead of running them again; only the learned optimizer is trained, "
                         "plus one run of the tuned Adam to check that they reproduce here (reuse_check)")
     p.add_argument("--epoch-steps", type=int, help="record validation metrics every N steps (an 'epoch')")
+    p.add_argument("--average", type=float, metavar="DECAY",
+                   help="evaluate every optimizer (learned and baselines; the baselines also tuned so) at an "
+                        "exponential moving average of its iterates with this decay, e.g. 0.9, instead of the last one")
     p.add_argument("--no-updates", action="store_true",
                    help="skip the update-size histogram (updates.png: learned vs tuned Adam, one seed)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
@@ -91,6 +95,8 @@ def main(argv: list[str] | None = None) -> None:
         if unknown:
             raise UserError(f"unknown baseline(s) {unknown}; known: {sorted(BASELINES)}")
         lr_grid = [float(x) for x in a.lr_grid.split(",")] if a.lr_grid else None
+        if a.average is not None and not 0.0 <= a.average < 1.0:
+            raise UserError(f"--average {a.average}: the decay must be in [0, 1)")
         reuse = _reuse(a, overrides) if a.reuse_baselines else None
     except UserError as e:
         fail(str(e))
@@ -107,7 +113,7 @@ def main(argv: list[str] | None = None) -> None:
     res = evaluate_learned_optimizer(
         family, lambda groups: LearnedOptimizer(groups, lopt=lopt), steps, a.seeds, tune=not a.no_tune,
         tune_seeds=a.tune_seeds, tune_steps=a.tune_steps, baselines=baselines, learned_name=lopt.arch_name,
-        epoch_steps=a.epoch_steps, tune_metric=a.tune_metric, progress=progress, reuse=reuse,
+        epoch_steps=a.epoch_steps, tune_metric=a.tune_metric, progress=progress, reuse=reuse, average=a.average,
         **({"lr_grid": lr_grid} if lr_grid else {}))
     results = {"task": a.task, "steps": steps, "seeds": a.seeds, "checkpoint": str(a.checkpoint),
                "checkpoint_meta": meta, "family": family.describe(), "overrides": overrides, "device": str(device),
@@ -115,7 +121,7 @@ def main(argv: list[str] | None = None) -> None:
                "primary_metric": "final_loss" if a.tune_metric == "train_loss" else a.tune_metric,
                # shell-quoted, so that `python -m l2l_torch.report` can run it again (e.g. --set 'hidden=[20, 20]')
                "command": "python evaluate.py " + shlex.join(sys.argv[1:] if argv is None else argv),
-               "seconds": round(time.time() - t0, 1), "epoch_steps": a.epoch_steps,
+               "seconds": round(time.time() - t0, 1), "epoch_steps": a.epoch_steps, "average": a.average,
                **({"baselines_from": a.reuse_baselines} if a.reuse_baselines else {}), **res}
     write_outputs(results, out)
     if not a.no_updates:
@@ -124,7 +130,7 @@ def main(argv: list[str] | None = None) -> None:
         upd.update(task=a.task, checkpoint=str(a.checkpoint))
         write_updates(upd, out)
     grids = _image_grids(family, res["optimizers"], lambda groups: LearnedOptimizer(groups, lopt=lopt),
-                         lopt.arch_name, steps, out, progress)
+                         lopt.arch_name, steps, out, progress, a.average)
     _task_table(family, results, out)
     try:
         from torch.utils.tensorboard import SummaryWriter
@@ -151,9 +157,11 @@ def main(argv: list[str] | None = None) -> None:
     json.dumps(results)  # fail loudly here rather than leave a half-written folder
 
 
-def _image_grids(family, optimizers: dict, lopt_factory, learned_name: str, steps: int, out: Path, progress) -> dict:
+def _image_grids(family, optimizers: dict, lopt_factory, learned_name: str, steps: int, out: Path, progress,
+                 average: float | None = None) -> dict:
     """For tasks with a ``visualize(params, buffers) -> (3, H, W)`` method: train one held-out
-    instance per optimizer and save its picture as ``grid_<optimizer>.png``. Returns the images."""
+    instance per optimizer and save its picture (of the averaged iterates with ``average``) as
+    ``grid_<optimizer>.png``. Returns the images."""
     from l2l_torch.evaluation import baseline_factory, train_optimizee
     from l2l_torch.tasks.base import TEST_SEED_OFFSET
 
@@ -166,7 +174,7 @@ def _image_grids(family, optimizers: dict, lopt_factory, learned_name: str, step
     for name, o in optimizers.items():
         progress(f"image grid {name}")
         factory = lopt_factory if name == learned_name else baseline_factory(name.removesuffix("_tuned"), o["lr"])
-        r = train_optimizee(task, factory, steps, TEST_SEED_OFFSET, keep_params=True)
+        r = train_optimizee(task, factory, steps, TEST_SEED_OFFSET, keep_params=True, average=average)
         if not r.diverged:
             grids[name] = task.visualize(r.params, r.buffers)
             save_image(grids[name], out / f"grid_{name}.png")

@@ -126,7 +126,8 @@ class UpdateRecorder:
 
 def train_optimizee(task: Task, make_optimizer: OptimizerFactory, steps: int, seed: int,
                     epoch_steps: int | None = None, loss_bound: float = 1e8,
-                    keep_params: bool = False, record_updates: UpdateRecorder | None = None) -> RunResult:
+                    keep_params: bool = False, record_updates: UpdateRecorder | None = None,
+                    average: float | None = None) -> RunResult:
     """Train a fresh optimizee of ``task`` (initialised from ``seed``) for ``steps`` steps.
 
     Args:
@@ -139,6 +140,11 @@ def train_optimizee(task: Task, make_optimizer: OptimizerFactory, steps: int, se
         loss_bound: a loss above this, or a non-finite one, marks the run as diverged (it stops there).
         keep_params: keep the final params and buffers in the result.
         record_updates: if given, every step's update (params after minus before) goes into it.
+        average: if set, an exponential moving average of the iterates with this decay (torch's
+            :func:`~torch.optim.swa_utils.get_ema_multi_avg_fn`: ``avg <- decay * avg + (1 - decay) * params``
+            after every step, starting from the initial params) is what the final metrics, the per-epoch metrics
+            and ``params`` are taken at; the training losses stay those of the iterates. Buffers are the last
+            iterate's. Works the same for every optimizer, learned or not.
 
     Returns:
         A :class:`RunResult`. A diverged run has ``diverged=True`` and NaN final metrics, never
@@ -147,6 +153,8 @@ def train_optimizee(task: Task, make_optimizer: OptimizerFactory, steps: int, se
     init, buffers = task.init_params(seed)
     params = {k: v.clone().requires_grad_() for k, v in init.items()}
     opt = make_optimizer(param_groups(task, params))
+    ema_update = None if average is None else torch.optim.swa_utils.get_ema_multi_avg_fn(average)
+    evaluated = params if ema_update is None else {k: v.detach().clone() for k, v in params.items()}  # metrics' params
     gen = torch.Generator(device=task.device).manual_seed(seed)
     losses = torch.full((steps + 1,), float("nan"), device=task.device)
     epochs: list[dict[str, float]] = []
@@ -170,19 +178,22 @@ def train_optimizee(task: Task, make_optimizer: OptimizerFactory, steps: int, se
         opt.step()
         if record_updates is not None:
             record_updates.after(params)
+        if ema_update is not None:
+            ema_update(list(evaluated.values()), [p.detach() for p in params.values()], t)
         if epoch_steps and (t + 1) % epoch_steps == 0:
-            epochs.append({"step": t + 1, **{f"val_{k}": v for k, v in task.evaluate(params, buffers, "val").items()}})
+            epochs.append({"step": t + 1,
+                           **{f"val_{k}": v for k, v in task.evaluate(evaluated, buffers, "val").items()}})
     final: dict[str, float] = {}
     if not diverged:
         for split in task.eval_splits:
-            for k, v in task.evaluate(params, buffers, split).items():
+            for k, v in task.evaluate(evaluated, buffers, split).items():
                 final[f"{split}_{k}"] = v
         diverged = not all(math.isfinite(v) for v in final.values())
     if diverged:
         final = {k: float("nan") for k in final}
         final.setdefault("train_loss", float("nan"))
     return RunResult(losses.cpu(), final, diverged, epochs,
-                     {k: v.detach() for k, v in params.items()} if keep_params else None,
+                     {k: v.detach() for k, v in evaluated.items()} if keep_params else None,
                      buffers if keep_params else None)
 
 
@@ -201,12 +212,14 @@ def _half_decade(x: float, up: bool) -> float:
 
 def tune_lr(family: TaskFamily, name: str, steps: int, seeds: int = 3,
             grid: Sequence[float] = LR_GRID, metric: str = "train_loss",
-            extend: bool = True) -> tuple[float, dict[float, float]]:
+            extend: bool = True, average: float | None = None) -> tuple[float, dict[float, float]]:
     """Grid-search the learning rate of baseline ``name`` on instances disjoint from evaluation.
 
     If the best learning rate lies on an edge of ``grid`` and ``extend`` is set, the grid grows by
     half-decades past that edge (down to 1e-7, up to 100) until the best is inside it, so a tuned
     baseline is never limited by the grid.
+
+    ``average``: tune for the final metric of the averaged iterates (:func:`train_optimizee`).
 
     Returns ``(best_lr, {lr: mean final metric})``; a diverged run counts as +inf.
     """
@@ -217,7 +230,7 @@ def tune_lr(family: TaskFamily, name: str, steps: int, seeds: int = 3,
             vals = []
             for i in range(seeds):
                 task = family.sample(TUNE_SEED_OFFSET + i)
-                r = train_optimizee(task, baseline_factory(name, lr), steps, TUNE_SEED_OFFSET + i)
+                r = train_optimizee(task, baseline_factory(name, lr), steps, TUNE_SEED_OFFSET + i, average=average)
                 vals.append(math.inf if r.diverged else r.final[metric])
             scores[lr] = sum(vals) / len(vals)
         return scores[lr]
@@ -267,11 +280,12 @@ def summarize(runs: list[RunResult]) -> dict[str, Any]:
 
 def compare(family: TaskFamily, optimizers: dict[str, tuple[OptimizerFactory, float | None]], steps: int,
             seeds: int, epoch_steps: int | None = None,
-            progress: Callable[[str], None] | None = None) -> dict[str, Any]:
+            progress: Callable[[str], None] | None = None, average: float | None = None) -> dict[str, Any]:
     """Train ``seeds`` held-out instances of ``family`` with every optimizer.
 
     Args:
         optimizers: name -> (factory, learning rate to report or None).
+        average: metrics at an average of the iterates (:func:`train_optimizee`).
 
     Returns:
         ``{name: {"lr", "final_loss", "diverged", <metric>: {"mean","std"}, "curve", ...}}``.
@@ -281,7 +295,7 @@ def compare(family: TaskFamily, optimizers: dict[str, tuple[OptimizerFactory, fl
         if progress:
             progress(name)
         runs = [train_optimizee(family.sample(TEST_SEED_OFFSET + i), factory, steps, TEST_SEED_OFFSET + i,
-                                epoch_steps=epoch_steps) for i in range(seeds)]
+                                epoch_steps=epoch_steps, average=average) for i in range(seeds)]
         s = summarize(runs)
         s["final_loss"] = s.get("train_loss", {"mean": float("nan"), "std": float("nan")})
         out[name] = {"lr": lr, **s}
@@ -324,9 +338,13 @@ def evaluate_learned_optimizer(family: TaskFamily, lopt_factory: OptimizerFactor
                                baselines: Sequence[str] = tuple(BASELINES), learned_name: str = "lstm",
                                epoch_steps: int | None = None, tune_metric: str = "train_loss",
                                progress: Callable[[str], None] | None = None, lr_grid: Sequence[float] = LR_GRID,
-                               reuse: Mapping[str, Any] | None = None) -> dict[str, Any]:
+                               reuse: Mapping[str, Any] | None = None,
+                               average: float | None = None) -> dict[str, Any]:
     """The full comparison of ``evaluate.py``: the learned optimizer against every baseline at its
     default learning rate and (``tune``) at its learning rate tuned on separate instances.
+
+    ``average``: every optimizer, learned or not, is evaluated (and the baselines tuned) at an exponential
+    moving average of its iterates with this decay (:func:`train_optimizee`).
 
     ``tune_metric`` is the final metric the learning-rate search minimises (``train_loss``, or e.g.
     ``val_loss``); ``lr_grid`` is the starting grid of that search (it still grows past an edge).
@@ -341,20 +359,22 @@ def evaluate_learned_optimizer(family: TaskFamily, lopt_factory: OptimizerFactor
     optimizers: dict[str, tuple[OptimizerFactory, float | None]] = {learned_name: (lopt_factory, None)}
     tuning: dict[str, dict[str, float]] = {}
     if reuse is not None:
-        results = compare(family, optimizers, steps, seeds, epoch_steps=epoch_steps, progress=progress)
+        results = compare(family, optimizers, steps, seeds, epoch_steps=epoch_steps, progress=progress,
+                          average=average)
         kept = {k: v for k, v in reuse["optimizers"].items() if k.removesuffix("_tuned") in baselines}
         return {"optimizers": {**results, **kept},
                 "tuning": {k: v for k, v in reuse.get("tuning", {}).items() if k in baselines},
-                "reuse_check": check_reuse(family, kept, steps, progress)}
+                "reuse_check": check_reuse(family, kept, steps, progress, average=average)}
     for name in baselines:
         optimizers[name] = (baseline_factory(name), BASELINES[name][1])
         if tune:
             if progress:
                 progress(f"tuning {name}")
-            best, scores = tune_lr(family, name, tune_steps or steps, tune_seeds, grid=lr_grid, metric=tune_metric)
+            best, scores = tune_lr(family, name, tune_steps or steps, tune_seeds, grid=lr_grid, metric=tune_metric,
+                                   average=average)
             tuning[name] = {str(k): v for k, v in scores.items()}
             optimizers[f"{name}_tuned"] = (baseline_factory(name, best), best)
-    results = compare(family, optimizers, steps, seeds, epoch_steps=epoch_steps, progress=progress)
+    results = compare(family, optimizers, steps, seeds, epoch_steps=epoch_steps, progress=progress, average=average)
     return {"optimizers": results, "tuning": tuning}
 
 
@@ -363,7 +383,7 @@ REUSE_RTOL = 1e-4
 
 
 def check_reuse(family: TaskFamily, reused: Mapping[str, Any], steps: int,
-                progress: Callable[[str], None] | None = None) -> dict[str, Any]:
+                progress: Callable[[str], None] | None = None, average: float | None = None) -> dict[str, Any]:
     """Train the first held-out instance again with one reused baseline (``adam_tuned`` if there is one) and
     compare its final metrics with the stored ones.
 
@@ -381,7 +401,8 @@ def check_reuse(family: TaskFamily, reused: Mapping[str, Any], steps: int,
     seed = TEST_SEED_OFFSET
     if progress:
         progress(f"checking that the reused {name} reproduces (seed {seed})")
-    r = train_optimizee(family.sample(seed), baseline_factory(name.removesuffix("_tuned"), entry["lr"]), steps, seed)
+    r = train_optimizee(family.sample(seed), baseline_factory(name.removesuffix("_tuned"), entry["lr"]), steps, seed,
+                        average=average)
     stored = {k: v[0] for k, v in entry["per_seed"].items() if k in r.final and v and v[0] is not None}
     if not stored:  # that seed had diverged in the stored run
         return {"optimizer": name, "lr": entry["lr"], "seed": seed, "reproduced": None}

@@ -145,9 +145,12 @@ def provenance_lines(res: dict[str, Any], rel: str, folder: Path | None) -> list
 def experiment_section(name: str, res: dict[str, Any], rel: str, folder: Path | None = None) -> str:
     """Markdown of one experiment. ``folder`` (the experiment's results folder) adds the per-epoch and
     update-size figures where it holds them."""
+    averaged = "" if res.get("average") is None else \
+        f"; every optimizer evaluated at the moving average of its iterates (decay {res['average']:g})"
     lines = [f"## {name}", "", f"`{res.get('command', '?')}`", "",
              f"{res['steps']} optimizee steps, {res['seeds']} held-out seeds; checkpoint "
-             f"`{res.get('checkpoint')}` (selected meta-step: {res.get('checkpoint_meta', {}).get('global_step', '?')}).", ""]
+             f"`{res.get('checkpoint')}` (selected meta-step: {res.get('checkpoint_meta', {}).get('global_step', '?')})"
+             f"{averaged}.", ""]
     lines += provenance_lines(res, rel, folder)
     lines.append(markdown_table(res))
     lo, ad = res["optimizers"][learned_name(res)], res["optimizers"].get("adam_tuned", {})

@@ -111,6 +111,12 @@ def test_evaluate_reuses_baselines(tmp_path):
     r = run("evaluate.py", *common[:-1], "--seeds", "3", "--out", str(tmp_path / "c"),
             "--reuse-baselines", str(tmp_path / "a"))
     assert r.returncode != 0 and "differ" in r.stderr
+    # baselines evaluated at the last iterate are not reused for an evaluation at the averaged iterates
+    r = run("evaluate.py", *common, "--average", "0.9", "--out", str(tmp_path / "e"),
+            "--reuse-baselines", str(tmp_path / "a"))
+    assert r.returncode != 0 and "'average': (None, 0.9)" in r.stderr
+    r = run("evaluate.py", *common, "--average", "1", "--out", str(tmp_path / "e"))
+    assert r.returncode != 0 and "--average 1.0: the decay must be in [0, 1)" in r.stderr
 
 
 def test_warm_start_is_validated_before_meta_training(tmp_path):

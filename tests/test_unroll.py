@@ -83,6 +83,28 @@ def test_functional_step_agrees_with_torch_sgd(lr):
     torch.testing.assert_close(res.state.params["x"], b.params["x"], rtol=1e-5, atol=1e-6)
 
 
+def test_train_optimizee_average_evaluates_the_moving_average_of_the_iterates():
+    """``average=decay``: final metrics and params are those of torch's EMA of the iterates (from the initial
+    params), the training losses stay the iterates'; decay 0 is the last iterate."""
+    task = QuadraticFamily(num=3).sample(5)
+    sgd = baseline_factory("sgd", 0.05)
+    last = train_optimizee(task, sgd, 6, 5, keep_params=True)
+    avg = train_optimizee(task, sgd, 6, 5, keep_params=True, average=0.5)
+    iterates = [train_optimizee(task, sgd, t, 5, keep_params=True).params["x"] for t in range(7)]
+    ema = iterates[0]
+    for x in iterates[1:]:
+        ema = 0.5 * ema + 0.5 * x
+    torch.testing.assert_close(avg.params["x"], ema)
+    assert not torch.allclose(avg.params["x"], last.params["x"])
+    torch.testing.assert_close(avg.losses, last.losses)
+    buffers = task.init_params(5)[1]
+    for k, v in task.evaluate({"x": ema}, buffers, "train").items():
+        assert avg.final[f"train_{k}"] == pytest.approx(v, rel=1e-6)
+    zero = train_optimizee(task, sgd, 6, 5, keep_params=True, average=0.0)
+    torch.testing.assert_close(zero.params["x"], last.params["x"])
+    assert zero.final == pytest.approx(last.final)
+
+
 def test_unroll_does_not_modify_its_input_state():
     lopt = LSTMOptimizer()
     task = QuadraticFamily().sample(0)
