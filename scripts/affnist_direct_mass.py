@@ -20,9 +20,8 @@ from pathlib import Path
 import torch
 
 from l2l_torch.tasks.base import TEST_SEED_OFFSET
+from tasks.stn import OTHER_DIGITS as AUX_DIGITS
 from tasks.stn import STNFamily
-
-AUX_DIGITS = (0, 2, 3, 4, 5, 7, 9)
 
 
 def run(family: STNFamily, weight: float, seeds: int, steps: int, lr: float) -> dict[str, float]:

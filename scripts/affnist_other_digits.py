@@ -19,9 +19,8 @@ import torch
 
 from l2l_torch.evaluation import baseline_factory, train_optimizee
 from l2l_torch.tasks.base import TEST_SEED_OFFSET
-from tasks.stn import STNFamily, mass_ratio
-
-AUX_DIGITS = (0, 2, 3, 4, 5, 7, 9)
+from tasks.stn import OTHER_DIGITS as AUX_DIGITS
+from tasks.stn import STNFamily
 
 
 def run(family: STNFamily, lr: float, average: float | None, seeds: int, steps: int) -> dict[str, float]:
@@ -31,10 +30,8 @@ def run(family: STNFamily, lr: float, average: float | None, seeds: int, steps: 
         seed = TEST_SEED_OFFSET + i
         task = family.sample(seed)
         r = train_optimizee(task, baseline_factory("adam", lr), steps, seed, keep_params=True, average=average)
-        aux = task.data.aux_val  # (D, n, 1, H, W)
         with torch.no_grad():
-            warped, _ = task.forward(r.params, r.buffers, aux.flatten(0, 1), train=False)
-            per_digit = mass_ratio(warped, aux.flatten(0, 1)).view(aux.shape[:2]).mean(1).tolist()
+            per_digit = task.digit_mass_ratios(r.params, r.buffers, task.data.aux_val).tolist()
         row = {k: v for k, v in r.final.items() if k.startswith("test")}
         row.update({f"other{d}_mass_ratio": m for d, m in zip(AUX_DIGITS, per_digit, strict=True)})
         rows.append(row)

@@ -81,6 +81,10 @@ def ssim_loss(x: Tensor, y: Tensor, window_size: int = 11, scale: int = 1, blur:
     return 1.0 - ssim_per_image(x, y, window_size, scale, blur).mean()
 
 
+#: the digits other than the trained 8 and the test 6 and 1, for ``STNFamily(aux_digits=...)``
+OTHER_DIGITS: tuple[int, ...] = (0, 2, 3, 4, 5, 7, 9)
+
+
 def mass_ratio(warped: Tensor, images: Tensor) -> Tensor:
     """Foreground mass of each warped image over that of its input: ``(B, C, H, W)`` twice -> ``(B,)``;
     about 1 for an alignment, well below 1 for a digit shrunk or moved off the canvas."""
@@ -182,10 +186,15 @@ class STNTask(Task):
         Returns:
             A scalar: 0 when every digit's mean foreground-mass ratio (warped / input) is 1.
         """
+        per_digit = self.digit_mass_ratios(params, buffers, images)
+        return per_digit.clamp_min(1e-6).log().square().mean()  # (a removed digit: large, not infinite)
+
+    def digit_mass_ratios(self, params: Mapping[str, Tensor], buffers: Mapping[str, Tensor], images: Tensor) -> Tensor:
+        """``(D, n, 1, H, W)`` images of ``D`` digits -> ``(D,)``: each digit's mean foreground-mass ratio
+        (:func:`mass_ratio`) under the STN of ``params``."""
         x = images.flatten(0, 1)
         warped, _ = self.forward(params, buffers, x, train=False)
-        per_digit = mass_ratio(warped, x).view(images.shape[:2]).mean(dim=1)
-        return per_digit.clamp_min(1e-6).log().square().mean()  # (a removed digit: large, not infinite)
+        return mass_ratio(warped, x).view(images.shape[:2]).mean(dim=1)
 
     def sample_aux(self, generator: torch.Generator) -> Tensor:
         """``(D, batch_size // D, 1, H, W)``: random training images of each of the ``D`` other digits."""
