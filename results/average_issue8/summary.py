@@ -1,0 +1,32 @@
+"""Table: the recommended small_fc_warmup_pes against tuned Adam, at the last iterate (results/issue8_seeds10) and
+both at the moving average of their iterates (results/average_issue8). Run from the repository root:
+    python results/average_issue8/summary.py > results/average_issue8/table.md
+"""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROWS = ["fmnist_t1_sigmoid_100", "fmnist_t1_tanh_100", "fmnist_t1_relu_100", "fmnist_t1_sigmoid_200",
+        "fmnist_t1_tanh_200", "fmnist_t1_relu_200", "cifar_convdense_300"]
+
+
+def verdict(path: Path, against: str = "adam_tuned") -> str:
+    out = subprocess.run([sys.executable, "scripts/paired_verdicts.py", str(path), "--against", against],
+                         capture_output=True, text=True, check=True).stdout.strip().splitlines()[-1].split()
+    return f"{' '.join(out[3:])} (d {out[1]}, SE {out[2]})"
+
+
+print("| row | at | small_fc_warmup_pes loss | tuned Adam loss (lr) | paired verdict | test acc. learned / Adam | "
+      "Adam at lr 0.001 loss | paired verdict against it |")
+print("|---|---|---|---|---|---|---|---|")
+for row in ROWS:
+    for at, root in (("last iterate", "results/issue8_seeds10"), ("average 0.9", "results/average_issue8")):
+        p = Path(root) / row / "results.json"
+        if not p.is_file():
+            continue
+        o = json.loads(p.read_text())["optimizers"]
+        lo, ad = o["small_fc"], o["adam_tuned"]
+        print(f"| {row} | {at} | {lo['final_loss']['mean']:.4f} | {ad['final_loss']['mean']:.4f} ({ad['lr']:g}) | "
+              f"{verdict(p)} | {100 * lo['test_accuracy']['mean']:.1f} / {100 * ad['test_accuracy']['mean']:.1f} | "
+              f"{o['adam']['final_loss']['mean']:.4f} | {verdict(p, 'adam')} |")
