@@ -1,6 +1,6 @@
 """Deployment overhead: one training step with ``LearnedOptimizer`` against ``torch.optim.Adam``.
 
-    python benchmarks/deployment.py [--steps 20] [--repeats 5] [--threads 2] [--out results/benchmarks]
+    python benchmarks/deployment.py [--steps 20] [--repeats 5] [--threads 2] [--out results/benchmarks] [--device cpu]
 
 Times forward + backward + optimizer step of the conv+dense CIFAR-10 CNN and of the Fashion-MNIST MLP at
 batch 128 (plain ``nn.Module`` training, no functional_call), alternating Adam and the learned
@@ -14,7 +14,6 @@ import argparse
 import json
 import statistics
 import sys
-import time
 from pathlib import Path
 
 import torch
@@ -22,10 +21,11 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from benchmarks.meta_throughput import clock  # noqa: E402
 from l2l_torch import LearnedOptimizer, LSTMOptimizer, param_groups_by_kind  # noqa: E402
 
 
-def model_and_data(kind: str):
+def model_and_data(kind: str, device: torch.device):
     from tasks.models import build_model
 
     torch.manual_seed(0)
@@ -33,20 +33,20 @@ def model_and_data(kind: str):
         model, x = build_model("convdense", (3, 32, 32)), torch.randn(128, 3, 32, 32)
     else:
         model, x = build_model("mlp", (1, 28, 28), hidden=[20], activation="sigmoid"), torch.randn(128, 1, 28, 28)
-    return model, x, torch.randint(0, 10, (128,))
+    return model.to(device), x.to(device), torch.randint(0, 10, (128,)).to(device)
 
 
 def time_steps(model: nn.Module, opt: torch.optim.Optimizer, x, y, steps: int) -> float:
-    t0 = time.perf_counter()
+    t0 = clock(x.device)
     for _ in range(steps):
         opt.zero_grad(set_to_none=True)
         nn.functional.cross_entropy(model(x), y).backward()
         opt.step()
-    return (time.perf_counter() - t0) / steps
+    return (clock(x.device) - t0) / steps
 
 
-def bench(kind: str, steps: int, repeats: int) -> dict:
-    model, x, y = model_and_data(kind)
+def bench(kind: str, steps: int, repeats: int, device: torch.device) -> dict:
+    model, x, y = model_and_data(kind, device)
     adam = torch.optim.Adam(model.parameters(), lr=1e-3)
     lopt = LearnedOptimizer(param_groups_by_kind(model), lopt=LSTMOptimizer(per_kind=True))
     time_steps(model, adam, x, y, 3), time_steps(model, lopt, x, y, 3)  # warm-up
@@ -66,14 +66,15 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out", default="results/benchmarks")
+    ap.add_argument("--device", default="cpu", help="cpu (default) or cuda")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
-    rows = [bench(k, a.steps, a.repeats) for k in ("convdense", "mlp")]
+    rows = [bench(k, a.steps, a.repeats, torch.device(a.device)) for k in ("convdense", "mlp")]
     print(f"{'model':10} {'params':>7} {'Adam ms/step':>13} {'learned ms/step':>16} {'ratio':>6}")
     for r in rows:
         print(f"{r['task']:10} {r['params']:>7} {r['adam_ms']:>13.2f} {r['learned_ms']:>16.2f} {r['ratio']:>6.2f}")
     Path(a.out).mkdir(parents=True, exist_ok=True)
-    (Path(a.out) / "deployment.json").write_text(json.dumps({"threads": a.threads, "rows": rows}, indent=1))
+    (Path(a.out) / "deployment.json").write_text(json.dumps({"threads": a.threads, "device": a.device, "rows": rows}, indent=1))
     print(json.dumps({"convdense_ratio": rows[0]["ratio"], "mlp_ratio": rows[1]["ratio"]}))
 
 

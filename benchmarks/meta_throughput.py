@@ -1,6 +1,6 @@
 """Meta-training throughput: l2l_torch's unroll against a plain reference, in the same run.
 
-    python benchmarks/meta_throughput.py [--json] [--repeats 3] [--threads 2] [--out results/benchmarks]
+    python benchmarks/meta_throughput.py [--json] [--repeats 3] [--threads 2] [--out results/benchmarks] [--device cpu]
 
 Counts optimizee steps per second of truncated-BPTT meta-training: per step the optimizee's
 forward and backward, the LSTM's forward, and (amortised over the truncation) the LSTM's
@@ -40,6 +40,18 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from l2l_torch.learned_optimizers import LSTMOptimizer, preprocess_gradients  # noqa: E402
 from l2l_torch.learned_optimizers.lstm import _ifog_weights  # noqa: E402
 from l2l_torch.unroll import batched_unroll, init_unroll, truncated_unroll  # noqa: E402
+
+#: where the benchmark runs (``--device``); CPU by default, as the issue's target is measured on CPU machines
+DEVICE = torch.device("cpu")
+
+
+def clock(device: torch.device | None = None) -> float:
+    """``time.perf_counter()`` after the queued work of ``device`` (default :data:`DEVICE`) is done: CUDA runs
+    asynchronously."""
+    device = DEVICE if device is None else device
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return time.perf_counter()
 
 
 class PlainLSTMOptimizer(nn.Module):
@@ -96,10 +108,10 @@ def gemm_only_steps_per_s(lopt: LSTMOptimizer, n: int, steps: int) -> float:
     """
     ws = [_ifog_weights(c).detach() for c in lopt.nets["all"].cells]
     head = lopt.nets["all"].head.weight.detach()
-    xs = [torch.randn(w.shape[1], n) for w in ws]
-    ds = [torch.randn(w.shape[0], n) for w in ws]
+    xs = [torch.randn(w.shape[1], n, device=DEVICE) for w in ws]
+    ds = [torch.randn(w.shape[0], n, device=DEVICE) for w in ws]
     f_ins = [c.input_size for c in lopt.nets["all"].cells]
-    h, dout = torch.randn(head.shape[1], n), torch.randn(1, n)
+    h, dout = torch.randn(head.shape[1], n, device=DEVICE), torch.randn(1, n, device=DEVICE)
 
     def step() -> None:
         for i, (w, x, d, f_in) in enumerate(zip(ws, xs, ds, f_ins)):
@@ -114,10 +126,10 @@ def gemm_only_steps_per_s(lopt: LSTMOptimizer, n: int, steps: int) -> float:
 
     for _ in range(3):
         step()
-    t0 = time.perf_counter()
+    t0 = clock()
     for _ in range(steps):
         step()
-    return steps / (time.perf_counter() - t0)
+    return steps / (clock() - t0)
 
 
 def make_task(kind: str, seed: int = 0):
@@ -128,7 +140,7 @@ def make_task(kind: str, seed: int = 0):
                                         batch_size=128)
     else:
         fam = ImageClassificationFamily(dataset="cifar10", source="folder", model="convdense", batch_size=128)
-    return fam.sample(seed)
+    return fam.to(DEVICE).sample(seed)
 
 
 def bench(kind: str, repeats: int, truncations: int, unroll: int = 20, tasks_per_step: int = 1,
@@ -142,15 +154,15 @@ def bench(kind: str, repeats: int, truncations: int, unroll: int = 20, tasks_per
     task = make_task(kind)
     tasks = [task] + [make_task(kind, seed=b) for b in range(1, tasks_per_step)]
     torch.manual_seed(0)
-    lopt = LSTMOptimizer(recompute_gates=recompute_gates)  # hidden 20, 2 layers, log/sign preprocessing
+    lopt = LSTMOptimizer(recompute_gates=recompute_gates).to(DEVICE)  # hidden 20, 2 layers, log/sign preprocessing
     plain = PlainLSTMOptimizer(lopt)
     meta_opt = torch.optim.Adam(lopt.parameters(), lr=1e-3)
     n_params = sum(p.numel() for p in task.init_params(0)[0].values())
 
     def ref_start(seed: int):
         params, _ = task.init_params(seed)
-        hidden = [(torch.zeros(n_params, 20), torch.zeros(n_params, 20)) for _ in range(2)]
-        return params, hidden, torch.Generator().manual_seed(seed)
+        hidden = [(torch.zeros(n_params, 20, device=DEVICE), torch.zeros(n_params, 20, device=DEVICE)) for _ in range(2)]
+        return params, hidden, torch.Generator(device=DEVICE).manual_seed(seed)
 
     # same start, same batches: the two paths must agree before we time them
     states = [init_unroll(lopt, t, b) for b, t in enumerate(tasks)]
@@ -166,18 +178,18 @@ def bench(kind: str, repeats: int, truncations: int, unroll: int = 20, tasks_per
 
     def run_ours() -> float:
         s = [init_unroll(lopt, t, 100 + b) for b, t in enumerate(tasks)]
-        t0 = time.perf_counter()
+        t0 = clock()
         for _ in range(truncations):
             rs = [truncated_unroll(lopt, s[0], unroll)] if tasks_per_step == 1 else batched_unroll(lopt, s, unroll)
             meta_opt.zero_grad()
             torch.stack([r.meta_loss for r in rs]).mean().backward()
             meta_opt.step()
             s = [r.state for r in rs]
-        return tasks_per_step * truncations * unroll / (time.perf_counter() - t0)
+        return tasks_per_step * truncations * unroll / (clock() - t0)
 
     def run_ref() -> float:
         runs = [list(ref_start(100 + b)) for b in range(tasks_per_step)]
-        t0 = time.perf_counter()
+        t0 = clock()
         for _ in range(truncations):
             losses = []
             for t, r in zip(tasks, runs):
@@ -186,7 +198,7 @@ def bench(kind: str, repeats: int, truncations: int, unroll: int = 20, tasks_per
             meta_opt.zero_grad()
             torch.stack(losses).mean().backward()
             meta_opt.step()
-        return tasks_per_step * truncations * unroll / (time.perf_counter() - t0)
+        return tasks_per_step * truncations * unroll / (clock() - t0)
 
     run_ours(), run_ref()  # warm-up (allocator, caches)
     r_ours, r_ref, r_gemm = [], [], []
@@ -214,7 +226,10 @@ def main() -> None:
                     help="also measure the standard configuration with LSTMOptimizer(recompute_gates=True), "
                          "the memory-saving meta-backward (default: on)")
     ap.add_argument("--out", default="results/benchmarks", help="folder for meta_throughput.json")
+    ap.add_argument("--device", default="cpu", help="cpu (default) or cuda: both paths and the data run there")
     a = ap.parse_args()
+    global DEVICE
+    DEVICE = torch.device(a.device)
     torch.set_num_threads(a.threads)
     rows = []
     for k in filter(None, a.tasks.split(",")):
@@ -247,7 +262,7 @@ def main() -> None:
         summary.update({"recompute_meta_steps_per_s": rec["ours_steps_per_s"],
                         "recompute_reference_steps_per_s": rec["reference_steps_per_s"],
                         "recompute_speedup_vs_reference": rec["speedup"]})
-    summary.update({"threads": a.threads, "torch": torch.__version__, "rows": rows})
+    summary.update({"threads": a.threads, "device": str(DEVICE), "torch": torch.__version__, "rows": rows})
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "meta_throughput.json").write_text(json.dumps(summary, indent=1))

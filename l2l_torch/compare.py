@@ -22,6 +22,20 @@ from typing import Any
 from l2l_torch.report import learned_name
 
 
+def _device_of(result: dict[str, Any], folder: str):
+    """The device the evaluation in ``folder`` ran on (its ``results.json`` records it), so that the checkpoints
+    are evaluated by the same computation; the CPU, with a warning, when that was CUDA and none is here."""
+    import torch
+
+    dev = torch.device(result.get("device", "cpu"))
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        print(f"warning: {folder} was evaluated on {dev} and this machine has no CUDA device: the checkpoints run "
+              "on the CPU (same seeds and data, other float rounding than the evaluation's columns)",
+              file=sys.stderr, flush=True)
+        dev = torch.device("cpu")
+    return dev
+
+
 def compare_rows(ckpts: dict[str, str], eval_dirs: list[str]) -> list[dict[str, Any]]:
     """One row per evaluation folder: per-seed final training losses of tuned Adam, the evaluation's learned
     optimizer and each of ``ckpts`` (name -> learned-optimizer file)."""
@@ -43,12 +57,12 @@ def compare_rows(ckpts: dict[str, str], eval_dirs: list[str]) -> list[dict[str, 
         clash = sorted(set(ckpts) & {"adam_tuned", learned})
         if clash:
             raise UserError(f"checkpoint name(s) {clash} clash with the columns of {d}; choose other names")
-        family = task_family_from_config(r["task"], r.get("overrides", {}))
+        family = task_family_from_config(r["task"], r.get("overrides", {})).to(_device_of(r, d))
         row = {"eval": Path(d).name, "steps": r["steps"],
                "adam_tuned": r["optimizers"]["adam_tuned"]["per_seed"]["train_loss"],
                learned: r["optimizers"][learned]["per_seed"]["train_loss"]}
         for name, ckpt in ckpts.items():
-            lopt, _ = load_learned_optimizer(ckpt)
+            lopt, _ = load_learned_optimizer(ckpt, map_location=family.device)
             losses = []
             for i in range(r["seeds"]):  # evaluate.py's held-out seeds
                 seed = TEST_SEED_OFFSET + i

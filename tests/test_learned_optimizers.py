@@ -134,7 +134,7 @@ def _kinds(model: nn.Module) -> dict[str, str]:
 
 @pytest.mark.parametrize("cls,kw", ARCHS)
 @pytest.mark.parametrize("make_model,per_kind", [(_mlp, False), (_convnet, True)])
-def test_parity_deployment_with_functional_step(cls, kw, make_model, per_kind):
+def test_parity_deployment_with_functional_step(cls, kw, make_model, per_kind, on_device):
     """LearnedOptimizer (per-parameter state, step count included) equals the functional step."""
     lopt = _perturbed(cls, per_kind=per_kind, **kw)
     model = make_model()
@@ -144,7 +144,7 @@ def test_parity_deployment_with_functional_step(cls, kw, make_model, per_kind):
     opt = LearnedOptimizer(param_groups_by_kind(model), lopt=lopt)
     for t in range(5):
         shape = (6, 1, 6, 6) if per_kind else (6, 4)
-        x = torch.randn(shape, generator=torch.Generator().manual_seed(t))
+        x = torch.randn(shape, generator=torch.Generator().manual_seed(t), device="cpu").to(on_device)
         p_req = {k: v.requires_grad_() for k, v in params.items()}
         grads = torch.autograd.grad(functional_call(ref, p_req, (x,)).pow(2).mean(), list(p_req.values()))
         with torch.no_grad():

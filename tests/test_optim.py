@@ -20,7 +20,7 @@ _mlp, _convnet = tiny_mlp, tiny_convnet
 def _batch(model: nn.Module, t: int) -> torch.Tensor:
     g = torch.Generator().manual_seed(100 + t)
     shape = (6, 1, 6, 6) if isinstance(model[0], nn.Conv2d) else (6, 4)
-    return torch.randn(shape, generator=g)
+    return torch.randn(shape, generator=g, device="cpu").to(torch.get_default_device())
 
 
 def _loss(out: torch.Tensor) -> torch.Tensor:
@@ -47,7 +47,7 @@ def _kinds(model: nn.Module) -> dict[str, str]:
     (_convnet, {"per_kind": True}),
     (_convnet, {"per_kind": True, "normalization": "batch"}),
 ])
-def test_parity_with_functional_step(make_model, kw):
+def test_parity_with_functional_step(make_model, kw, on_device):
     lopt = _lopt(**kw)
     model = make_model()
     ref = copy.deepcopy(model)

@@ -166,6 +166,13 @@ def test_compare_checkpoints_on_committed_seeds(tmp_path):
     r = subprocess.run([sys.executable, "-m", "l2l_torch.compare", str(out), f"lstm={ckpt}", "--", str(ev)],
                        cwd=repo, capture_output=True, text=True)
     assert r.returncode == 2 and "clash" in r.stderr
+    # the checkpoints run on the device the evaluation recorded; one made on CUDA still compares on a CPU machine
+    if not torch.cuda.is_available():
+        (ev / "results.json").write_text(json.dumps({**res, "device": "cuda"}))
+        r = subprocess.run([sys.executable, "-m", "l2l_torch.compare", str(out), f"again={ckpt}", "--", str(ev)],
+                           cwd=repo, capture_output=True, text=True)
+        assert r.returncode == 0 and "no CUDA device" in r.stderr, r.stderr
+        assert json.loads(out.with_suffix(".json").read_text())[0]["again"] == rows[0]["again"]
 
 
 def test_recorded_commands_survive_the_shell():

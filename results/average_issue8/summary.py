@@ -1,5 +1,6 @@
 """Table: the recommended small_fc_warmup_pes against tuned Adam, at the last iterate (results/issue8_seeds10) and
-both at the moving average of their iterates (results/average_issue8). Run from the repository root:
+both at the moving average of their iterates (results/average_issue8); last two rows: Adam given the learned
+optimizer's 10-step warm-up (results/warmup_control). Run from the repository root:
     python results/average_issue8/summary.py > results/average_issue8/table.md
 """
 import json
@@ -20,13 +21,22 @@ def verdict(path: Path, against: str = "adam_tuned") -> str:
 print("| row | at | small_fc_warmup_pes loss | tuned Adam loss (lr) | paired verdict | test acc. learned / Adam | "
       "Adam at lr 0.001 loss | paired verdict against it |")
 print("|---|---|---|---|---|---|---|---|")
+
+
+def line(row: str, at: str, p: Path, tuned: str = "adam_tuned", fixed: str = "adam") -> None:
+    o = json.loads(p.read_text())["optimizers"]
+    lo, ad = o["small_fc"], o[tuned]
+    print(f"| {row} | {at} | {lo['final_loss']['mean']:.4f} | {ad['final_loss']['mean']:.4f} ({ad['lr']:g}) | "
+          f"{verdict(p, tuned)} | {100 * lo['test_accuracy']['mean']:.1f} / {100 * ad['test_accuracy']['mean']:.1f} | "
+          f"{o[fixed]['final_loss']['mean']:.4f} | {verdict(p, fixed)} |")
+
+
 for row in ROWS:
     for at, root in (("last iterate", "results/issue8_seeds10"), ("average 0.9", "results/average_issue8")):
         p = Path(root) / row / "results.json"
-        if not p.is_file():
-            continue
-        o = json.loads(p.read_text())["optimizers"]
-        lo, ad = o["small_fc"], o["adam_tuned"]
-        print(f"| {row} | {at} | {lo['final_loss']['mean']:.4f} | {ad['final_loss']['mean']:.4f} ({ad['lr']:g}) | "
-              f"{verdict(p)} | {100 * lo['test_accuracy']['mean']:.1f} / {100 * ad['test_accuracy']['mean']:.1f} | "
-              f"{o['adam']['final_loss']['mean']:.4f} | {verdict(p, 'adam')} |")
+        if p.is_file():
+            line(row, at, p)
+# the warm-up control: Adam given the learned optimizer's 10-step warm-up (evaluate.py --baselines adam_warmup)
+for at, p in (("last iterate", "results/warmup_control/cifar_convdense_300_tuned"),
+              ("average 0.9", "results/average_issue8/cifar_convdense_300_warmup")):
+    line("cifar_convdense_300, Adam with warm-up", at, Path(p) / "results.json", "adam_warmup_tuned", "adam_warmup")
