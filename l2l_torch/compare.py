@@ -5,8 +5,10 @@
 For every ``EVAL_DIR/results.json`` (written by ``evaluate.py``), trains the same held-out instances (same
 task, ``--set`` overrides, steps and seeds) with each checkpoint, and tabulates the final training loss
 beside that evaluation's learning-rate-tuned Adam and its own learned optimizer. Every column sees the
-same seeds, so "k/n lower" counts the seeds on which a column beats tuned Adam. Writes ``OUT.md`` and
-``OUT.json``. Use it to compare checkpoints (an ablation) without tuning the baselines again.
+same seeds, so "k/n lower" counts the seeds on which a column beats tuned Adam. The checkpoints run as the
+evaluation did: on the device and with the iterate averaging (``evaluate.py --average``) its ``results.json``
+records. Writes ``OUT.md`` and ``OUT.json``. Use it to compare checkpoints (an ablation) without tuning the
+baselines again.
 """
 
 from __future__ import annotations
@@ -67,7 +69,7 @@ def compare_rows(ckpts: dict[str, str], eval_dirs: list[str]) -> list[dict[str, 
             for i in range(r["seeds"]):  # evaluate.py's held-out seeds
                 seed = TEST_SEED_OFFSET + i
                 res = train_optimizee(family.sample(seed), lambda g, lopt=lopt: LearnedOptimizer(g, lopt=lopt),
-                                      r["steps"], seed)
+                                      r["steps"], seed, average=r.get("average"))  # as the evaluation did
                 losses.append(math.nan if res.diverged else res.final["train_loss"])
             row[name] = losses
             print(d, name, statistics.mean(losses), flush=True)

@@ -175,6 +175,28 @@ def test_compare_checkpoints_on_committed_seeds(tmp_path):
         assert json.loads(out.with_suffix(".json").read_text())[0]["again"] == rows[0]["again"]
 
 
+def test_compare_follows_the_evaluations_averaging(tmp_path):
+    """An evaluation made with --average: compare evaluates the checkpoints at the same moving average."""
+    import subprocess
+    import sys
+
+    ckpt = tmp_path / "optimizer.pt"
+    save_learned_optimizer(LSTMOptimizer(hidden_size=4, preprocess="none"), ckpt, {"task": "quadratic"})
+    ev, out = tmp_path / "eval", tmp_path / "cmp"
+    r = subprocess.run([sys.executable, "evaluate.py", "--task", "quadratic", "--checkpoint", str(ckpt), "--out", str(ev),
+                        "--steps", "4", "--seeds", "2", "--no-tune", "--baselines", "adam", "--no-updates",
+                        "--average", "0.5"], cwd=report.REPO, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    res = json.loads((ev / "results.json").read_text())
+    res["optimizers"]["adam_tuned"] = res["optimizers"]["adam"]  # compare needs a tuned-Adam column
+    (ev / "results.json").write_text(json.dumps(res))
+    r = subprocess.run([sys.executable, "-m", "l2l_torch.compare", str(out), f"again={ckpt}", "--", str(ev)],
+                       cwd=report.REPO, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert json.loads(out.with_suffix(".json").read_text())[0]["again"] == \
+        res["optimizers"]["lstm"]["per_seed"]["train_loss"]
+
+
 def test_recorded_commands_survive_the_shell():
     """A rerun splits the recorded command with shlex: --set values must stay one word."""
     import shlex
