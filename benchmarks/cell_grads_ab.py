@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
-import time
 from pathlib import Path
 
 import torch
@@ -24,9 +23,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import l2l_torch.learned_optimizers.lstm as lstm  # noqa: E402
-from benchmarks.meta_throughput import make_task  # noqa: E402
+from benchmarks.meta_throughput import make_task, ours_steps_per_s  # noqa: E402
 from l2l_torch.learned_optimizers import LSTMOptimizer  # noqa: E402
-from l2l_torch.unroll import init_unroll, truncated_unroll  # noqa: E402
 
 
 def _cat_into_buffer(acts, tc, c, dh, dc, d):
@@ -63,16 +61,8 @@ def main() -> None:
     lopt = LSTMOptimizer()
     meta_opt = torch.optim.Adam(lopt.parameters(), lr=1e-3)
 
-    def run(truncations: int, unroll: int = 20) -> float:
-        s = init_unroll(lopt, task, 100)
-        t0 = time.perf_counter()
-        for _ in range(truncations):
-            r = truncated_unroll(lopt, s, unroll)
-            meta_opt.zero_grad()
-            r.meta_loss.backward()
-            meta_opt.step()
-            s = r.state
-        return truncations * unroll / (time.perf_counter() - t0)
+    def run(truncations: int) -> float:
+        return ours_steps_per_s(lopt, meta_opt, [task], truncations, unroll=20)
 
     for fn in kernels.values():  # compile and warm up both
         lstm._KERNEL["grads"] = fn

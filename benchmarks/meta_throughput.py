@@ -132,6 +132,22 @@ def gemm_only_steps_per_s(lopt: LSTMOptimizer, n: int, steps: int) -> float:
     return steps / (clock() - t0)
 
 
+def ours_steps_per_s(lopt: LSTMOptimizer, meta_opt: torch.optim.Optimizer, tasks: list, truncations: int,
+                     unroll: int) -> float:
+    """Optimizee steps per second of our meta-training: ``truncations`` truncations of ``unroll`` steps from fresh
+    instances of ``tasks`` (seeds 100, 101, ...; several tasks step together with :func:`batched_unroll`), each
+    followed by the meta-backward and a step of ``meta_opt``."""
+    s = [init_unroll(lopt, t, 100 + b) for b, t in enumerate(tasks)]
+    t0 = clock()
+    for _ in range(truncations):
+        rs = [truncated_unroll(lopt, s[0], unroll)] if len(tasks) == 1 else batched_unroll(lopt, s, unroll)
+        meta_opt.zero_grad()
+        torch.stack([r.meta_loss for r in rs]).mean().backward()
+        meta_opt.step()
+        s = [r.state for r in rs]
+    return len(tasks) * truncations * unroll / (clock() - t0)
+
+
 def make_task(kind: str, seed: int = 0):
     from tasks.image_classification import ImageClassificationFamily
 
@@ -177,15 +193,7 @@ def bench(kind: str, repeats: int, truncations: int, unroll: int = 20, tasks_per
     agree = torch.allclose(ours, torch.stack(refs).mean(), rtol=1e-4, atol=1e-5)
 
     def run_ours() -> float:
-        s = [init_unroll(lopt, t, 100 + b) for b, t in enumerate(tasks)]
-        t0 = clock()
-        for _ in range(truncations):
-            rs = [truncated_unroll(lopt, s[0], unroll)] if tasks_per_step == 1 else batched_unroll(lopt, s, unroll)
-            meta_opt.zero_grad()
-            torch.stack([r.meta_loss for r in rs]).mean().backward()
-            meta_opt.step()
-            s = [r.state for r in rs]
-        return tasks_per_step * truncations * unroll / (clock() - t0)
+        return ours_steps_per_s(lopt, meta_opt, tasks, truncations, unroll)
 
     def run_ref() -> float:
         runs = [list(ref_start(100 + b)) for b in range(tasks_per_step)]

@@ -142,56 +142,51 @@ def test_quick_rerun_drops_reuse_of_baselines():
     assert _replace(args, {"--seeds": "2", "--reuse-baselines": None}) == ["--task", "t", "--out", "o", "--seeds", "2"]
 
 
-def test_compare_checkpoints_on_committed_seeds(tmp_path):
-    """python -m l2l_torch.compare: other checkpoints on an evaluation's exact seeds, paired with its tuned Adam."""
+def _run(*args: str):
+    """``python ARGS`` in the repository root, output captured."""
     import subprocess
     import sys
 
+    return subprocess.run([sys.executable, *args], cwd=report.REPO, capture_output=True, text=True)
+
+
+def test_compare_checkpoints_on_committed_seeds(tmp_path):
+    """python -m l2l_torch.compare: other checkpoints on an evaluation's exact seeds, paired with its tuned Adam."""
     ckpt = tmp_path / "optimizer.pt"
     save_learned_optimizer(LSTMOptimizer(hidden_size=4, preprocess="none"), ckpt, {"task": "quadratic"})
     ev = tmp_path / "eval"
-    repo = report.REPO
-    r = subprocess.run([sys.executable, "evaluate.py", "--task", "quadratic", "--checkpoint", str(ckpt), "--out", str(ev),
-                        "--steps", "3", "--seeds", "2", "--tune-seeds", "1", "--baselines", "adam", "--no-updates",
-                        "--lr-grid", "0.1,0.3"], cwd=repo, capture_output=True, text=True)
+    r = _run("evaluate.py", "--task", "quadratic", "--checkpoint", str(ckpt), "--out", str(ev), "--steps", "3",
+             "--seeds", "2", "--tune-seeds", "1", "--baselines", "adam", "--no-updates", "--lr-grid", "0.1,0.3")
     assert r.returncode == 0, r.stderr
     out = tmp_path / "cmp"
-    r = subprocess.run([sys.executable, "-m", "l2l_torch.compare", str(out), f"again={ckpt}", "--", str(ev)],
-                       cwd=repo, capture_output=True, text=True)
+    r = _run("-m", "l2l_torch.compare", str(out), f"again={ckpt}", "--", str(ev))
     assert r.returncode == 0, r.stderr
     rows = json.loads(out.with_suffix(".json").read_text())
     res = json.loads((ev / "results.json").read_text())
     assert rows[0]["again"] == res["optimizers"]["lstm"]["per_seed"]["train_loss"]  # same checkpoint, same seeds
     assert "again" in out.with_suffix(".md").read_text()
-    r = subprocess.run([sys.executable, "-m", "l2l_torch.compare", str(out), f"lstm={ckpt}", "--", str(ev)],
-                       cwd=repo, capture_output=True, text=True)
+    r = _run("-m", "l2l_torch.compare", str(out), f"lstm={ckpt}", "--", str(ev))
     assert r.returncode == 2 and "clash" in r.stderr
     # the checkpoints run on the device the evaluation recorded; one made on CUDA still compares on a CPU machine
     if not torch.cuda.is_available():
         (ev / "results.json").write_text(json.dumps({**res, "device": "cuda"}))
-        r = subprocess.run([sys.executable, "-m", "l2l_torch.compare", str(out), f"again={ckpt}", "--", str(ev)],
-                           cwd=repo, capture_output=True, text=True)
+        r = _run("-m", "l2l_torch.compare", str(out), f"again={ckpt}", "--", str(ev))
         assert r.returncode == 0 and "no CUDA device" in r.stderr, r.stderr
         assert json.loads(out.with_suffix(".json").read_text())[0]["again"] == rows[0]["again"]
 
 
 def test_compare_follows_the_evaluations_averaging(tmp_path):
     """An evaluation made with --average: compare evaluates the checkpoints at the same moving average."""
-    import subprocess
-    import sys
-
     ckpt = tmp_path / "optimizer.pt"
     save_learned_optimizer(LSTMOptimizer(hidden_size=4, preprocess="none"), ckpt, {"task": "quadratic"})
     ev, out = tmp_path / "eval", tmp_path / "cmp"
-    r = subprocess.run([sys.executable, "evaluate.py", "--task", "quadratic", "--checkpoint", str(ckpt), "--out", str(ev),
-                        "--steps", "4", "--seeds", "2", "--no-tune", "--baselines", "adam", "--no-updates",
-                        "--average", "0.5"], cwd=report.REPO, capture_output=True, text=True)
+    r = _run("evaluate.py", "--task", "quadratic", "--checkpoint", str(ckpt), "--out", str(ev), "--steps", "4",
+             "--seeds", "2", "--no-tune", "--baselines", "adam", "--no-updates", "--average", "0.5")
     assert r.returncode == 0, r.stderr
     res = json.loads((ev / "results.json").read_text())
     res["optimizers"]["adam_tuned"] = res["optimizers"]["adam"]  # compare needs a tuned-Adam column
     (ev / "results.json").write_text(json.dumps(res))
-    r = subprocess.run([sys.executable, "-m", "l2l_torch.compare", str(out), f"again={ckpt}", "--", str(ev)],
-                       cwd=report.REPO, capture_output=True, text=True)
+    r = _run("-m", "l2l_torch.compare", str(out), f"again={ckpt}", "--", str(ev))
     assert r.returncode == 0, r.stderr
     assert json.loads(out.with_suffix(".json").read_text())[0]["again"] == \
         res["optimizers"]["lstm"]["per_seed"]["train_loss"]
