@@ -5,7 +5,9 @@
 ``current``: :func:`l2l_torch.learned_optimizers.lstm._cell_grads` as shipped (the gate gradient ``(4H, N)``
 written by one compiled ``stack``, a fresh tensor per call). ``cat_into_buffer``: the kernel before session 18
 (a ``cat`` of the four gate blocks copied into a reused scratch buffer). Both are compiled the same way and checked
-equal before timing. Timed: truncated-BPTT meta-training of the standard configuration (Fashion-MNIST MLP
+equal before timing. Timed first alone (ms per call at H = 20, N = 15,910, cycling through input sets that together
+exceed the CPU's caches, as in a step where the inputs were written long before), then inside whole steps:
+truncated-BPTT meta-training of the standard configuration (Fashion-MNIST MLP
 784-20-10 sigmoid, batch 128, unroll 20, the default LSTMOptimizer), ``--truncations`` truncations per run, the two
 kernels alternated run by run, medians and the pairwise wins printed. Machines here are noisy: read the paired
 wins beside the ratio of medians.
@@ -16,6 +18,7 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
+import time
 from pathlib import Path
 
 import torch
@@ -55,6 +58,19 @@ def main() -> None:
     tc, c, dh, dc = (torch.rand(20, 500, generator=g) * 2 - 1, *torch.randn(3, 20, 500, generator=g))
     for want, got in zip(kernels["cat_into_buffer"](acts, tc, c, dh, dc), kernels["current"](acts, tc, c, dh, dc)):
         torch.testing.assert_close(got, want)
+
+    kernel_ms = {k: [] for k in kernels}
+    sets = [(torch.rand(80, 15910), torch.rand(20, 15910) * 2 - 1, *torch.randn(3, 20, 15910)) for _ in range(8)]
+    for fn in kernels.values():
+        fn(*sets[0])
+    for _ in range(a.repeats):
+        for name, fn in kernels.items():
+            t0 = time.perf_counter()
+            for args in sets * 4:
+                fn(*args)
+            kernel_ms[name].append(1e3 * (time.perf_counter() - t0) / (4 * len(sets)))
+    for name, v in kernel_ms.items():
+        print(f"{name:16} alone: median {statistics.median(v):.3f} ms per call (H 20, N 15910, 8 input sets of 10 MB)")
 
     task = make_task("mlp")
     torch.manual_seed(0)

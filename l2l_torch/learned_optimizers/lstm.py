@@ -71,9 +71,9 @@ def _cell_grads(acts: Tensor, tc: Tensor, c: Tensor, dh: Tensor, dc: Tensor) -> 
         gradient w.r.t. ``c`` ``(H, N)``. Pure arithmetic (no transcendental functions), so one compiled loop
         does it all in a single pass over memory (see :func:`_grads_kernel`). The four gate blocks are
         written as one ``stack`` of ``(4, H, N)``: compiled, that is a plain loop over the output, faster alone
-        than a ``cat`` of row blocks copied into a buffer (0.59 against 0.87 ms at H = 20, N = 15910, 1 thread,
-        inputs not in cache, on the 2-core development machine); in whole meta-training steps the difference
-        is within this machine's scatter (``benchmarks/cell_grads_ab.py``).
+        than a ``cat`` of row blocks copied into a buffer (0.42 against 0.61 ms at H = 20, N = 15910, 1 thread,
+        inputs not in cache, on the 2-core development machine), a few per cent of a whole meta-training step
+        (``benchmarks/cell_grads_ab.py``, ``results/benchmarks/cell_grads_ab.txt``).
     """
     hs, n = c.shape
     i, f, o, g = acts.view(4, hs, n).unbind(0)
