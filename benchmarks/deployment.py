@@ -26,7 +26,7 @@ from l2l_torch import LearnedOptimizer, LSTMOptimizer, param_groups_by_kind  # n
 
 
 def model_and_data(kind: str, device: torch.device):
-    from tasks.models import build_model
+    from l2l_torch.tasks.models import build_model
 
     torch.manual_seed(0)
     if kind == "convdense":

@@ -149,7 +149,7 @@ def ours_steps_per_s(lopt: LSTMOptimizer, meta_opt: torch.optim.Optimizer, tasks
 
 
 def make_task(kind: str, seed: int = 0):
-    from tasks.image_classification import ImageClassificationFamily
+    from l2l_torch.tasks.image_classification import ImageClassificationFamily
 
     if kind == "mlp":
         fam = ImageClassificationFamily(dataset="fashion_mnist", model="mlp", hidden=[20], activation="sigmoid",

@@ -7,6 +7,7 @@ Public entry points:
     * :func:`list_pretrained` / :func:`pretrained_path`: learned optimizers shipped with the package.
 """
 
+import l2l_torch._checkout  # noqa: F401  (first: maps l2l_torch.tasks/.configs in a source checkout)
 from l2l_torch.checkpoint import CheckpointError, load_learned_optimizer, save_learned_optimizer
 from l2l_torch.learned_optimizers import REGISTRY, LearnedOptimizerBase, LSTMOptimizer
 from l2l_torch.optim import LearnedOptimizer, param_groups_by_kind

@@ -10,7 +10,15 @@ from typing import Any, NoReturn
 
 import yaml
 
-CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
+
+def _config_dir() -> Path:
+    """The shipped configs: the repository's ``configs/`` folder, installed as ``l2l_torch.configs``."""
+    import l2l_torch.configs
+
+    return Path(l2l_torch.configs.__file__).resolve().parent
+
+
+CONFIG_DIR = _config_dir()
 
 
 class UserError(Exception):

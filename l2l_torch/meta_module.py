@@ -21,7 +21,7 @@ from l2l_torch.evaluation import train_optimizee
 from l2l_torch.learned_optimizers import LearnedOptimizerBase
 from l2l_torch.optim import LearnedOptimizer
 from l2l_torch.tasks.base import TEST_SEED_OFFSET, VAL_SEED_OFFSET, TaskFamily
-from l2l_torch.tasks.mixture import FamilyMixture
+from l2l_torch.tasks.family_mixture import FamilyMixture
 from l2l_torch.unroll import UnrollState, batched_unroll, init_unroll, linear_loss_weights, truncated_unroll
 
 

@@ -19,7 +19,7 @@ from torch import Tensor, nn
 
 from l2l_torch.data import DATASETS, SOURCES, load_raw, prepared_tensors
 from l2l_torch.tasks import Task, TaskFamily
-from tasks.models import ACTIVATIONS, MODELS, build_model
+from l2l_torch.tasks.models import ACTIVATIONS, MODELS, build_model
 
 Data = dict[str, tuple[Tensor, Tensor]]
 

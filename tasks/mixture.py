@@ -22,8 +22,8 @@ from torch import Tensor
 
 from l2l_torch.data import DATASETS
 from l2l_torch.tasks import TaskFamily
-from tasks.image_classification import ImageClassificationFamily, ImageClassificationTask
-from tasks.models import ACTIVATIONS, build_model
+from l2l_torch.tasks.image_classification import ImageClassificationFamily, ImageClassificationTask
+from l2l_torch.tasks.models import ACTIVATIONS, build_model
 
 
 class ScaledClassificationTask(ImageClassificationTask):
@@ -63,7 +63,7 @@ class MLPMixtureFamily(TaskFamily):
         batch_sizes: training batch sizes.
         loss_scale_min, loss_scale_max: range of the random objective scale (1 and 1: none).
         data_dir, val_fraction, split_seed, train_eval_size, eval_batch_size, subset: as in
-            :class:`~tasks.image_classification.ImageClassificationFamily`.
+            :class:`~l2l_torch.tasks.image_classification.ImageClassificationFamily`.
 
     Example:
         >>> fam = MLPMixtureFamily(data_dir="../shared/data", subset=1000)

@@ -60,7 +60,7 @@ def write_jpeg_folder(root, per_class: dict[str, int], size: int = 32) -> None:
 
 def quadratic64(seed: int = 0):
     """Two 4-d quadratics in float64 (for gradchecks)."""
-    from tasks.quadratic import QuadraticFamily
+    from l2l_torch.tasks.quadratic import QuadraticFamily
 
     task = QuadraticFamily(dim=4, num=2).sample(seed)
     task.w, task.y = task.w.double(), task.y.double()

@@ -15,7 +15,7 @@ from l2l_torch.affnist import (
     load_digit_sets,
 )
 from l2l_torch.learned_optimizers import LSTMOptimizer
-from tasks.stn import STNTask, ssim_loss, ssim_per_image, warp
+from l2l_torch.tasks.stn import STNTask, ssim_loss, ssim_per_image, warp
 from tests.helpers import SHARED_DATA, smoke_train, smoke_unroll
 
 

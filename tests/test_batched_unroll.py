@@ -45,7 +45,7 @@ def test_batched_unroll_matches_one_by_one_quadratics(norm):
 @pytest.mark.skipif(not (SHARED_DATA / "FashionMNIST" / "raw").is_dir(), reason="no shared data")
 def test_batched_unroll_matches_one_by_one_mlp_per_kind(tmp_path, monkeypatch):
     """float32, a real MLP on Fashion-MNIST batches, one LSTM per kind: the fast path's tolerance."""
-    from tasks.image_classification import ImageClassificationFamily
+    from l2l_torch.tasks.image_classification import ImageClassificationFamily
 
     monkeypatch.setenv("L2L_CACHE_DIR", str(tmp_path / "l2l_cache"))
     monkeypatch.setenv("L2L_OFFLINE", "1")

@@ -52,7 +52,7 @@ def test_pes_is_unbiased_across_truncations_where_truncated_bptt_is_not():
 
 
 def test_antithetic_pair_sees_the_same_batches():
-    from tasks.image_classification import ImageClassificationFamily  # noqa: F401 (import check only)
+    from l2l_torch.tasks.image_classification import ImageClassificationFamily  # noqa: F401 (import check only)
 
     torch.manual_seed(0)
     task = quadratic64()
@@ -93,7 +93,7 @@ def test_train_with_pes_checkpoints_its_particles(tmp_path):
 
 def test_meta_module_rejects_pes_with_second_order():
     from l2l_torch.meta_module import MetaModule
-    from tasks.quadratic import QuadraticFamily
+    from l2l_torch.tasks.quadratic import QuadraticFamily
 
     with pytest.raises(ValueError, match="pes"):
         MetaModule(QuadraticFamily(dim=2, num=1), LSTMOptimizer(), estimator="pes", second_order=True)

@@ -10,10 +10,10 @@ import torch
 
 from l2l_torch.learned_optimizers import LSTMOptimizer
 from l2l_torch.tasks.base import VAL_SEED_OFFSET
-from l2l_torch.tasks.mixture import FamilyMixture
+from l2l_torch.tasks.family_mixture import FamilyMixture
+from l2l_torch.tasks.quadratic import QuadraticFamily
+from l2l_torch.tasks.regression import LinearRegressionFamily
 from l2l_torch.unroll import init_unroll, truncated_unroll
-from tasks.quadratic import QuadraticFamily
-from tasks.regression import LinearRegressionFamily
 from tests.helpers import smoke_train, smoke_unroll
 
 
@@ -81,10 +81,10 @@ def test_bad_mixtures_are_refused(args, error, match):
 
 def test_mixture_from_the_command_line(tmp_path):
     """LightningCLI builds a FamilyMixture of class_path/init_args entries (as in a YAML config)."""
-    spec = {"class_path": "l2l_torch.tasks.mixture.FamilyMixture",
+    spec = {"class_path": "l2l_torch.tasks.family_mixture.FamilyMixture",
             "init_args": {"weights": [3, 1], "families": [
-                {"class_path": "tasks.quadratic.QuadraticFamily", "init_args": {"dim": 3}},
-                {"class_path": "tasks.quadratic.QuadraticFamily", "init_args": {"dim": 5}}]}}
+                {"class_path": "l2l_torch.tasks.quadratic.QuadraticFamily", "init_args": {"dim": 3}},
+                {"class_path": "l2l_torch.tasks.quadratic.QuadraticFamily", "init_args": {"dim": 5}}]}}
     out = smoke_train("quadratic", tmp_path, "--model.task", json.dumps(spec))
     task = json.loads((out / "optimizer.json").read_text())["task"]
     assert task["class"] == "FamilyMixture" and task["weights"] == [0.75, 0.25]

@@ -9,8 +9,8 @@ import torch
 
 from l2l_torch.evaluation import baseline_factory, train_optimizee
 from l2l_torch.learned_optimizers import LSTMOptimizer
-from tasks.image_classification import ImageClassificationFamily
-from tasks.models import build_model
+from l2l_torch.tasks.image_classification import ImageClassificationFamily
+from l2l_torch.tasks.models import build_model
 from tests.helpers import SHARED_DATA, smoke_train, smoke_unroll
 from tests.test_data import write_jpeg_folder
 

@@ -27,7 +27,7 @@ from l2l_torch.learned_optimizers.features import (
     segment_rms_normalize,
     segment_starts,
 )
-from tasks.quadratic import QuadraticFamily
+from l2l_torch.tasks.quadratic import QuadraticFamily
 from tests.helpers import (
     gradcheck_meta_gradient,
     quadratic64,

@@ -9,8 +9,8 @@ import torch
 from l2l_torch.learned_optimizers import SmallFCOptimizer
 from l2l_torch.meta_module import MetaModule
 from l2l_torch.tasks.base import VAL_SEED_OFFSET
-from tasks.mixture import MLPMixtureFamily
-from tasks.quadratic import QuadraticFamily
+from l2l_torch.tasks.mixture import MLPMixtureFamily
+from l2l_torch.tasks.quadratic import QuadraticFamily
 from tests.helpers import SHARED_DATA, smoke_train, smoke_unroll
 
 pytestmark = pytest.mark.skipif(not (SHARED_DATA / "FashionMNIST").is_dir(), reason="no shared data")

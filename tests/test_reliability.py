@@ -17,7 +17,7 @@ from l2l_torch.evaluation import baseline_factory, compare, summarize, train_opt
 from l2l_torch.meta_module import MetaModule
 from l2l_torch.plots import markdown_table
 from l2l_torch.reliability import AtomicCheckpointIO, theta_digest
-from tasks.quadratic import QuadraticFamily, QuadraticTask
+from l2l_torch.tasks.quadratic import QuadraticFamily, QuadraticTask
 from tests.helpers import REPO
 
 

@@ -77,7 +77,7 @@ def test_verdict_paired_and_unpaired():
 def test_update_recorder_counts_every_coordinate_and_step():
     from l2l_torch.evaluation import UpdateRecorder, baseline_factory, train_optimizee
     from l2l_torch.plots import update_summary
-    from tasks.quadratic import QuadraticFamily
+    from l2l_torch.tasks.quadratic import QuadraticFamily
 
     task = QuadraticFamily(dim=4, num=2).sample(0)
     rec = UpdateRecorder()

@@ -8,8 +8,8 @@ from l2l_torch.learned_optimizers import LSTMOptimizer
 from l2l_torch.learned_optimizers.base import LearnedOptimizerBase, group_by_kind
 from l2l_torch.meta_module import MetaModule
 from l2l_torch.optim import LearnedOptimizer
+from l2l_torch.tasks.quadratic import QuadraticFamily
 from l2l_torch.unroll import init_unroll, truncated_unroll
-from tasks.quadratic import QuadraticFamily
 from tests.helpers import gradcheck_meta_gradient, quadratic64, smoke_unroll
 
 
@@ -166,7 +166,7 @@ def test_val_seed_moves_validation_to_other_instances():
 def test_validation_loss_is_meta_weighted_in_a_weighted_mixture():
     """Checkpoint selection weighs each family's held-out loss as meta-training does (FamilyMixture's
     meta_weights); with the default weights it is the plain held-out loss."""
-    from l2l_torch.tasks.mixture import FamilyMixture
+    from l2l_torch.tasks.family_mixture import FamilyMixture
 
     logged, lopt = {}, LSTMOptimizer()
     for weights in ([1.0], [2.5]):

@@ -16,7 +16,7 @@ import torch
 
 from l2l_torch.affnist import affnist_transform, center_on_canvas
 from l2l_torch.data import load_image_dataset
-from tasks.stn import ssim_per_image, warp
+from l2l_torch.tasks.stn import ssim_per_image, warp
 
 x, y = load_image_dataset("mnist", sys.argv[1] if len(sys.argv) > 1 else None, "train")
 eights = x[y == 8]

@@ -17,7 +17,7 @@ import torch
 
 from l2l_torch.evaluation import train_optimizee
 from l2l_torch.tasks.base import TEST_SEED_OFFSET
-from tasks.image_classification import ImageClassificationFamily
+from l2l_torch.tasks.image_classification import ImageClassificationFamily
 
 LR1 = (0.001, 0.002, 0.003, 0.005, 0.01, 0.02)
 LR2 = (0.01, 0.03, 0.1, 0.2, 0.5)

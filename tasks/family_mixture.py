@@ -38,7 +38,7 @@ class FamilyMixture(TaskFamily):
             count about the same in both.
 
     Example:
-        >>> from tasks.quadratic import QuadraticFamily
+        >>> from l2l_torch.tasks.quadratic import QuadraticFamily
         >>> mix = FamilyMixture([QuadraticFamily(dim=2), QuadraticFamily(dim=3)])
         >>> [mix.family_index(s) for s in range(6)]
         [0, 1, 0, 1, 0, 0]

@@ -52,7 +52,7 @@ class Task(abc.ABC):
     eval_splits: tuple[str, ...] = ("train", "val", "test")
     #: how much this instance counts in meta-training (its truncations' meta-loss) and in validation,
     #: relative to other instances; it never changes the problem the optimizer sees. Set per family by
-    #: :class:`~l2l_torch.tasks.mixture.FamilyMixture` (``meta_weights``), so that problems whose losses
+    #: :class:`~l2l_torch.tasks.family_mixture.FamilyMixture` (``meta_weights``), so that problems whose losses
     #: live on different scales (1 - SSIM ~ 0.2, CIFAR cross-entropy ~ 1.1) count as chosen.
     meta_weight: float = 1.0
 
