@@ -1,6 +1,6 @@
 """Evaluate a learned optimizer against torch.optim baselines.
 
-    python evaluate.py --task quadratic --checkpoint results/quadratic/optimizer.pt --out results/quadratic
+    python evaluate.py --task quadratic --checkpoint research/experiments/quadratic/optimizer.pt --out research/experiments/quadratic
 
 Trains fresh, held-out optimizees of the task with the learned optimizer and with Adam, RMSprop,
 SGD and Adagrad, each at its default learning rate and at a learning rate tuned by grid search

@@ -1,6 +1,6 @@
 """Deployment overhead: one training step with ``LearnedOptimizer`` against ``torch.optim.Adam``.
 
-    python benchmarks/deployment.py [--steps 20] [--repeats 5] [--threads 2] [--out results/benchmarks] [--device cpu]
+    python benchmarks/deployment.py [--steps 20] [--repeats 5] [--threads 2] [--out research/experiments/benchmarks] [--device cpu]
 
 Times forward + backward + optimizer step of the conv+dense CIFAR-10 CNN and of the Fashion-MNIST MLP at
 batch 128 (plain ``nn.Module`` training, no functional_call), alternating Adam and the learned
@@ -65,7 +65,7 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=20)
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--out", default="results/benchmarks")
+    ap.add_argument("--out", default="research/experiments/benchmarks")
     ap.add_argument("--device", default="cpu", help="cpu (default) or cuda")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)

@@ -1,6 +1,6 @@
 """Memory of meta-training against the unroll length, and optimizer state bytes per parameter.
 
-    python benchmarks/memory.py [--unrolls 10,20,40] [--task mlp] [--recompute-gates] [--out results/benchmarks]
+    python benchmarks/memory.py [--unrolls 10,20,40] [--task mlp] [--recompute-gates] [--out research/experiments/benchmarks]
 
 Truncated BPTT keeps what every unrolled step saved for backward until the meta-backward, so the memory
 of one truncation grows linearly with the unroll length. Each unroll length runs in a fresh subprocess
@@ -221,7 +221,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--unrolls", default="10,20,40")
     ap.add_argument("--task", default="mlp")
-    ap.add_argument("--out", default="results/benchmarks")
+    ap.add_argument("--out", default="research/experiments/benchmarks")
     ap.add_argument("--recompute-gates", action="store_true",
                     help="LSTMOptimizer(recompute_gates=True): the memory-saving meta-backward; "
                          "writes memory_recompute.json")

@@ -1,6 +1,6 @@
 """Meta-training throughput: l2l_torch's unroll against a plain reference, in the same run.
 
-    python benchmarks/meta_throughput.py [--json] [--repeats 3] [--threads 2] [--out results/benchmarks] [--device cpu]
+    python benchmarks/meta_throughput.py [--json] [--repeats 3] [--threads 2] [--out research/experiments/benchmarks] [--device cpu]
 
 Counts optimizee steps per second of truncated-BPTT meta-training: per step the optimizee's
 forward and backward, the LSTM's forward, and (amortised over the truncation) the LSTM's
@@ -233,7 +233,7 @@ def main() -> None:
     ap.add_argument("--recompute-row", action=argparse.BooleanOptionalAction, default=True,
                     help="also measure the standard configuration with LSTMOptimizer(recompute_gates=True), "
                          "the memory-saving meta-backward (default: on)")
-    ap.add_argument("--out", default="results/benchmarks", help="folder for meta_throughput.json")
+    ap.add_argument("--out", default="research/experiments/benchmarks", help="folder for meta_throughput.json")
     ap.add_argument("--device", default="cpu", help="cpu (default) or cuda: both paths and the data run there")
     a = ap.parse_args()
     global DEVICE

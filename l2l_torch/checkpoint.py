@@ -105,15 +105,42 @@ def load_lightning_checkpoint(path: str | os.PathLike, if_learned_optimizer: str
     return ckpt
 
 
+#: where a relative ``l2l_torch/pretrained/...`` path points in an installed copy
+_PACKAGE_PARENT = Path(__file__).resolve().parent.parent
+#: folder renamed since some committed files recorded paths in it: old prefix -> new prefix
+_MOVED = {"results/": "research/experiments/"}
+
+
+def resolve_path(path: str | os.PathLike) -> Path:
+    """The file a recorded learned-optimizer path names.
+
+    ``path`` as given when it exists. Otherwise a path inside the package (``l2l_torch/pretrained/NAME.pt``,
+    as the shipped configs' warm starts name them) is found in the installed package, and a path recorded
+    under ``results/`` before the research folder existed is found under ``research/experiments/``.
+    """
+    p = Path(path)
+    if p.exists() or p.is_absolute():
+        return p
+    text = p.as_posix()
+    if text.startswith("l2l_torch/"):
+        return _PACKAGE_PARENT / p
+    for old, new in _MOVED.items():
+        if text.startswith(old) and Path(new + text[len(old):]).exists():
+            return Path(new + text[len(old):])
+    return p
+
+
 def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     """Read and validate a learned-optimizer file without building the network.
+
+    ``path`` is resolved with :func:`resolve_path`.
 
     Raises:
         FileNotFoundError: ``path`` does not exist.
         CheckpointError: the file is truncated, not a checkpoint, of another format version, or of an
             unknown architecture.
     """
-    path = Path(path)
+    path = resolve_path(path)
     obj = safe_torch_load(path, "learned-optimizer checkpoint")
     if isinstance(obj, dict) and "state_dict" in obj and "pytorch-lightning_version" in obj:
         raise CheckpointError(f"{path} is a Lightning training checkpoint, not a learned-optimizer file; "

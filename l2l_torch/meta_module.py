@@ -40,7 +40,7 @@ class MetaModule(L.LightningModule):
             instead of one unroll per optimizee. Used only if the optimizer's ``tasks_batchable`` allows
             it. Off by default: on a CPU the LSTM's work per coordinate is the same either way, so batching
             saves only per-call overhead and synchronisation, and its measured gain on the shared 2-core
-            machine was small and noisy (``results/benchmarks/meta_throughput.json``); on GPUs, where
+            machine was small and noisy (``benchmarks/results/meta_throughput.json``); on GPUs, where
             per-kernel overhead dominates for small optimizees, it is the better setting.
         meta_optimizer: ``"adam"`` or ``"rmsprop"``.
         meta_lr: learning rate of the meta-optimizer.

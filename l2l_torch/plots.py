@@ -3,7 +3,7 @@ run recorded epochs), an update-size histogram PNG and markdown tables.
 
 The update-size histogram of a committed checkpoint, without a full evaluation::
 
-    python -m l2l_torch.plots updates --task fmnist_t1 --checkpoint results/fmnist_t1/optimizer.pt --out results/fmnist_t1
+    python -m l2l_torch.plots updates --task fmnist_t1 --checkpoint research/experiments/fmnist_t1/optimizer.pt --out research/experiments/fmnist_t1
 
 (tuned Adam's learning rate is read from ``--out``'s ``results.json`` when there is one, else ``--adam-lr``).
 """
@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from pathlib import Path
 from typing import Any
 
@@ -230,11 +231,35 @@ def json_safe(obj: Any) -> Any:
     return obj
 
 
+#: significant digits kept in per-step curves (``curve``, ``curve_std``, ...): plots need no more, and the
+#: per-seed finals that the statistics use are stored exactly
+CURVE_DIGITS = 4
+_NUMBER_LIST = re.compile(r"\[\s*((?:-?[\d.eE+-]+|null)(?:,\s*(?:-?[\d.eE+-]+|null))*)\s*\]")
+
+
+def _round_curves(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {k: ([v if v is None else float(f"{v:.{CURVE_DIGITS}g}") for v in val]
+                    if k.startswith("curve") and isinstance(val, list) and all(
+                        v is None or isinstance(v, float) for v in val) else _round_curves(val))
+                for k, val in obj.items()}
+    if isinstance(obj, list):
+        return [_round_curves(v) for v in obj]
+    return obj
+
+
+def results_json(results: dict[str, Any]) -> str:
+    """``results.json`` text: non-finite floats as null, curves to :data:`CURVE_DIGITS` significant digits,
+    and each list of numbers on one line (the files stay small enough to commit)."""
+    text = json.dumps(_round_curves(json_safe(results)), indent=1, allow_nan=False, default=str)
+    return _NUMBER_LIST.sub(lambda m: "[" + ", ".join(x.strip() for x in m.group(1).split(",")) + "]", text)
+
+
 def write_outputs(results: dict[str, Any], out: Path) -> None:
     """``results.json``, ``curves.png``, ``table.md`` and, when the run recorded epochs, ``epochs.png``
     (and the per-epoch table in ``table.md``) into ``out``."""
     out.mkdir(parents=True, exist_ok=True)
-    (out / "results.json").write_text(json.dumps(json_safe(results), indent=1, allow_nan=False, default=str))
+    (out / "results.json").write_text(results_json(results))
     plot_curves(results, out / "curves.png")
     plot_epochs(results, out / "epochs.png")
     ep = epoch_table(results)

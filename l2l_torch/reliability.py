@@ -38,7 +38,7 @@ def theta_digest(state_dict: dict[str, Any], prefix: str = "") -> str:
 class RestartLog(L.Callback):
     """Append one JSON line per start of ``fit`` to ``path`` (default ``OUT/restarts.jsonl``): the
     global step, the checkpoint resumed from and a digest of theta, so a resumed run can be checked
-    against the checkpoint it claims to continue from (``scripts/kill_resume.py`` does)."""
+    against the checkpoint it claims to continue from (``research/tools/kill_resume.py`` does)."""
 
     def __init__(self, path: str | None = None) -> None:
         self.path = path

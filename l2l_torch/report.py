@@ -1,4 +1,4 @@
-"""Regenerate ``results/RESULTS.md`` and the README's results section from committed results.
+"""Regenerate ``research/RESULTS.md`` and the README's results section from committed results.
 
     python -m l2l_torch.report              # re-run every committed evaluation, then regenerate
     python -m l2l_torch.report --no-rerun   # only regenerate the markdown from results/*/results.json
@@ -124,7 +124,7 @@ def updates_line(updates: dict[str, Any]) -> str:
 
 def provenance_lines(res: dict[str, Any], rel: str, folder: Path | None) -> list[str]:
     """How to make the checkpoint again: ``python train.py --task NAME`` when the checkpoint lies in
-    ``results/NAME/`` and ``configs/NAME.yaml`` exists, and links to the ``COMMAND.md`` files (of the
+    ``research/experiments/NAME/`` and ``configs/NAME.yaml`` exists, and links to the ``COMMAND.md`` files (of the
     experiment's folder or its parent) that hold the exact commands and their circumstances."""
     out = []
     ckpt = Path(res.get("checkpoint") or "")
@@ -180,7 +180,7 @@ def experiment_section(name: str, res: dict[str, Any], rel: str, folder: Path | 
 
 
 def memory_lines(m: dict[str, Any]) -> list[str]:
-    """Markdown lines of ``results/benchmarks/memory.json`` (``benchmarks/memory.py``)."""
+    """Markdown lines of ``benchmarks/results/memory.json`` (``benchmarks/memory.py``)."""
     def mib(v: float | None) -> str:
         return "n/a" if v is None else f"{v / 2**20:.1f}"
 
@@ -216,7 +216,7 @@ def _threads(n: int) -> str:
 
 
 def performance_block(root: Path) -> str | None:
-    """Markdown of ``results/benchmarks/*.json`` (throughput, deployment, memory), or None."""
+    """Markdown of ``benchmarks/results/*.json`` (throughput, deployment, memory), or None."""
     bench = root / "benchmarks"
     lines: list[str] = []
     tp = bench / "meta_throughput.json"
@@ -334,7 +334,7 @@ def study_table(results: dict[str, dict[str, Any]]) -> str | None:
 
 
 def generalization_table(results: dict[str, dict[str, Any]]) -> str | None:
-    """Markdown: one line per generalisation row (``results.json`` written by :mod:`l2l_torch.generalize`),
+    """Markdown: one line per generalisation row (``results.json`` written by :mod:`research.tools.generalize`),
     in the suite's order: what changed, from, to, learned vs tuned Adam, and the verdict."""
     rows = {n: r for n, r in results.items() if r.get("generalization")}
     if not rows:
@@ -346,7 +346,7 @@ def generalization_table(results: dict[str, dict[str, Any]]) -> str | None:
 
         names = [r["name"] for r in (yaml.safe_load((REPO / suite).read_text()) or {}).get("rows", [])]
         order = {n: i for i, n in enumerate(names)}
-    lines = ["Generalisation suite (`python -m l2l_torch.generalize configs/suites/generalization.yaml`): the optimizer "
+    lines = ["Generalisation suite (`python -m research.tools.generalize research/experiments/generalization/suite.yaml`): the optimizer "
              "meta-trained on the base setting, evaluated on a changed one against baselines tuned there:", "",
              "| what changes | from | to | steps | learned | tuned Adam | learned: test acc | tuned Adam: test acc "
              "| verdict vs tuned Adam |", "|---|---|---|---|---|---|---|---|---|"]
@@ -375,7 +375,7 @@ def write_report(root: Path, readme: Path | None) -> str:
     (root / "RESULTS.md").write_text("\n".join(body))
     if readme and readme.exists():
         text = _replace_block(readme.read_text(), START, END,
-                              f"{summary}\nDetails, per-experiment tables and plots: [results/RESULTS.md](results/RESULTS.md).")
+                              f"{summary}\nDetails, per-experiment tables and plots: [research/RESULTS.md](research/RESULTS.md).")
         if perf:
             text = _replace_block(text, PERF_START, PERF_END, perf)
         readme.write_text(text)

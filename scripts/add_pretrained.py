@@ -1,6 +1,6 @@
 """Add or refresh a pretrained learned optimizer shipped in ``l2l_torch/pretrained/``.
 
-    python scripts/add_pretrained.py results/quadratic [--name quadratic] [--evaluation DIR]
+    python scripts/add_pretrained.py research/experiments/quadratic [--name quadratic] [--evaluation DIR]
 
 Copies ``results/<task>/optimizer.pt`` into the package and writes ``<name>.json`` beside it with
 what it was trained on, its horizon, and a one-line summary built from ``results/<task>/results.json``.
@@ -18,7 +18,7 @@ def main(argv: list[str] | None = None) -> None:
     from l2l_torch.pretrained import add_pretrained
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("results_dir", help="folder with optimizer.pt and results.json (e.g. results/quadratic)")
+    p.add_argument("results_dir", help="folder with optimizer.pt and results.json (e.g. research/experiments/quadratic)")
     p.add_argument("--name", help="entry name (default: the folder's name)")
     p.add_argument("--evaluation", help="folder of the results.json that gives the summary (default: results_dir)")
     a = p.parse_args(argv)

@@ -280,7 +280,7 @@ class STNFamily(TaskFamily):
             kornia's 1.5-pixel SSIM window compares single strokes: a black image then scores
             about as well as a well-aligned different 8, so removing the digit is a near-optimum
             even for Adam. A coarser scale (the defaults), as in the coarse scales of the study's
-            multi-scale SSIM, rewards alignment over removal (``results/affnist/ssim_scales.json``).
+            multi-scale SSIM, rewards alignment over removal (``research/experiments/affnist/ssim_scales.json``).
         channels, hidden: localization-net widths.
         aux_digits, aux_weight: other digits (MNIST/affNIST training and validation images, never test
             ones; they must differ from ``digit`` and ``test_digits``) and the weight of a meta-objective

@@ -133,7 +133,7 @@ def test_resume_is_exact(tmp_path):
 
 @pytest.mark.slow
 def test_kill_resume_script(tmp_path):
-    """SIGKILL part way, resume with --ckpt_path last: the script's own checks (see scripts/kill_resume.py)."""
+    """SIGKILL part way, resume with --ckpt_path last: the script's own checks (see research/tools/kill_resume.py)."""
     import importlib.util
 
     spec = importlib.util.spec_from_file_location("kill_resume", REPO / "scripts" / "kill_resume.py")

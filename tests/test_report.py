@@ -138,7 +138,7 @@ def test_epoch_table_and_plot_with_accuracy(tmp_path):
 def test_quick_rerun_drops_reuse_of_baselines():
     from l2l_torch.report import _replace
 
-    args = ["--task", "t", "--seeds", "5", "--reuse-baselines", "results/x", "--out", "o"]
+    args = ["--task", "t", "--seeds", "5", "--reuse-baselines", "research/experiments/x", "--out", "o"]
     assert _replace(args, {"--seeds": "2", "--reuse-baselines": None}) == ["--task", "t", "--out", "o", "--seeds", "2"]
 
 
@@ -151,7 +151,7 @@ def _run(*args: str):
 
 
 def test_compare_checkpoints_on_committed_seeds(tmp_path):
-    """python -m l2l_torch.compare: other checkpoints on an evaluation's exact seeds, paired with its tuned Adam."""
+    """python -m research.tools.compare: other checkpoints on an evaluation's exact seeds, paired with its tuned Adam."""
     ckpt = tmp_path / "optimizer.pt"
     save_learned_optimizer(LSTMOptimizer(hidden_size=4, preprocess="none"), ckpt, {"task": "quadratic"})
     ev = tmp_path / "eval"
@@ -159,18 +159,18 @@ def test_compare_checkpoints_on_committed_seeds(tmp_path):
              "--seeds", "2", "--tune-seeds", "1", "--baselines", "adam", "--no-updates", "--lr-grid", "0.1,0.3")
     assert r.returncode == 0, r.stderr
     out = tmp_path / "cmp"
-    r = _run("-m", "l2l_torch.compare", str(out), f"again={ckpt}", "--", str(ev))
+    r = _run("-m", "research.tools.compare", str(out), f"again={ckpt}", "--", str(ev))
     assert r.returncode == 0, r.stderr
     rows = json.loads(out.with_suffix(".json").read_text())
     res = json.loads((ev / "results.json").read_text())
     assert rows[0]["again"] == res["optimizers"]["lstm"]["per_seed"]["train_loss"]  # same checkpoint, same seeds
     assert "again" in out.with_suffix(".md").read_text()
-    r = _run("-m", "l2l_torch.compare", str(out), f"lstm={ckpt}", "--", str(ev))
+    r = _run("-m", "research.tools.compare", str(out), f"lstm={ckpt}", "--", str(ev))
     assert r.returncode == 2 and "clash" in r.stderr
     # the checkpoints run on the device the evaluation recorded; one made on CUDA still compares on a CPU machine
     if not torch.cuda.is_available():
         (ev / "results.json").write_text(json.dumps({**res, "device": "cuda"}))
-        r = _run("-m", "l2l_torch.compare", str(out), f"again={ckpt}", "--", str(ev))
+        r = _run("-m", "research.tools.compare", str(out), f"again={ckpt}", "--", str(ev))
         assert r.returncode == 0 and "no CUDA device" in r.stderr, r.stderr
         assert json.loads(out.with_suffix(".json").read_text())[0]["again"] == rows[0]["again"]
 
@@ -186,7 +186,7 @@ def test_compare_follows_the_evaluations_averaging(tmp_path):
     res = json.loads((ev / "results.json").read_text())
     res["optimizers"]["adam_tuned"] = res["optimizers"]["adam"]  # compare needs a tuned-Adam column
     (ev / "results.json").write_text(json.dumps(res))
-    r = _run("-m", "l2l_torch.compare", str(out), f"again={ckpt}", "--", str(ev))
+    r = _run("-m", "research.tools.compare", str(out), f"again={ckpt}", "--", str(ev))
     assert r.returncode == 0, r.stderr
     assert json.loads(out.with_suffix(".json").read_text())[0]["again"] == \
         res["optimizers"]["lstm"]["per_seed"]["train_loss"]
@@ -213,7 +213,7 @@ def test_study_table_lists_other_learned_optimizers_on_the_same_setting():
     table = report.study_table({"fmnist_t1": res(0.803), "family/fmnist_t1_100": res(0.820),
                          "family/fmnist_t1_5seeds": res(0.9, seeds=5)})
     assert "| fmnist_t1 | study, default lrs | 77 | 78 | 77 | 59 | 32 |" in table
-    assert "| | ours, learned: [family/fmnist_t1_100](results/family/fmnist_t1_100/) | 82.0 ± 0.4 |" in table
+    assert "| | ours, learned: [family/fmnist_t1_100](research/experiments/family/fmnist_t1_100/) | 82.0 ± 0.4 |" in table
     assert "fmnist_t1_5seeds" not in table  # other seeds: not the same comparison
 
 

@@ -20,7 +20,7 @@ Features, in order (each optional):
   their parameter tensor, taken before that normalisation and the same for every coordinate of a tensor:
   what the normalisation hides, so the network can tell layers apart and give each its own step size
   (on fmnist_t1, Adam with one learning rate per layer reaches a far lower loss than with one for all,
-  ``results/fmnist_t1/per_layer_adam.json``);
+  ``research/experiments/fmnist_t1/per_layer_adam.json``);
 * optionally (``tensor_size``) the log of the number of coordinates of the parameter tensor minus its mean
   over the coordinates of the group: a fixed input that tells layers apart without the feedback of
   ``log_rms_p`` (a network's output layer is usually its smallest weight matrix). Centred so, it is about 0

@@ -73,7 +73,7 @@ def _cell_grads(acts: Tensor, tc: Tensor, c: Tensor, dh: Tensor, dc: Tensor) -> 
         written as one ``stack`` of ``(4, H, N)``: compiled, that is a plain loop over the output, faster alone
         than a ``cat`` of row blocks copied into a buffer (0.42 against 0.61 ms at H = 20, N = 15910, 1 thread,
         inputs not in cache, on the 2-core development machine), a few per cent of a whole meta-training step
-        (``benchmarks/cell_grads_ab.py``, ``results/benchmarks/cell_grads_ab.txt``).
+        (``research/tools/cell_grads_ab.py``, ``benchmarks/results/cell_grads_ab.txt``).
     """
     hs, n = c.shape
     i, f, o, g = acts.view(4, hs, n).unbind(0)
@@ -145,7 +145,7 @@ def _tanh(t: Tensor, out: Tensor | None = None) -> Tensor:
 
     ATen's vectorised CPU ``tanh`` costs several times its ``sigmoid`` per element: on the 2-core development
     machine, over a ``(20, 15910)`` tensor (the standard benchmark's cell state), 569 us for ``tanh`` against 169 us
-    for the identity's four passes at 2 threads (1049 vs 262 us at 1 thread; ``benchmarks/tanh_identity.py``), and
+    for the identity's four passes at 2 threads (1049 vs 262 us at 1 thread; ``research/tools/tanh_identity.py``), and
     the LSTM cell takes two tanh per layer and step. The identity is exact up to rounding: at most 1.8e-7 absolute
     error in float32 (``tanh``'s own is 3e-8), inside the float tolerance of the parity tests with ``nn.LSTMCell``; near 0 the relative error grows
     (``tanh(1e-8)`` comes out as 0). Other devices use ``torch.tanh`` itself.

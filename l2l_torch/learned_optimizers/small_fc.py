@@ -189,7 +189,7 @@ class SmallFCOptimizer(FeatureOptimizerBase):
         warmup: scale the update of step ``t`` (counted from 1) by ``min(1, t / warmup)``, a linear warm-up
             of the step size over the first ``warmup`` steps; 0 (the default) for none. No weights: a warm
             start may add or drop it. A fixed step per coordinate is too large for the first steps of some
-            layers (``results/cifar_convdense/first_step.txt``), and this is the hand-designed remedy.
+            layers (``research/experiments/cifar_convdense/first_step.txt``), and this is the hand-designed remedy.
         tensor_scale: also read the per-tensor log RMS of the gradient and of the parameter (see
             :class:`~l2l_torch.learned_optimizers.features.FeatureSet`). A warm start (``init_from``) may
             come from an optimizer that reads other features: shared features keep their weights, new ones

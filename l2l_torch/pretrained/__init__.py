@@ -5,7 +5,7 @@ format of :mod:`l2l_torch.checkpoint`) and ``NAME.json`` (what it was trained on
 a one-line summary of its measured results). Entries are added or refreshed from an evaluated
 results folder, never typed by hand::
 
-    python scripts/add_pretrained.py results/quadratic            # -> l2l_torch/pretrained/quadratic.*
+    python scripts/add_pretrained.py research/experiments/quadratic            # -> l2l_torch/pretrained/quadratic.*
 
 The folder must hold ``optimizer.pt`` (from ``train.py``) and ``results.json`` (from
 ``evaluate.py``); the summary line is built from ``results.json``.

@@ -1,0 +1,71 @@
+"""Paired verdicts against tuned Adam, with the mean difference and its standard error.
+
+    python research/tools/paired_verdicts.py research/experiments/NAME/comparison.json COLUMN > research/experiments/NAME/paired.txt
+    python research/tools/paired_verdicts.py research/experiments/NAME/EVAL/results.json [...] [OPTIMIZER] [--key test8_ssim] [--seeds 5:10]
+    python research/tools/paired_verdicts.py research/experiments/warmup_control/X.json small_fc --against adam_warmup10_lr0.003
+
+The first form takes one column of a ``python -m research.tools.compare`` table (one row per evaluation), the second
+one row per ``evaluate.py`` output (the learned optimizer by default). Per row: the mean over seeds of (COLUMN - tuned
+Adam) final training loss, its standard error, and the verdict used across the project's tables
+(:func:`l2l_torch.report.verdict`: better / worse when the mean difference exceeds 2 SE, else within noise).
+
+``--key`` judges another per-seed metric of an ``evaluate.py`` output (``*_ssim`` and ``*_accuracy`` are higher
+is better: the difference is then tuned Adam minus COLUMN, so a negative d still means "better"). ``--seeds K:L``
+keeps the held-out seeds K to L-1 only, e.g. the seeds that an evaluation with more seeds added to an earlier one.
+``--against NAME`` pairs with another optimizer of the same ``results.json`` instead of tuned Adam (e.g. the
+warm-up controls of ``research/tools/warmup_control.py``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from l2l_torch.report import learned_name, paired_difference, verdict_of
+
+
+def higher_is_better(key: str) -> bool:
+    return key.endswith(("_ssim", "_accuracy"))
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("paths", nargs="+", metavar="PATH [COLUMN]",
+                    help="a comparison.json of research.tools.compare and its COLUMN, or results.json files of "
+                         "evaluate.py, optionally followed by the optimizer judged (default: the learned one)")
+    ap.add_argument("--key", default="train_loss", help="per-seed metric of a results.json (default train_loss)")
+    ap.add_argument("--seeds", metavar="K:L", help="only held-out seeds K .. L-1 (Python slice)")
+    ap.add_argument("--against", default="adam_tuned",
+                    help="the optimizer of a results.json to pair with (default adam_tuned)")
+    a = ap.parse_args(argv)
+    paths, column = a.paths, None
+    if not paths[-1].endswith(".json"):
+        paths, column = paths[:-1], paths[-1]
+    data = [json.load(open(p)) for p in paths]
+    if all(isinstance(d, dict) for d in data):  # evaluate.py's results.json files
+        rows = []
+        for path, d in zip(paths, data):
+            column = column or learned_name(d)
+            rows.append({"eval": path, "adam_tuned": d["optimizers"][a.against]["per_seed"][a.key],
+                         column: d["optimizers"][column]["per_seed"][a.key]})
+    else:
+        if len(data) != 1 or column is None or a.key != "train_loss" or a.against != "adam_tuned":
+            ap.error("a comparison.json comes alone, with its COLUMN, and holds final training losses only")
+        rows = data[0]  # (--against is for results.json files only)
+    cut = slice(*(int(x) if x else None for x in a.seeds.split(":"))) if a.seeds else slice(None)
+    flip = higher_is_better(a.key)
+    what = f"{a.against} - {column}" if flip else f"{column} - {a.against}"
+    key = "" if a.key == "train_loss" else f", {a.key}"
+    seeds = f", seeds {a.seeds}" if a.seeds else ""
+    print(f"{'evaluation':<26} {'d (mean)':>9} {'SE':>7}  verdict   ({what}{key}, paired over seeds{seeds})")
+    for row in rows:
+        mine, adam = row[column][cut], row["adam_tuned"][cut]
+        pd = paired_difference(adam, mine) if flip else paired_difference(mine, adam)
+        if pd is None:
+            print(f"{row['eval']:<26} {'–':>9} {'–':>7}  fewer than two seeds")
+            continue
+        print(f"{row['eval']:<26} {pd[0]:>+9.4f} {pd[1]:>7.4f}  {verdict_of(*pd)}")
+
+
+if __name__ == "__main__":
+    main()
