@@ -4,7 +4,7 @@
 
 Counts optimizee steps per second of truncated-BPTT meta-training: per step the optimizee's
 forward and backward, the LSTM's forward, and (amortised over the truncation) the LSTM's
-backward and the meta-optimizer's update. The standard configuration is the issue's: Fashion-MNIST
+backward and the meta-optimizer's update. The standard configuration is the speed target's: Fashion-MNIST
 MLP 784-20-10 with sigmoid (15,910 params), batch 128, unroll 20, horizon 100, a two-layer LSTM with
 20 hidden units and log/sign preprocessing. The conv+dense CIFAR-10 CNN is measured too.
 
@@ -41,7 +41,7 @@ from l2l_torch.learned_optimizers import LSTMOptimizer, preprocess_gradients  # 
 from l2l_torch.learned_optimizers.lstm import _ifog_weights  # noqa: E402
 from l2l_torch.unroll import batched_unroll, init_unroll, truncated_unroll  # noqa: E402
 
-#: where the benchmark runs (``--device``); CPU by default, as the issue's target is measured on CPU machines
+#: where the benchmark runs (``--device``); CPU by default, as the speed target is measured on CPU machines
 DEVICE = torch.device("cpu")
 
 

@@ -34,12 +34,22 @@ def available_tasks(config_dir: Path = CONFIG_DIR) -> list[str]:
     return sorted(p.stem for p in config_dir.glob("*.yaml"))
 
 
+#: a source checkout's research configs, found by name too (``research/experiments/<experiment>/<name>.yaml``)
+RESEARCH_DIR = Path(__file__).resolve().parent.parent / "research" / "experiments"
+
+
 def config_path(task: str, config_dir: Path = CONFIG_DIR) -> Path:
-    """``configs/<task>.yaml``, or a :class:`UserError` naming the tasks that exist."""
+    """The config of ``task``: ``configs/<task>.yaml``; else a path to a YAML file; else, in a source checkout,
+    the research config ``research/experiments/*/<task>.yaml``. A :class:`UserError` names the tasks that exist."""
     path = config_dir / f"{task}.yaml"
-    if not path.is_file():
-        raise UserError(f"unknown task {task!r}; available tasks: {', '.join(available_tasks(config_dir))}")
-    return path
+    if path.is_file():
+        return path
+    if task.endswith((".yaml", ".yml")) and Path(task).is_file():
+        return Path(task)
+    research = sorted(RESEARCH_DIR.glob(f"*/{task}.yaml")) if "/" not in task else []
+    if len(research) == 1:
+        return research[0]
+    raise UserError(f"unknown task {task!r}; available tasks: {', '.join(available_tasks(config_dir))}")
 
 
 def instantiate(spec: Any) -> Any:
@@ -64,7 +74,7 @@ def task_family_from_config(task: str, overrides: dict[str, Any] | None = None):
     overrides (e.g. a different batch size or activation for a generalisation test)."""
     spec = load_config(task).get("model", {}).get("task")
     if spec is None:
-        raise UserError(f"configs/{task}.yaml has no model.task section")
+        raise UserError(f"{config_path(task)} has no model.task section")
     spec = {**spec, "init_args": {**(spec.get("init_args") or {}), **(overrides or {})}}
     return instantiate(spec)
 

@@ -1,4 +1,4 @@
-"""Issue 7 parity: several optimizees stepped by one learned-optimizer call (``batched_unroll``) give the
+"""The speed brief parity: several optimizees stepped by one learned-optimizer call (``batched_unroll``) give the
 same per-task updates, optimizer states and meta-gradient as unrolling the tasks one by one."""
 
 import pytest

@@ -4,9 +4,9 @@ import torch
 
 from benchmarks.memory import SavedTensorMeter, linear_fit, measure, summarize
 from l2l_torch.learned_optimizers import LSTMOptimizer
-from l2l_torch.report import memory_lines
 from l2l_torch.tasks.quadratic import QuadraticFamily
 from l2l_torch.unroll import init_unroll, truncated_unroll
+from research.tools.research_report import memory_lines
 
 
 def test_meter_counts_each_storage_once_and_only_while_saved():

@@ -1,5 +1,5 @@
 """Bad input to train.py / evaluate.py: one clear `error: ...` line, non-zero exit, no traceback,
-and no existing file touched. One test per kind of bad input (issue 9)."""
+and no existing file touched. One test per kind of bad input (the bad-input brief)."""
 
 from __future__ import annotations
 

@@ -132,7 +132,7 @@ def test_no_grad_fast_path_matches_autograd_path(on_device):
 
 
 def test_fast_layout_meta_gradient_matches_plain_lstmcell(on_device):
-    """Issue 7 parity: the meta-gradient through a 4-step unroll equals the plain nn.LSTMCell path's."""
+    """The speed brief parity: the meta-gradient through a 4-step unroll equals the plain nn.LSTMCell path's."""
     torch.manual_seed(0)
     lopt = LSTMOptimizer(hidden_size=5).double()
     net = lopt.nets["all"]

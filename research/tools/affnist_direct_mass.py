@@ -1,9 +1,9 @@
-"""Is issue 4's mass goal reachable by an STN at all? Train it with Adam on ``1 - SSIM`` of its 8s PLUS the mass term
+"""Is the STN brief's mass goal reachable by an STN at all? Train it with Adam on ``1 - SSIM`` of its 8s PLUS the mass term
 on other digits (``STNTask.mass_penalty``: training images of 0, 2, 3, 4, 5, 7, 9; never the test digits) as the
-*optimizee's* loss, which issue 4 does not allow a learned optimizer to change, and measure what it gives on unseen
+*optimizee's* loss, which the STN brief does not allow a learned optimizer to change, and measure what it gives on unseen
 8s, 6s and 1s.
 
-    L2L_DATA_DIR=../shared/data OMP_NUM_THREADS=1 python research/tools/affnist_direct_mass.py --weights 0,1 \
+    L2L_DATA_DIR=../shared/data OMP_NUM_THREADS=1 python -m research.tools.affnist_direct_mass --weights 0,1 \
         --out research/experiments/affnist_mass/direct_mass.json
 
 Same held-out instances as ``evaluate.py --task affnist --seeds 5`` (initial weights and 8s' batches; the other

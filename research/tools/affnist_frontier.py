@@ -1,11 +1,11 @@
-"""Issue 4's two goals side by side: SSIM against foreground-mass ratio, for every optimizer evaluated on affnist.
+"""The STN brief's two goals side by side: SSIM against foreground-mass ratio, for every optimizer evaluated on affnist.
 
-    L2L_DATA_DIR=../shared/data OMP_NUM_THREADS=1 python research/tools/affnist_frontier.py \
+    L2L_DATA_DIR=../shared/data OMP_NUM_THREADS=1 python -m research.tools.affnist_frontier \
         --reference research/experiments/affnist_hyper_adam/size/affnist_200_fresh/results.json \
         --lrs 0.002,0.003,0.005,0.007,0.01,0.015,0.02,0.03 --adamw-wds 0.1,0.3,0.5,0.7,1 \
         --ema 0.9 --ema-lrs 0.005,0.01,0.015,0.02,0.025,0.03 --out research/experiments/affnist_frontier
 
-Issue 4 asks the learned optimizer for (a) mean SSIM on unseen 8s, 6s and 1s at least tuned Adam's minus 0.02 and
+The STN brief asks the learned optimizer for (a) mean SSIM on unseen 8s, 6s and 1s at least tuned Adam's minus 0.02 and
 (b) a mean foreground-mass ratio between 0.8 and 1.25 (on each of the three sets, as this project reads it; the
 table and ``frontier.json`` also give the other reading, one mean over all unseen digits, as ``mass_pooled``). This
 script checks both for every optimizer of every committed ``evaluate.py --task affnist --steps 200`` output
@@ -14,7 +14,7 @@ a sweep of constant learning rates trained on the held-out instances of ``--refe
 and batches as its rows), and with ``--adamw-wds`` for AdamW at the reference's tuned learning rate and a sweep of
 (decoupled) weight decays, and with ``--ema-lrs`` for Adam at a sweep of learning rates evaluated at the exponential
 moving average of its iterates (decay ``--ema``; ``evaluate.py --average``). The bar of (a) is ``--reference``'s tuned
-Adam (the last iterate's, as issue 4 asks).
+Adam (the last iterate's, as the STN brief asks).
 
 Writes ``frontier.json`` (every point, its source and which goals it meets), ``table.md`` and ``frontier.png``
 (SSIM on the 1s, then on the 8s, against the 1s' mass ratio, with both goals' bounds drawn).
@@ -62,7 +62,7 @@ def judge(p: dict[str, Any], bar: dict[str, float]) -> dict[str, Any]:
 def committed_points(root: Path, steps: int) -> list[dict[str, Any]]:
     """Points of every committed affnist evaluation with ``steps`` optimizee steps under ``root`` (each distinct
     run once: the same optimizer with the same figures in several outputs is one point)."""
-    from l2l_torch.report import iter_results
+    from research.tools.research_report import iter_results
 
     pts, seen = [], set()
     for folder, res in iter_results(root):

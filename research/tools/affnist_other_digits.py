@@ -1,9 +1,9 @@
-"""Would the other digits tell which learning rate keeps issue 4's 1s in shape? Train Adam on the held-out STN
+"""Would the other digits tell which learning rate keeps the STN brief's 1s in shape? Train Adam on the held-out STN
 instances at several learning rates, at the last iterate and at the moving average of the iterates, and report the
 foreground-mass ratio of the *other* digits (the validation images of 0, 2, 3, 4, 5, 7, 9 of ``STNFamily(aux_digits)``,
 never the test digits) beside the test sets' SSIM and mass ratios.
 
-    L2L_DATA_DIR=../shared/data OMP_NUM_THREADS=1 python research/tools/affnist_other_digits.py \\
+    L2L_DATA_DIR=../shared/data OMP_NUM_THREADS=1 python -m research.tools.affnist_other_digits \\
         --lrs 0.005,0.01,0.015,0.02,0.025 --average 0.9 --out research/experiments/affnist_average/other_digits.json
 
 Same held-out instances (initial weights, batches) as ``evaluate.py --task affnist --seeds 5``.

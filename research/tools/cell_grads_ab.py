@@ -1,9 +1,9 @@
 """A/B of the LSTM cell backward's elementwise kernel, inside whole meta-training steps, in one process.
 
-    OMP_NUM_THREADS=1 L2L_DATA_DIR=../shared/data python research/tools/cell_grads_ab.py --threads 1 --repeats 16
+    OMP_NUM_THREADS=1 L2L_DATA_DIR=../shared/data python -m research.tools.cell_grads_ab --threads 1 --repeats 16
 
 ``current``: :func:`l2l_torch.learned_optimizers.lstm._cell_grads` as shipped (the gate gradient ``(4H, N)``
-written by one compiled ``stack``, a fresh tensor per call). ``cat_into_buffer``: the kernel before session 18
+written by one compiled ``stack``, a fresh tensor per call). ``cat_into_buffer``: the kernel before 2026-12-04
 (a ``cat`` of the four gate blocks copied into a reused scratch buffer). Both are compiled the same way and checked
 equal before timing. Timed first alone (ms per call at H = 20, N = 15,910, cycling through input sets that together
 exceed the CPU's caches, as in a step where the inputs were written long before), then inside whole steps:
@@ -23,7 +23,7 @@ from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 import l2l_torch.learned_optimizers.lstm as lstm  # noqa: E402
 from benchmarks.meta_throughput import make_task, ours_steps_per_s  # noqa: E402

@@ -1,7 +1,7 @@
 """Rewrite committed ``results.json`` files in the compact form that ``evaluate.py`` now writes
 (:func:`l2l_torch.plots.results_json`: curves to 4 significant digits, number lists on one line).
 
-    python research/tools/compact_results.py research/experiments
+    python -m research.tools.compact_results research/experiments
 
 Per-seed values, summaries and every other field are kept exactly; only the per-step curves are rounded.
 """

@@ -21,7 +21,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from l2l_torch.report import learned_name
+from research.tools.research_report import learned_name
 
 
 def _device_of(result: dict[str, Any], folder: str):

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Evaluate one learned optimizer on every row that issue 8 judges a family optimizer by, against the very
+# Evaluate one learned optimizer on every row that the one-optimizer brief judges a family optimizer by, against the very
 # same tuned-Adam runs and held-out seeds as the earlier family optimizers (no baseline is re-tuned):
 #   Fashion-MNIST MLPs sigmoid/tanh/ReLU at 100 and 200 steps (paired table: OUT/comparison.md),
 #   sigmoid at 1,000 steps, CIFAR-10 conv+dense at 300 steps, the affNIST STN at 200 steps, and fmnist_t1

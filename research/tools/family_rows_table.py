@@ -1,14 +1,14 @@
-"""One table of issue 8's rows for several learned optimizers, from their committed evaluations.
+"""One table of the one-optimizer brief's rows for several learned optimizers, from their committed evaluations.
 
-    python research/tools/family_rows_table.py research/experiments/fmnist_family_lstm_h200 research/experiments/lopt_small_fc_all ... > TABLE.md
-    python research/tools/family_rows_table.py --long 2000 small_fc_warmup_pes=research/experiments/family_rows_seeds10 > research/experiments/family_rows_seeds10/table.md
+    python -m research.tools.family_rows_table research/experiments/fmnist_family_lstm_h200 research/experiments/lopt_small_fc_all ... > TABLE.md
+    python -m research.tools.family_rows_table --long 2000 small_fc_warmup_pes=research/experiments/family_rows_seeds10 > research/experiments/family_rows_seeds10/table.md
 
 Each ``DIR`` is laid out as ``research/tools/eval_family_rows.sh`` writes it: ``comparison.json`` (the six Fashion-MNIST MLP
 rows; the learned column is the last one), ``fmnist_t1_sigmoid_<LONG>/`` (``--long``, default 1000 steps),
 ``cifar_convdense_300/`` and ``affnist_200/`` (``results.json`` each). An MLP row missing from ``comparison.json``
 (or a folder without one) is read from ``DIR/fmnist_t1_<activation>_<steps>/results.json``, an ``evaluate.py`` run.
 A row is labelled with the folder's name, or with ``LABEL`` when given as ``LABEL=DIR``. Every cell is the learned optimizer's mean final training loss (SSIM for the STN), bold where
-the paired verdict against tuned Adam over the same seeds is "better" (``l2l_torch.report.verdict``), with "(w)"
+the paired verdict against tuned Adam over the same seeds is "better" (``research.tools.research_report.verdict``), with "(w)"
 where it is "worse"; for the SSIM, higher is better. Missing evaluations print as "–".
 """
 
@@ -18,7 +18,7 @@ import json
 import sys
 from pathlib import Path
 
-from l2l_torch.report import learned_name, paired_difference, verdict, verdict_of
+from research.tools.research_report import learned_name, paired_difference, verdict, verdict_of
 
 MLP_ROWS = [f"fmnist_t1_{a}_{s}" for a in ("sigmoid", "tanh", "relu") for s in (100, 200)]
 SSIM_SETS = ("test8", "test6", "test1")

@@ -1,6 +1,6 @@
 """Which parameter tensor makes a learned optimizer's first step raise the loss of a CIFAR-10 conv+dense CNN.
 
-    L2L_DATA_DIR=../shared/data python research/tools/first_step.py CKPT [CKPT ...] --out research/experiments/NAME/first_step.json
+    L2L_DATA_DIR=../shared/data python -m research.tools.first_step CKPT [CKPT ...] --out research/experiments/NAME/first_step.json
 
 On one held-out CNN instance of ``configs/cifar_convdense.yaml`` (seed ``--seed``, the first test seed by default),
 take one step with the learned optimizer from the initial params on one batch, then, per parameter tensor, apply
@@ -25,8 +25,8 @@ from l2l_torch.checkpoint import load_learned_optimizer
 from l2l_torch.cli import task_family_from_config
 from l2l_torch.evaluation import compare
 from l2l_torch.optim import LearnedOptimizer
-from l2l_torch.report import learned_name, paired_difference, verdict_of
 from l2l_torch.tasks.base import TEST_SEED_OFFSET
+from research.tools.research_report import learned_name, paired_difference, verdict_of
 
 
 def first_step(ckpt: str, task, params, buffers, grads, loss_of) -> dict:

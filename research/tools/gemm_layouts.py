@@ -1,6 +1,6 @@
 """Speed of the LSTM optimizer's matrix products in both layouts, on the standard configuration's shapes.
 
-    OMP_NUM_THREADS=1 python research/tools/gemm_layouts.py --threads 1
+    OMP_NUM_THREADS=1 python -m research.tools.gemm_layouts --threads 1
 
 The coordinate-wise LSTM's gates are ``(4H, K) @ (K, N)`` in this project's coordinate-minor layout (each gate a
 contiguous row block; ``l2l_torch.learned_optimizers.lstm.lstm_cell_t``) or ``(N, K) @ (K, 4H)`` in the

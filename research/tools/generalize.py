@@ -6,7 +6,7 @@ A suite file names the base task (the config the optimizer was meta-trained with
 optionally ``steps``, ``seeds``, ``tune_seeds`` and ``baselines`` (default: all four), and one row per change (a task argument changed with ``set``, a different number of ``steps``, or a
 different ``checkpoint`` for optimizers meta-trained differently). Each row runs ``evaluate.py`` with
 those overrides into ``OUT/<row name>/`` (the same tuned baselines and the same outputs as any
-evaluation), so ``python -m l2l_torch.report`` picks the rows up.
+evaluation), so ``python -m research.tools.research_report`` picks the rows up.
 """
 
 from __future__ import annotations

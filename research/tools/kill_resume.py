@@ -1,6 +1,6 @@
 """Kill a running meta-training with SIGKILL, resume it with ``--ckpt_path last``, and check it.
 
-    python research/tools/kill_resume.py --out research/experiments/reliability
+    python -m research.tools.kill_resume --out research/experiments/reliability
 
 1. Runs ``train.py --task quadratic`` uninterrupted to ``--steps`` (the reference).
 2. Runs it again in a subprocess and SIGKILLs it ``--kills`` times, each time once the last
@@ -31,7 +31,7 @@ from pathlib import Path
 
 import torch
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
 from l2l_torch.reliability import theta_digest  # noqa: E402
@@ -138,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
     checks["final_step_reached"] = final["global_step"] == a.steps == reference["global_step"]
     checks["final_theta_equals_uninterrupted_run"] = final["theta_sha256"] == reference["theta_sha256"]
     checks["checkpoints_finite"] = final["finite"] and all(e["left_behind"]["finite"] for e in events)
-    result = {"command": "python research/tools/kill_resume.py " + " ".join(sys.argv[1:] if argv is None else argv),
+    result = {"command": "python -m research.tools.kill_resume " + " ".join(sys.argv[1:] if argv is None else argv),
               "settings": {k: v for k, v in vars(a).items() if k not in ("out", "work")},
               "reference_final": reference, "resumed_final": final, "kills": events,
               "restarts": restarts, "checks": checks, "passed": all(checks.values()),

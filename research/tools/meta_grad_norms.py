@@ -1,6 +1,6 @@
 """Meta-gradient norm per task family: how much each family's instances pull on theta in meta-training.
 
-    L2L_DATA_DIR=../shared/data python research/tools/meta_grad_norms.py CKPT --config lopt_small_fc_all --instances 12 \
+    L2L_DATA_DIR=../shared/data python -m research.tools.meta_grad_norms CKPT --config lopt_small_fc_all --instances 12 \
         --horizon 200 --unroll 50 --out norms.json
 
 Samples ``--instances`` meta-training instances of the config's task family (its ``model.task``; seeds from

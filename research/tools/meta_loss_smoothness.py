@@ -1,6 +1,6 @@
 """How smooth is the meta-loss in theta? Perturb a learned optimizer and re-run the same task instance.
 
-    L2L_DATA_DIR=../shared/data python research/tools/meta_loss_smoothness.py --config fmnist_t1_skip_u100 \
+    L2L_DATA_DIR=../shared/data python -m research.tools.meta_loss_smoothness --config fmnist_t1_skip_u100 \
         --unrolls 20 100 --instances 2
 
 Builds the config's learned optimizer from scratch (``model.lopt``, drawn after seeding with ``seed_everything``, not

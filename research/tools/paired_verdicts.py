@@ -1,13 +1,13 @@
 """Paired verdicts against tuned Adam, with the mean difference and its standard error.
 
-    python research/tools/paired_verdicts.py research/experiments/NAME/comparison.json COLUMN > research/experiments/NAME/paired.txt
-    python research/tools/paired_verdicts.py research/experiments/NAME/EVAL/results.json [...] [OPTIMIZER] [--key test8_ssim] [--seeds 5:10]
-    python research/tools/paired_verdicts.py research/experiments/warmup_control/X.json small_fc --against adam_warmup10_lr0.003
+    python -m research.tools.paired_verdicts research/experiments/NAME/comparison.json COLUMN > research/experiments/NAME/paired.txt
+    python -m research.tools.paired_verdicts research/experiments/NAME/EVAL/results.json [...] [OPTIMIZER] [--key test8_ssim] [--seeds 5:10]
+    python -m research.tools.paired_verdicts research/experiments/warmup_control/X.json small_fc --against adam_warmup10_lr0.003
 
 The first form takes one column of a ``python -m research.tools.compare`` table (one row per evaluation), the second
 one row per ``evaluate.py`` output (the learned optimizer by default). Per row: the mean over seeds of (COLUMN - tuned
 Adam) final training loss, its standard error, and the verdict used across the project's tables
-(:func:`l2l_torch.report.verdict`: better / worse when the mean difference exceeds 2 SE, else within noise).
+(:func:`research.tools.research_report.verdict`: better / worse when the mean difference exceeds 2 SE, else within noise).
 
 ``--key`` judges another per-seed metric of an ``evaluate.py`` output (``*_ssim`` and ``*_accuracy`` are higher
 is better: the difference is then tuned Adam minus COLUMN, so a negative d still means "better"). ``--seeds K:L``
@@ -21,7 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from l2l_torch.report import learned_name, paired_difference, verdict_of
+from research.tools.research_report import learned_name, paired_difference, verdict_of
 
 
 def higher_is_better(key: str) -> bool:

@@ -1,6 +1,6 @@
 """Do the baselines that committed evaluations reused (``evaluate.py --reuse-baselines``) still reproduce here?
 
-    L2L_DATA_DIR=../shared/data OMP_NUM_THREADS=1 python research/tools/reuse_audit.py --out research/experiments/reuse_audit
+    L2L_DATA_DIR=../shared/data OMP_NUM_THREADS=1 python -m research.tools.reuse_audit --out research/experiments/reuse_audit
 
 Every ``results/**/results.json`` with ``baselines_from`` took its baselines from an earlier evaluation instead of
 training them. This trains, for each such source, its tuned Adam on the first held-out seed again
@@ -19,7 +19,7 @@ from pathlib import Path
 
 def reuse_sources(root: Path) -> dict[str, list[str]]:
     """``{source folder: [folders of the evaluations that reused it]}`` under ``root``."""
-    from l2l_torch.report import iter_results
+    from research.tools.research_report import iter_results
 
     out: dict[str, list[str]] = {}
     for folder, res in iter_results(root):

@@ -1,6 +1,6 @@
 """Control: Adam with a tuned schedule, output-layer learning rate and betas, against a learned optimizer.
 
-    L2L_DATA_DIR=../shared/data OMP_NUM_THREADS=1 python research/tools/schedule_control.py \
+    L2L_DATA_DIR=../shared/data OMP_NUM_THREADS=1 python -m research.tools.schedule_control \
         research/experiments/fmnist_t1_pes/fmnist_t1_100/results.json --out research/experiments/schedule_control/fmnist_t1_100.json
 
 The baselines of ``evaluate.py`` tune one number, the learning rate, at a constant schedule. A learned optimizer
@@ -33,8 +33,8 @@ from typing import Any
 
 from l2l_torch.cli import task_family_from_config
 from l2l_torch.evaluation import WarmupAdam, compare, train_optimizee
-from l2l_torch.report import paired_difference, verdict_of
 from l2l_torch.tasks.base import TUNE_SEED_OFFSET
+from research.tools.research_report import paired_difference, verdict_of
 
 
 class ScheduledAdam(WarmupAdam):
@@ -108,7 +108,7 @@ def main() -> None:
     print(f"\nbest on {a.tune_seeds} tuning instances: {best} (mean final train loss {best_score:.4f})", flush=True)
     mine = compare(family, {"adam_sched": (factory(best, steps), best["lr"])}, steps, prev["seeds"])
     mine["adam_sched"]["config"] = {**best, "betas": list(best["betas"])}
-    command = " ".join(["python research/tools/schedule_control.py", a.against, "--tune-seeds", str(a.tune_seeds),
+    command = " ".join(["python -m research.tools.schedule_control", a.against, "--tune-seeds", str(a.tune_seeds),
                         *(f"--{k.replace('_', '-')} " + " ".join(map(str, v)) for k, v in grid.items() if v != GRID[k]),
                         *(["--report-keys", *a.report_keys] if a.report_keys != ["test_accuracy"] else []),
                         "--out", a.out])

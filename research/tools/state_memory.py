@@ -1,6 +1,6 @@
 """Optimizer state memory per parameter: each shipped learned optimizer next to torch.optim.Adam.
 
-    python research/tools/state_memory.py > research/experiments/drop_in/memory.json
+    python -m research.tools.state_memory > research/experiments/drop_in/memory.json
 
 Measured, not computed from a formula: one step on a 20-32-1 MLP, then the bytes of every state tensor
 (shared storages counted once) divided by the number of parameters. Also prints the figure that

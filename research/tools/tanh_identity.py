@@ -1,6 +1,6 @@
 """ATen's CPU ``tanh`` against the ``2 sigmoid(2x) - 1`` identity that the LSTM cell uses on CPUs (``_tanh``).
 
-    python research/tools/tanh_identity.py [--threads 2] [--n 15910]
+    python -m research.tools.tanh_identity [--threads 2] [--n 15910]
 
 Times both on a ``(20, N)`` float32 tensor (the standard benchmark's cell state; ``out=`` buffers, so no allocation
 is timed), alternating them, and prints the medians and the largest absolute error of each against float64 ``tanh``.
@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from l2l_torch.learned_optimizers.lstm import _tanh  # noqa: E402
 

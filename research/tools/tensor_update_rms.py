@@ -3,7 +3,7 @@
 Trains one held-out instance of a task (the first evaluation seed of ``evaluate.py``) with each optimizer given and
 prints, per optimizer and step, the root-mean-square of every tensor's update (params after minus before)::
 
-    python research/tools/tensor_update_rms.py --task fmnist_t1 --steps 100 \\
+    python -m research.tools.tensor_update_rms --task fmnist_t1 --steps 100 \\
         --checkpoint research/experiments/fmnist_t1_hyper_adam/raw/optimizer.pt \\
         --scheduled-adam '{"lr": 0.01, "betas": [0.6, 0.9], "head_mult": 30, "warmup": 10, "cosine": true}'
 
@@ -19,16 +19,14 @@ from pathlib import Path
 
 from torch import Tensor
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from schedule_control import factory as scheduled_adam  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from l2l_torch import LearnedOptimizer  # noqa: E402
 from l2l_torch.checkpoint import load_learned_optimizer  # noqa: E402
 from l2l_torch.cli import task_family_from_config  # noqa: E402
 from l2l_torch.evaluation import baseline_factory, train_optimizee  # noqa: E402
 from l2l_torch.tasks.base import TEST_SEED_OFFSET  # noqa: E402
+from research.tools.schedule_control import factory as scheduled_adam  # noqa: E402
 
 
 class TensorRMSRecorder:

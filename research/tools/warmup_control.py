@@ -1,6 +1,6 @@
 """Control for the learned optimizers' step-size warm-up: Adam with the same linear warm-up, on the same seeds.
 
-    L2L_DATA_DIR=../shared/data python research/tools/warmup_control.py research/experiments/family_rows_seeds10/cifar_convdense_300/results.json \
+    L2L_DATA_DIR=../shared/data python -m research.tools.warmup_control research/experiments/family_rows_seeds10/cifar_convdense_300/results.json \
         --lrs 0.001 0.003 --warmup 10 --out research/experiments/warmup_control/cifar_convdense_300.json
 
 small_fc's ``warmup: W`` scales the update of step ``t`` (from 1) by ``min(1, t / W)``, a hand-designed schedule.
@@ -21,7 +21,7 @@ from pathlib import Path
 
 from l2l_torch.cli import task_family_from_config
 from l2l_torch.evaluation import WarmupAdam, compare
-from l2l_torch.report import paired_difference, verdict_of
+from research.tools.research_report import paired_difference, verdict_of
 
 
 def main() -> None:
@@ -38,7 +38,7 @@ def main() -> None:
     mine = compare(family, optimizers, prev["steps"], prev["seeds"],
                    progress=lambda name: print(f"training {prev['seeds']} instances with {name}", flush=True))
     out = {"task": prev["task"], "steps": prev["steps"], "seeds": prev["seeds"], "warmup": a.warmup,
-           "against": a.against, "command": "python research/tools/warmup_control.py " + " ".join(
+           "against": a.against, "command": "python -m research.tools.warmup_control " + " ".join(
                [a.against, "--lrs", *map(str, a.lrs), "--warmup", f"{a.warmup:g}", "--out", a.out]),
            "optimizers": {**prev["optimizers"], **mine}}
     adam = prev["optimizers"]["adam_tuned"]["per_seed"]

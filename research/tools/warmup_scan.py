@@ -1,8 +1,8 @@
 """Choose a learned optimizer's step-size warm-up, or its step scale, on validation instances (not the evaluation's).
 
-    L2L_DATA_DIR=../shared/data python research/tools/warmup_scan.py CKPT --warmups 0 2 5 10 \
+    L2L_DATA_DIR=../shared/data python -m research.tools.warmup_scan CKPT --warmups 0 2 5 10 \
         --rows cifar_convdense:300 fmnist_t1:100 fmnist_t1:100:activation=relu --seeds 3 --out scan.json
-    L2L_DATA_DIR=../shared/data python research/tools/warmup_scan.py CKPT --scales 0.8 1 1.25 --rows affnist:200 ...
+    L2L_DATA_DIR=../shared/data python -m research.tools.warmup_scan CKPT --scales 0.8 1 1.25 --rows affnist:200 ...
 
 Trains ``--seeds`` validation instances (seeds from ``VAL_SEED_OFFSET + --seed-base``, never trained on and
 disjoint from the evaluation's ``TEST_SEED_OFFSET`` seeds) of each row with the optimizer at every warm-up
@@ -12,7 +12,7 @@ same as multiplying the optimizer's ``step_mult`` by ``s``; the warm-up stays as
 training loss per row and value, and per value the mean over rows of the ratio to the smallest value. A row is
 ``CONFIG:STEPS[:KEY=VALUE,...]`` with task overrides as ``evaluate.py --set``.
 
-    python research/tools/warmup_scan.py --merge A.json B.json ...
+    python -m research.tools.warmup_scan --merge A.json B.json ...
 
 prints one table from several scans' JSON (rows and values merged; each value's ratio is taken to the smallest value,
 or to ``--ref``, over the rows scanned at both).

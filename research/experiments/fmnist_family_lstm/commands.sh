@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Issue 8: the paper's LSTM meta-trained on a family of Fashion-MNIST MLPs (random activation, width,
+# The one-optimizer brief: the paper's LSTM meta-trained on a family of Fashion-MNIST MLPs (random activation, width,
 # batch size, objective scale), evaluated on fmnist_t1 with each activation against tuned Adam.
 set -euo pipefail
 export OMP_NUM_THREADS=1 L2L_DATA_DIR=${L2L_DATA_DIR:-../shared/data}

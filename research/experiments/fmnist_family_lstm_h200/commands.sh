@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Issue 8, stage 2b: the family-trained paper LSTM continued on 200-step trajectories (research/experiments/fmnist_family_lstm_h200/fmnist_family_lstm_h200.yaml),
+# The one-optimizer brief, stage 2b: the family-trained paper LSTM continued on 200-step trajectories (research/experiments/fmnist_family_lstm_h200/fmnist_family_lstm_h200.yaml),
 # evaluated on the rows of research/experiments/fmnist_family_lstm against the same tuned-Adam runs (--reuse-baselines: same
 # held-out seeds, the runs are deterministic per seed).
 set -euo pipefail

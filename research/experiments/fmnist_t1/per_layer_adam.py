@@ -1,4 +1,4 @@
-"""How far can a hand-tuned Adam get on fmnist_t1 in 100 steps? Context for the issue's 83 % goal.
+"""How far can a hand-tuned Adam get on fmnist_t1 in 100 steps? Context for the 83 % goal.
 
 Adam with one learning rate per layer (first layer's weights and bias at ``lr1``, the output layer's at
 ``lr2``; betas (0.9, 0.99)) on a grid, each point on 3 held-out instances (the first 3 evaluation seeds of

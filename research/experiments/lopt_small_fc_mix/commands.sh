@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Issue 8: small_fc learned optimizer meta-trained on the MLP task mixture, evaluated on fmnist_t1 with
+# The one-optimizer brief: small_fc learned optimizer meta-trained on the MLP task mixture, evaluated on fmnist_t1 with
 # each activation against learning-rate-tuned Adam (tuned on separate instances, 3 per lr, same steps).
 set -euo pipefail
 export OMP_NUM_THREADS=1 L2L_DATA_DIR=${L2L_DATA_DIR:-../shared/data}

@@ -1,4 +1,4 @@
-"""Diagnostic (session 8): scale the STN's updates by 1.5 on some tensors only, on the scan's 5 validation seeds."""
+"""Diagnostic (2026-12-02): scale the STN's updates by 1.5 on some tensors only, on the scan's 5 validation seeds."""
 import math
 
 from l2l_torch.checkpoint import load_learned_optimizer

@@ -1,4 +1,5 @@
-"""The results report (quick mode on a tiny checkpoint) and a generalisation suite end to end."""
+"""The research tools: the report of every evaluation (quick mode on a tiny checkpoint), the generalisation suite,
+``compare`` and the analysis scripts."""
 
 import json
 import math
@@ -6,10 +7,11 @@ import math
 import pytest
 import torch
 
-from l2l_torch import generalize, report
 from l2l_torch.checkpoint import save_learned_optimizer
 from l2l_torch.cli import UserError
 from l2l_torch.learned_optimizers import LSTMOptimizer
+from research.tools import generalize
+from research.tools import research_report as report
 
 
 @pytest.fixture()
@@ -57,12 +59,9 @@ def test_report_quick_and_markdown(tmp_path, tiny_ckpt, capsys):
                    "--steps", "4", "--seeds", "2", "--tune-seeds", "1"])
     report.main(["--results", str(results), "--quick"])
     assert "| [quadratic]" in capsys.readouterr().out
-    readme = tmp_path / "README.md"
-    readme.write_text(f"x\n{report.START}\nold\n{report.END}\ny\n")
-    report.main(["--results", str(results), "--no-rerun", "--readme", str(readme)])
-    text = readme.read_text()
-    assert "old" not in text and "| [quadratic]" in text and text.startswith("x\n") and text.endswith("y\n")
-    assert (results / "RESULTS.md").read_text().startswith("# Results")
+    report.main(["--results", str(results), "--no-rerun"])
+    text = (tmp_path / "RESULTS.md").read_text()
+    assert text.startswith("# Results") and "| [quadratic](experiments/quadratic/)" in text
 
 
 def test_verdict_paired_and_unpaired():
@@ -105,9 +104,10 @@ def test_epoch_and_update_plots_reach_the_report(tmp_path, tiny_ckpt):
     upd = json.loads((out / "updates.json").read_text())
     assert set(upd["optimizers"]) == {"lstm", "adam_tuned"} and upd["optimizers"]["adam_tuned"]["lr"] is not None
     assert "Per-epoch val loss" in (out / "table.md").read_text()
-    report.main(["--results", str(results), "--no-rerun", "--readme", str(tmp_path / "none.md")])
-    text = (results / "RESULTS.md").read_text()
-    assert "(quadratic/epochs.png)" in text and "(quadratic/updates.png)" in text and "epoch 2 (step 4)" in text
+    report.main(["--results", str(results), "--no-rerun"])
+    text = (tmp_path / "RESULTS.md").read_text()
+    assert "(experiments/quadratic/epochs.png)" in text and "(experiments/quadratic/updates.png)" in text
+    assert "epoch 2 (step 4)" in text
     assert "median |update|" in text
     # the stand-alone histogram of a checkpoint (tuned Adam's lr from the folder's results.json)
     other = tmp_path / "other"
@@ -136,7 +136,7 @@ def test_epoch_table_and_plot_with_accuracy(tmp_path):
 
 
 def test_quick_rerun_drops_reuse_of_baselines():
-    from l2l_torch.report import _replace
+    from research.tools.research_report import _replace
 
     args = ["--task", "t", "--seeds", "5", "--reuse-baselines", "research/experiments/x", "--out", "o"]
     assert _replace(args, {"--seeds": "2", "--reuse-baselines": None}) == ["--task", "t", "--out", "o", "--seeds", "2"]
@@ -228,7 +228,7 @@ def _results_json(path, learned: dict, adam: dict) -> None:
 
 
 def test_paired_verdicts_flip_higher_is_better_metrics_and_slice_seeds(tmp_path, capsys):
-    import scripts.paired_verdicts as pv
+    import research.tools.paired_verdicts as pv
 
     # SSIM: the learned optimizer is higher on seeds 0-1 and lower on seeds 2-3
     _results_json(tmp_path / "e", {"train_loss": [1.0, 1.0, 1.0, 1.0], "test8_ssim": [0.9, 0.91, 0.5, 0.51]},
@@ -243,7 +243,7 @@ def test_paired_verdicts_flip_higher_is_better_metrics_and_slice_seeds(tmp_path,
 
 
 def test_paired_verdicts_against_another_optimizer(tmp_path, capsys):
-    import scripts.paired_verdicts as pv
+    import research.tools.paired_verdicts as pv
 
     _results_json(tmp_path / "e", {"train_loss": [1.0, 1.1, 1.0]}, {"train_loss": [2.0, 2.1, 2.2]})
     f = tmp_path / "e" / "results.json"
@@ -268,8 +268,8 @@ def test_find_results_skips_evaluations_without_tuned_adam(tmp_path):
     assert list(report.find_results(tmp_path)) == ["a"]
 
 
-def test_issue8_table_reads_rows_from_per_row_evaluations(tmp_path, capsys):
-    import scripts.issue8_table as t8
+def test_family_rows_table_reads_rows_from_per_row_evaluations(tmp_path, capsys):
+    import research.tools.family_rows_table as t8
 
     for a in ("sigmoid", "tanh", "relu"):
         for s in (100, 200):
@@ -285,7 +285,7 @@ def test_issue8_table_reads_rows_from_per_row_evaluations(tmp_path, capsys):
 
 
 def test_schedule_control_adam_schedule_and_output_layer_rate():
-    from scripts.schedule_control import ScheduledAdam
+    from research.tools.schedule_control import ScheduledAdam
 
     def run(**cfg):
         torch.manual_seed(0)
@@ -319,7 +319,7 @@ def test_schedule_control_adam_schedule_and_output_layer_rate():
 
 def test_tensor_update_rms_reports_adams_first_step_exactly(capsys):
     """Adam's first update is lr * sign(g) in every coordinate, so each tensor's update RMS at step 1 is the lr."""
-    from scripts.tensor_update_rms import main
+    from research.tools.tensor_update_rms import main
 
     main(["--task", "quadratic", "--steps", "3", "--at", "1", "3", "--adam-lr", "0.05"])
     out = capsys.readouterr().out.splitlines()
@@ -330,7 +330,7 @@ def test_tensor_update_rms_reports_adams_first_step_exactly(capsys):
 
 
 def test_affnist_frontier_judges_both_goals_and_counts_reused_runs_once(tmp_path):
-    import scripts.affnist_frontier as fr
+    import research.tools.affnist_frontier as fr
 
     def opt(ssim, mass):  # the same SSIM / mass ratio on the 8s, 6s and 1s
         return {"lr": 0.01, "diverged": 0, **{f"test{d}_{m}": {"mean": v} for d in fr.DIGITS
@@ -342,7 +342,7 @@ def test_affnist_frontier_judges_both_goals_and_counts_reused_runs_once(tmp_path
         (tmp_path / name).mkdir()
         r = dict(res, optimizers=dict(res["optimizers"], small_fc=opt(0.79, 1.2 if name == "a" else 1.3)))
         (tmp_path / name / "results.json").write_text(json.dumps(r))
-    (tmp_path / "c").mkdir()  # other steps: not an issue-4 evaluation
+    (tmp_path / "c").mkdir()  # other steps: not an STN-brief evaluation
     (tmp_path / "c" / "results.json").write_text(json.dumps(dict(res, steps=100)))
     pts = fr.committed_points(tmp_path, 200)
     assert sorted((p["optimizer"], p["mass1"]) for p in pts) == [
@@ -355,7 +355,7 @@ def test_affnist_frontier_judges_both_goals_and_counts_reused_runs_once(tmp_path
 
 
 def test_summary_row_flags_reused_baselines_that_did_not_reproduce():
-    from l2l_torch.report import summary_row
+    from research.tools.research_report import summary_row
 
     per_seed = {"train_loss": [0.4, 0.41, 0.4]}
     opt = lambda v, lr: {"lr": lr, "per_seed": {"train_loss": v},  # noqa: E731

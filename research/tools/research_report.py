@@ -1,0 +1,356 @@
+"""Regenerate ``research/RESULTS.md`` and the README's results section from committed results.
+
+    python -m research.tools.research_report              # re-run every committed evaluation, then regenerate
+    python -m research.tools.research_report --no-rerun   # only regenerate the markdown from results/*/results.json
+    python -m research.tools.research_report --quick      # smoke test: re-run each evaluation tiny, into a temp folder
+
+Each ``results/<name>/results.json`` records the ``evaluate.py`` command that made it; re-running
+replays that command (from the committed checkpoint). Nothing in the report is typed by hand.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import shlex
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from l2l_torch.plots import epoch_table, markdown_table, update_summary
+
+REPO = Path(__file__).resolve().parents[2]
+
+#: figures of the study (test accuracy, %, default learning rates) where it reports them
+STUDY_REFERENCE: dict[str, dict[str, float]] = {
+    "fmnist_t1": {"lstm": 77, "adam": 78, "rmsprop": 77, "sgd": 59, "adagrad": 32},
+    "fmnist_t2": {"lstm": 85, "adam": 86, "rmsprop": 86, "sgd": 85, "adagrad": 81},
+    "fmnist_t3": {"lstm": 77, "adam": 77, "rmsprop": 75, "sgd": 60, "adagrad": 27},
+}
+
+
+def verdict(learned: dict[str, Any], adam: dict[str, Any], n: int, key: str = "final_loss",
+            lower_is_better: bool = True) -> str:
+    """``better``/``within noise``/``worse`` than tuned Adam: a difference beyond two standard errors.
+
+    When both carry per-seed values (same seeds for every optimizer), the test is paired: the mean of
+    the per-seed differences against two standard errors of that mean. Otherwise it is unpaired.
+    """
+    a, b = learned.get(key), adam.get(key)
+    if not a or a.get("mean") is None:
+        return "diverged"
+    if not b or b.get("mean") is None:
+        return "better (Adam diverged)"
+    seed_key = "train_loss" if key == "final_loss" else key
+    pa, pb = learned.get("per_seed", {}).get(seed_key), adam.get("per_seed", {}).get(seed_key)
+    if pa and pb and len(pa) == len(pb):
+        stats = paired_difference(pa, pb)
+        if stats is None:
+            return "too few seeds"
+        md, se = stats
+        diff = md * (1 if lower_is_better else -1)
+    else:
+        se = math.sqrt((a["std"] ** 2 + b["std"] ** 2) / max(n, 1))
+        diff = (a["mean"] - b["mean"]) * (1 if lower_is_better else -1)
+    return verdict_of(diff, se)
+
+
+def paired_difference(learned: list, adam: list) -> tuple[float, float] | None:
+    """Mean and standard error of the per-seed differences ``learned - adam`` (same seeds; ``None`` entries,
+    i.e. diverged runs, are left out); ``None`` with fewer than two pairs."""
+    d = [x - y for x, y in zip(learned, adam) if x is not None and y is not None]
+    if len(d) < 2:
+        return None
+    md = sum(d) / len(d)
+    return md, math.sqrt(sum((x - md) ** 2 for x in d) / (len(d) - 1) / len(d))
+
+
+def verdict_of(diff: float, se: float) -> str:
+    """The project's verdict of a difference (lower is better) against two standard errors."""
+    if diff < -2 * se:
+        return "better"
+    if diff > 2 * se:
+        return "worse"
+    return "within noise"
+
+
+def learned_name(res: dict[str, Any]) -> str:
+    return next(k for k, v in res["optimizers"].items() if v.get("lr") is None)
+
+
+def primary(res: dict[str, Any]) -> str:
+    """The metric an experiment is judged on (what its baselines were tuned on)."""
+    return res.get("primary_metric", "final_loss")
+
+
+def summary_row(name: str, res: dict[str, Any]) -> str:
+    lo = res["optimizers"][learned_name(res)]
+    ad = res["optimizers"].get("adam_tuned", {})
+    key = primary(res)
+    f = lambda s: "diverged" if not s or s.get("mean") is None else f"{s['mean']:.4g} ± {s['std']:.2g}"  # noqa: E731
+    acc = lambda o: "" if "test_accuracy" not in o else f"{100 * o['test_accuracy']['mean']:.1f}%"  # noqa: E731
+    label = "train loss" if key == "final_loss" else key.replace("_", " ")
+    return (f"| [{name}](experiments/{name}/) | {res['steps']} | {res['seeds']} | {label} | {f(lo.get(key))} | "
+            f"{f(ad.get(key))} (lr {ad.get('lr', float('nan')):g}) | {acc(lo)} | {acc(ad)} | "
+            f"{verdict(lo, ad, res['seeds'], key)}{reuse_note(res)} |")
+
+
+def reuse_note(res: dict[str, Any]) -> str:
+    """``" (reused baselines off by X %)"`` when the evaluation reused baselines that did not reproduce on its
+    machine (``reuse_check`` of ``evaluate.py --reuse-baselines``), else ``""``."""
+    chk = res.get("reuse_check") or {}
+    if chk.get("reproduced") is not False:
+        return ""
+    return f" (reused baselines off by {100 * chk['max_rel_diff']:.2g} %)"
+
+
+def updates_line(updates: dict[str, Any]) -> str:
+    """One sentence on the update sizes in ``updates.json``: median and 10-90th percentiles per optimizer."""
+    parts = []
+    for n, st in update_summary(updates).items():
+        lr = updates["optimizers"][n].get("lr")
+        parts.append(f"{n}{'' if lr is None else f' (lr {lr:g})'} {st['p50']:.2g} ({st['p10']:.2g}–{st['p90']:.2g})"
+                     + (f", {100 * st['zero_fraction']:.2g}% exactly 0" if st["zero_fraction"] >= 1e-3 else ""))
+    return (f"Update sizes on one held-out instance (seed {updates.get('seed')}, all {updates.get('steps')} steps, "
+            f"every coordinate), median |update| (10th–90th percentile): " + "; ".join(parts) + "."
+            + (f" Made by `{updates['command']}`." if updates.get("command") else ""))
+
+
+def provenance_lines(res: dict[str, Any], rel: str, folder: Path | None) -> list[str]:
+    """How to make the checkpoint again: ``python train.py --task NAME`` when the checkpoint lies in
+    ``research/experiments/NAME/`` and ``configs/NAME.yaml`` exists, and links to the ``COMMAND.md`` files (of the
+    experiment's folder or its parent) that hold the exact commands and their circumstances."""
+    out = []
+    ckpt = Path(res.get("checkpoint") or "")
+    if ckpt.parent.name and (REPO / "configs" / f"{ckpt.parent.name}.yaml").is_file():
+        task = ckpt.parent.name
+        out.append(f"Meta-train this checkpoint again from scratch: `python train.py --task {task} --out runs/{task}` "
+                   f"(then `cp runs/{task}/optimizer.pt {ckpt}`).")
+    if folder is not None:
+        docs = [(folder / "COMMAND.md", f"{rel}/COMMAND.md")]
+        if "/" in rel:
+            docs.append((folder.parent / "COMMAND.md", f"{rel.rsplit('/', 1)[0]}/COMMAND.md"))
+        found = [link for f, link in docs if f.is_file()]
+        if found:
+            out.append(f"Exact commands and circumstances: [COMMAND.md]({found[0]}).")
+    return out + [""] if out else []
+
+
+def experiment_section(name: str, res: dict[str, Any], rel: str, folder: Path | None = None) -> str:
+    """Markdown of one experiment. ``folder`` (the experiment's results folder) adds the per-epoch and
+    update-size figures where it holds them."""
+    averaged = "" if res.get("average") is None else \
+        f"; every optimizer evaluated at the moving average of its iterates (decay {res['average']:g})"
+    lines = [f"## {name}", "", f"`{res.get('command', '?')}`", "",
+             f"{res['steps']} optimizee steps, {res['seeds']} held-out seeds; checkpoint "
+             f"`{res.get('checkpoint')}` (selected meta-step: {res.get('checkpoint_meta', {}).get('global_step', '?')})"
+             f"{averaged}.", ""]
+    lines += provenance_lines(res, rel, folder)
+    lines.append(markdown_table(res))
+    lo, ad = res["optimizers"][learned_name(res)], res["optimizers"].get("adam_tuned", {})
+    key = primary(res)
+    lines.append(f"Verdict against tuned Adam ({key.replace('_', ' ')}, difference beyond 2 standard errors): "
+                 f"**{verdict(lo, ad, res['seeds'], key)}**{reuse_note(res)}.")
+    if "test_accuracy" in lo:
+        lines.append(f" On test accuracy: **{verdict(lo, ad, res['seeds'], 'test_accuracy', False)}**.")
+    ref = STUDY_REFERENCE.get(name)
+    if ref:
+        ours = {k: res["optimizers"].get(k if k != "lstm" else learned_name(res), {}).get("test_accuracy")
+                for k in ref}
+        lines += ["", "| test accuracy | " + " | ".join(ref) + " |", "|---|" + "---|" * len(ref),
+                  "| study (default lrs) | " + " | ".join(f"{v:g}%" for v in ref.values()) + " |",
+                  "| ours (default lrs) | " + " | ".join(
+                      "–" if not o or o.get("mean") is None else f"{100 * o['mean']:.1f}%" for o in ours.values()) + " |"]
+    lines.append("")
+    if folder is not None and (folder / "curves.png").is_file():
+        lines += [f"![{name}]({rel}/curves.png)", ""]
+    ep = epoch_table(res)
+    if ep:
+        lines += [ep]
+        if folder is not None and (folder / "epochs.png").is_file():
+            lines += [f"![{name}: per-epoch validation]({rel}/epochs.png)", ""]
+    if folder is not None and (folder / "updates.json").is_file():
+        lines += [updates_line(json.loads((folder / "updates.json").read_text())), ""]
+        if (folder / "updates.png").is_file():
+            lines += [f"![{name}: update sizes]({rel}/updates.png)", ""]
+    return "\n".join(lines)
+
+
+def memory_lines(m: dict[str, Any]) -> list[str]:
+    """Markdown lines of ``benchmarks/results/memory.json`` (``benchmarks/memory.py``)."""
+    def mib(v: float | None) -> str:
+        return "n/a" if v is None else f"{v / 2**20:.1f}"
+
+    r0 = m["rows"][0]
+    peak = "CUDA allocator" if r0["device"] == "cuda" else "CPU allocator, torch.profiler"
+    mode = (" with `LSTMOptimizer(recompute_gates=True)`" if m.get("recompute_gates") else "")
+    flag = " --recompute-gates" if m.get("recompute_gates") else ""
+    lines = [f"Memory of one meta-training truncation and its meta-backward against the unroll length{mode} "
+             f"({m['task']}, {m.get('params', '?')} params, {r0['device']}, `python benchmarks/memory.py{flag}`): "
+             "bytes that autograd holds for the meta-backward when the forward ends (unique storages), the "
+             "allocator's peak above the start, and the process's peak resident memory above the start "
+             "(coarse: the C allocator reuses freed pages):", "",
+             f"| unroll | saved for backward MiB | peak MiB ({peak}) | peak RSS MiB |", "|---|---|---|---|"]
+    lines += [f"| {r['unroll']} | {mib(r['saved_bytes'])} | {mib(r['peak_bytes'])} | {mib(r.get('peak_rss_bytes'))} |"
+              for r in m["rows"]]
+    names = {"saved_bytes": "saved for backward", "peak_bytes": "allocator peak", "peak_rss_bytes": "peak RSS"}
+    fits = "; ".join(f"{names.get(k, k)} {f['bytes_per_unrolled_step'] / 2**20:.2f} MiB per unrolled step "
+                     f"(intercept {f['intercept_bytes'] / 2**20:.1f} MiB, R² = {f['r2']:.4f})"
+                     for k, f in m["fits"].items())
+    per = ""
+    if m.get("params") and "saved_bytes" in m["fits"]:
+        per = (f" Saved per unrolled step and optimizee parameter: "
+               f"{m['fits']['saved_bytes']['bytes_per_unrolled_step'] / m['params']:.0f} B, of which "
+               f"{m['lstm_state_bytes_per_param']} B are the LSTM's new hidden and cell states"
+               + ("" if m.get("recompute_gates") else " (the rest: mostly the activated gates and tanh(c'), "
+                  "kept so that the backward recomputes nothing)") + ".")
+    return lines + ["", f"Linear fits: {fits}.{per} Optimizer state per parameter: LSTM "
+                    f"{m['lstm_state_bytes_per_param']} B, Adam {m['adam_state_bytes_per_param']} B.", ""]
+
+
+def iter_results(root: Path) -> Iterator[tuple[Path, dict[str, Any]]]:
+    """``(folder, parsed results.json)`` of every ``evaluate.py`` output under ``root``, in path order."""
+    for p in sorted(root.glob("**/results.json")):
+        yield p.parent, json.loads(p.read_text())
+
+
+def find_results(root: Path) -> dict[str, dict[str, Any]]:
+    """Every ``evaluate.py`` output under ``root`` that has a tuned Adam to judge against (the tables' reference;
+    an evaluation run with other baselines only, e.g. ``--baselines adam_warmup``, is left out)."""
+    found = {d.name if d.parent == root else str(d.relative_to(root)): res for d, res in iter_results(root)}
+    return {k: v for k, v in found.items() if "adam_tuned" in v.get("optimizers", {})}
+
+
+def rerun(results: dict[str, dict[str, Any]], root: Path, quick: bool, out_root: Path | None) -> None:
+    for name, res in results.items():
+        cmd = shlex.split(res.get("command", ""))
+        if len(cmd) < 2 or cmd[:2] != ["python", "evaluate.py"]:
+            print(f"skip {name}: no evaluate.py command recorded", file=sys.stderr)
+            continue
+        args = cmd[2:]
+        if quick:
+            args = _replace(args, {"--seeds": "2", "--tune-seeds": "1", "--steps": str(min(res["steps"], 10)),
+                                   "--out": str(out_root / name), "--reuse-baselines": None})
+        print(f"[report] {name}: python evaluate.py {' '.join(args)}", flush=True)
+        subprocess.run([sys.executable, "evaluate.py", *args], cwd=REPO, check=True)
+
+
+def _replace(args: list[str], new: dict[str, str | None]) -> list[str]:
+    """``args`` with each option of ``new`` set to its value (``None``: the option removed)."""
+    out, skip = [], False
+    for i, a in enumerate(args):
+        if skip:
+            skip = False
+            continue
+        if a in new:
+            skip = i + 1 < len(args) and not args[i + 1].startswith("--")
+            continue
+        out.append(a)
+    for k, v in new.items():
+        if v is not None:
+            out += [k, v]
+    return out
+
+
+def study_table(results: dict[str, dict[str, Any]]) -> str | None:
+    """Markdown: the study's test accuracies (default learning rates) beside ours, at default and at tuned
+    learning rates, for the experiments the study reports a table for; None when none is present."""
+    rows = []
+    for name, ref in STUDY_REFERENCE.items():
+        res = results.get(name)
+        if res is None:
+            continue
+        opts = res["optimizers"]
+
+        def acc(key: str, opts: dict[str, Any] = opts) -> str:
+            o = opts.get(key, {}).get("test_accuracy")
+            return "–" if not o or o.get("mean") is None else f"{100 * o['mean']:.1f} ± {100 * o['std']:.1f}"
+
+        learned = learned_name(res)
+        rows += [f"| {name} | study, default lrs | " + " | ".join(f"{v:g}" for v in ref.values()) + " |",
+                 f"| | ours, default lrs | {acc(learned)} | " + " | ".join(acc(k) for k in list(ref)[1:]) + " |",
+                 f"| | ours, tuned lrs | {acc(learned)} | " + " | ".join(acc(f"{k}_tuned") for k in list(ref)[1:]) + " |"]
+        # other learned optimizers evaluated on the very same setting and seeds (e.g. the family-rows family ones)
+        for other, o_res in sorted(results.items()):
+            if other != name and all(o_res.get(k) == res.get(k) for k in ("task", "steps", "seeds", "overrides")):
+                o_acc = acc(learned_name(o_res), o_res["optimizers"])
+                rows.append(f"| | ours, learned: [{other}](experiments/{other}/) | {o_acc} | – | – | – | – |")
+    if not rows:
+        return None
+    return "\n".join(["Test accuracy (%) beside the study's tables (mean ± std over our seeds; the learned optimizer "
+                      "has no learning rate, so its figure repeats):", "",
+                      "| experiment | | learned (study: LSTM) | Adam | RMSprop | SGD | Adagrad |",
+                      "|---|---|---|---|---|---|---|", *rows, ""])
+
+
+def generalization_table(results: dict[str, dict[str, Any]]) -> str | None:
+    """Markdown: one line per generalisation row (``results.json`` written by :mod:`research.tools.generalize`),
+    in the suite's order: what changed, from, to, learned vs tuned Adam, and the verdict."""
+    rows = {n: r for n, r in results.items() if r.get("generalization")}
+    if not rows:
+        return None
+    order: dict[str, int] = {}
+    suite = next(iter(rows.values()))["generalization"].get("suite")
+    if suite and (REPO / suite).is_file():
+        import yaml
+
+        names = [r["name"] for r in (yaml.safe_load((REPO / suite).read_text()) or {}).get("rows", [])]
+        order = {n: i for i, n in enumerate(names)}
+    lines = ["Generalisation suite (`python -m research.tools.generalize research/experiments/generalization/suite.yaml`): the optimizer "
+             "meta-trained on the base setting, evaluated on a changed one against baselines tuned there:", "",
+             "| what changes | from | to | steps | learned | tuned Adam | learned: test acc | tuned Adam: test acc "
+             "| verdict vs tuned Adam |", "|---|---|---|---|---|---|---|---|---|"]
+    for name, res in sorted(rows.items(), key=lambda kv: (order.get(kv[0].split("/")[-1], len(order)), kv[0])):
+        g = res["generalization"]
+        cells = summary_row(name, res).split(" | ")  # | [name](...) | steps | seeds | metric | learned | adam | acc | acc | verdict |
+        lines.append(f"| [{g.get('what')}](experiments/{name}/) | {g.get('from')} | {g.get('to')} | {res['steps']} | "
+                     + " | ".join(cells[4:]))
+    return "\n".join(lines + [""])
+
+
+def write_report(root: Path) -> str:
+    """Write ``RESULTS.md`` beside ``root`` (the experiments folder) and return its summary table."""
+    results = find_results(root)
+    head = ["| experiment | steps | seeds | metric (final) | learned | tuned Adam | "
+            "learned: test acc | tuned Adam: test acc | verdict vs tuned Adam |", "|---|---|---|---|---|---|---|---|---|"]
+    summary = "\n".join(head + [summary_row(n, r) for n, r in results.items()]) + "\n"
+    for extra in (study_table(results), generalization_table(results)):
+        if extra:
+            summary += "\n" + extra
+    body = ["# Results of every committed evaluation", "",
+            "Generated by `python -m research.tools.research_report --no-rerun` from "
+            "`research/experiments/*/results.json`; do not edit. Verdicts: paired mean difference beyond two standard "
+            "errors, not corrected for multiple comparisons (a working rule; the README's table is stricter).", "",
+            summary, ""]
+    body += [experiment_section(n, r, f"experiments/{n}", root / n) for n, r in results.items()]
+    (root.parent / "RESULTS.md").write_text("\n".join(body))
+    return summary
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--results", default=str(REPO / "research" / "experiments"), help="experiments folder")
+    p.add_argument("--quick", action="store_true", help="tiny re-runs into a temp folder (CI smoke test)")
+    p.add_argument("--no-rerun", action="store_true", help="only regenerate the markdown")
+    a = p.parse_args(argv)
+    root = Path(a.results)
+    results = find_results(root)
+    if not results:
+        print(f"error: no results.json under {root}", file=sys.stderr)
+        raise SystemExit(2)
+    if a.quick:
+        with tempfile.TemporaryDirectory() as tmp:
+            rerun(results, root, True, Path(tmp) / "experiments")
+            print(write_report(Path(tmp) / "experiments"))
+        return
+    if not a.no_rerun:
+        rerun(results, root, False, None)
+    print(write_report(root))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,63 @@
+"""Paired verdicts (scipy's paired t-test, Holm's correction) and the README's generated tables."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+from scipy import stats as sps
+
+from l2l_torch import report
+from l2l_torch.stats import holm, paired_comparison, verdict
+
+
+def test_paired_comparison_is_scipys_paired_t_test():
+    learned = [0.50, 0.52, 0.47, 0.51, 0.49]
+    adam = [0.55, 0.53, 0.52, 0.56, 0.50]
+    got = paired_comparison(learned, adam)
+    ref = sps.ttest_rel(learned, adam)
+    ci = ref.confidence_interval(0.95)
+    assert got["n"] == 5 and got["p"] == pytest.approx(ref.pvalue)
+    assert got["mean_diff"] == pytest.approx(sum(a - b for a, b in zip(learned, adam)) / 5)
+    assert (got["ci_low"], got["ci_high"]) == (pytest.approx(ci.low), pytest.approx(ci.high))
+
+
+def test_paired_comparison_leaves_out_diverged_seeds_and_needs_two_pairs():
+    got = paired_comparison([0.5, None, 0.4, float("nan")], [0.6, 0.6, 0.45, 0.5])
+    assert got["n"] == 2 and got["p"] == pytest.approx(sps.ttest_rel([0.5, 0.4], [0.6, 0.45]).pvalue)
+    assert math.isnan(paired_comparison([0.5], [0.6])["p"])
+    with pytest.raises(ValueError, match="cannot pair"):
+        paired_comparison([0.5, 0.4], [0.6])
+
+
+def test_holm_step_down():
+    # sorted: 0.01 * 3 = 0.03; 0.03 * 2 = 0.06; 0.04 * 1 = 0.04, raised to 0.06 to stay monotone
+    assert holm([0.01, 0.04, 0.03]) == pytest.approx([0.03, 0.06, 0.06])
+    assert holm([0.5, 0.9]) == pytest.approx([1.0, 1.0])  # capped at 1
+    adj = holm([float("nan"), 0.02])
+    assert math.isnan(adj[0]) and adj[1] == pytest.approx(0.02)  # nan neither counted nor changed
+
+
+def test_verdict_reads_only_the_corrected_p_value():
+    assert verdict(-0.1, 0.01) == "better" and verdict(0.1, 0.01) == "worse"
+    assert verdict(-0.1, 0.06) == "level" and verdict(-0.1, float("nan")) == "level"
+    assert verdict(0.1, 0.01, lower_is_better=False) == "better"
+
+
+def test_a_row_significant_alone_is_level_after_correction():
+    # three rows of p = 0.02 each: uncorrected all "better", Holm multiplies the smallest by 3
+    adj = holm([0.02, 0.02, 0.02])
+    assert [verdict(-1.0, p) for p in adj] == ["level"] * 3
+
+
+def test_readme_tables_are_generated_from_committed_files():
+    """`python -m l2l_torch.report` changes nothing: the README's tables are what the committed files give."""
+    text = (report.REPO / "README.md").read_text()
+    assert report.render_readme(text) == text, "README tables are stale: run python -m l2l_torch.report"
+
+
+def test_replace_block_needs_both_markers():
+    assert report.replace_block("a\n<!-- results:start -->\nold\n<!-- results:end -->\nb", report.RESULTS, "new\n") \
+        == "a\n<!-- results:start -->\nnew\n<!-- results:end -->\nb"
+    with pytest.raises(ValueError, match="no"):
+        report.replace_block("no markers", report.RESULTS, "x")
