@@ -18,7 +18,6 @@ from l2l_torch.meta_module import MetaModule
 from l2l_torch.plots import markdown_table
 from l2l_torch.reliability import AtomicCheckpointIO, theta_digest
 from l2l_torch.tasks.quadratic import QuadraticFamily, QuadraticTask
-from tests.helpers import REPO
 
 
 class NaNQuadraticFamily(QuadraticFamily):
@@ -129,22 +128,6 @@ def test_resume_is_exact(tmp_path):
     restarts = [json.loads(x) for x in (tmp_path / "res" / "restarts.jsonl").read_text().splitlines()]
     assert [r["global_step"] for r in restarts] == [0, 3]
     assert restarts[1]["theta_sha256"] == theta_digest(mid["state_dict"], "lopt.")
-
-
-@pytest.mark.slow
-def test_kill_resume_script(tmp_path):
-    """SIGKILL part way, resume with --ckpt_path last: the script's own checks (see research/tools/kill_resume.py)."""
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("kill_resume", REPO / "scripts" / "kill_resume.py")
-    kr = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(kr)
-    rc = kr.main(["--out", str(tmp_path), "--work", str(tmp_path / "work"), "--steps", "200", "--kills", "1",
-                  "--checkpoint_every", "5", "--horizon", "8", "--unroll", "4", "--val_every", "100",
-                  "--max_delay", "0.3"])
-    res = json.loads((tmp_path / "kill_resume.json").read_text())
-    assert rc == 0 and res["passed"], res["checks"]
-    assert 0 < res["kills"][0]["left_behind"]["global_step"] < 200
 
 
 def test_diverged_run_is_reported_as_diverged():

@@ -213,7 +213,7 @@ def test_study_table_lists_other_learned_optimizers_on_the_same_setting():
     table = report.study_table({"fmnist_t1": res(0.803), "family/fmnist_t1_100": res(0.820),
                          "family/fmnist_t1_5seeds": res(0.9, seeds=5)})
     assert "| fmnist_t1 | study, default lrs | 77 | 78 | 77 | 59 | 32 |" in table
-    assert "| | ours, learned: [family/fmnist_t1_100](research/experiments/family/fmnist_t1_100/) | 82.0 ± 0.4 |" in table
+    assert "| | ours, learned: [family/fmnist_t1_100](experiments/family/fmnist_t1_100/) | 82.0 ± 0.4 |" in table
     assert "fmnist_t1_5seeds" not in table  # other seeds: not the same comparison
 
 
@@ -367,3 +367,16 @@ def test_summary_row_flags_reused_baselines_that_did_not_reproduce():
     assert summary_row("x", res).endswith("| better |")
     res["reuse_check"] = {"reproduced": False, "max_rel_diff": 0.011}
     assert summary_row("x", res).endswith("| better (reused baselines off by 1.1 %) |")
+
+
+@pytest.mark.slow
+def test_kill_resume_script(tmp_path):
+    """SIGKILL part way, resume with --ckpt_path last: the script's own checks (see research/tools/kill_resume.py)."""
+    from research.tools import kill_resume as kr
+
+    rc = kr.main(["--out", str(tmp_path), "--work", str(tmp_path / "work"), "--steps", "200", "--kills", "1",
+                  "--checkpoint_every", "5", "--horizon", "8", "--unroll", "4", "--val_every", "100",
+                  "--max_delay", "0.3"])
+    res = json.loads((tmp_path / "kill_resume.json").read_text())
+    assert rc == 0 and res["passed"], res["checks"]
+    assert 0 < res["kills"][0]["left_behind"]["global_step"] < 200
