@@ -46,23 +46,34 @@ class LearnedOptimizer(torch.optim.Optimizer):
     recurrent state (``state[p]["coords"]``: ``(numel, S)``), so ``state_dict()`` round-trips
     and param groups can be added later.
 
+    Param groups carry ``lr``, a multiplier on the learned update (default 1.0: the update as meta-trained),
+    and ``weight_decay`` (decoupled, default 0), so torch's learning-rate schedulers work as with any optimizer:
+    ``CosineAnnealingLR(LearnedOptimizer(...), T_max=...)`` anneals the learned step towards zero. One step is
+
+        p <- p * (1 - lr * weight_decay) + lr * (learned update of p)
+
     Args:
-        params: parameters or param groups. A group may set ``"kind"`` (``"conv"``/``"dense"``)
-            and ``"scale"`` (a multiplier on the update, default 1.0, like a learning-rate factor).
-            Without ``"kind"``, a parameter with 3 or more dims counts as conv.
+        params: parameters or param groups. A group may set ``"lr"``, ``"weight_decay"`` and ``"kind"``
+            (``"conv"``/``"dense"``); without ``"kind"``, a parameter with 3 or more dims counts as conv.
+            ``"scale"`` is the former name of ``"lr"`` and is read as it.
         checkpoint: path of a learned-optimizer file (``optimizer.pt``).
         pretrained: name of an optimizer shipped with l2l_torch (see :func:`l2l_torch.list_pretrained`).
         lopt: an in-memory learned optimizer instead of a file.
-        scale: default update multiplier for groups that do not set one.
+        lr: default update multiplier for groups that do not set one.
+        weight_decay: default decoupled weight decay for groups that do not set one.
+        scale: the former name of ``lr``.
 
     Exactly one of ``checkpoint``, ``pretrained`` and ``lopt`` must be given.
     """
 
     def __init__(self, params: Iterable[Tensor] | Iterable[dict[str, Any]], checkpoint: str | os.PathLike | None = None,
                  pretrained: str | None = None, lopt: LearnedOptimizerBase | None = None,
-                 scale: float = 1.0) -> None:
+                 lr: float = 1.0, weight_decay: float = 0.0, scale: float | None = None) -> None:
         if sum(x is not None for x in (checkpoint, pretrained, lopt)) != 1:
             raise ValueError("give exactly one of checkpoint=, pretrained= or lopt=")
+        lr = lr if scale is None else scale
+        if lr < 0 or weight_decay < 0:
+            raise ValueError(f"lr and weight_decay must be >= 0, got {lr} and {weight_decay}")
         if pretrained is not None:
             from l2l_torch.pretrained import pretrained_path
 
@@ -73,9 +84,12 @@ class LearnedOptimizer(torch.optim.Optimizer):
         assert lopt is not None
         self.lopt = lopt
         self._group_cache: tuple = (None, {}, {})
-        super().__init__(params, {"scale": scale, "kind": None})
+        super().__init__(params, {"lr": lr, "weight_decay": weight_decay, "kind": None})
 
     def add_param_group(self, param_group: dict[str, Any]) -> None:
+        if "scale" in param_group:
+            param_group = {**param_group, "lr": param_group.get("lr", param_group["scale"])}
+            del param_group["scale"]
         kind = param_group.get("kind")
         if kind not in (None, "conv", "dense"):
             raise ValueError(f"param group kind must be 'conv', 'dense' or None, got {kind!r}")
@@ -150,9 +164,12 @@ class LearnedOptimizer(torch.optim.Optimizer):
                 # torch.load(weights_only=True)) hands the views back, which torch.cat accepts
                 self.state[owner[n]]["coords"] = c
         for n, (p, g) in zip(names, items):
-            scale = g["scale"]
-            if scale == 1.0:
-                p.copy_(new_params[n])
-            else:
-                p.add_(new_params[n] - params[n], alpha=scale)  # the update, scaled
+            lr, wd = g["lr"], g["weight_decay"]
+            if lr == 1.0 and not wd:
+                p.copy_(new_params[n])  # exactly the meta-trained step
+                continue
+            update = new_params[n] - params[n]
+            if wd:
+                p.mul_(1.0 - lr * wd)
+            p.add_(update, alpha=lr)
         return loss

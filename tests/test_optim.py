@@ -159,13 +159,15 @@ def test_fresh_state_differs_from_resumed():
     assert not all(torch.allclose(a, b) for a, b in zip(m1.parameters(), m2.parameters()))
 
 
-def test_param_group_scale():
+@pytest.mark.parametrize("key", ["lr", "scale"])  # "scale": the former name of the multiplier
+def test_param_group_lr_multiplies_the_update(key):
     lopt = _lopt()
     m_full, m_half = _mlp(), _mlp()
     before = [p.detach().clone() for p in m_full.parameters()]
     o_full = LearnedOptimizer(m_full.parameters(), lopt=lopt)
-    o_half = LearnedOptimizer([{"params": list(m_half[0].parameters()), "scale": 0.5},
+    o_half = LearnedOptimizer([{"params": list(m_half[0].parameters()), key: 0.5},
                                {"params": list(m_half[2].parameters())}], lopt=lopt)
+    assert o_half.param_groups[0]["lr"] == 0.5 and "scale" not in o_half.param_groups[0]
     for m, o in ((m_full, o_full), (m_half, o_half)):
         _loss(m(_batch(m, 0))).backward()
         o.step()
@@ -181,7 +183,7 @@ def test_add_param_group_and_bad_kind():
     model = _mlp()
     opt = LearnedOptimizer(model[0].parameters(), lopt=_lopt())
     _train(model, opt, 1)
-    opt.add_param_group({"params": list(model[2].parameters()), "scale": 2.0})
+    opt.add_param_group({"params": list(model[2].parameters()), "lr": 2.0})
     before = model[2].weight.detach().clone()
     _train(model, opt, 1, start=1)
     assert not torch.equal(before, model[2].weight)

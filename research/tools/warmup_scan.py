@@ -7,7 +7,7 @@
 Trains ``--seeds`` validation instances (seeds from ``VAL_SEED_OFFSET + --seed-base``, never trained on and
 disjoint from the evaluation's ``TEST_SEED_OFFSET`` seeds) of each row with the optimizer at every warm-up
 (``SmallFCOptimizer(warmup=W)``: the update of step t scaled by min(1, t / W); W = 0 is no warm-up) or, with
-``--scales``, at every update multiplier ``s`` (``LearnedOptimizer(scale=s)``, like a learning-rate factor; the
+``--scales``, at every update multiplier ``s`` (``LearnedOptimizer(lr=s)``, like a learning-rate factor; the
 same as multiplying the optimizer's ``step_mult`` by ``s``; the warm-up stays as stored). It prints the mean final
 training loss per row and value, and per value the mean over rows of the ratio to the smallest value. A row is
 ``CONFIG:STEPS[:KEY=VALUE,...]`` with task overrides as ``evaluate.py --set``.
@@ -101,7 +101,7 @@ def main() -> None:
             scale = float(w) if knob == "scale" else 1.0
             losses = []
             for s in seeds:
-                r = train_optimizee(family.sample(s), partial(LearnedOptimizer, lopt=lopt, scale=scale), steps, s)
+                r = train_optimizee(family.sample(s), partial(LearnedOptimizer, lopt=lopt, lr=scale), steps, s)
                 losses.append(math.inf if r.diverged else r.final["train_loss"])
             table[row][f"{w:g}"] = losses
             print(f"{row} {knob} {w:g}: " + " ".join(f"{v:.4f}" for v in losses)
