@@ -9,11 +9,12 @@ Public entry points:
 
 import l2l_torch._checkout  # noqa: F401  (first: maps l2l_torch.tasks/.configs in a source checkout)
 from l2l_torch.checkpoint import CheckpointError, load_learned_optimizer, save_learned_optimizer
+from l2l_torch.kinds import param_groups_by_kind, param_kinds
 from l2l_torch.learned_optimizers import REGISTRY, LearnedOptimizerBase, LSTMOptimizer
-from l2l_torch.optim import LearnedOptimizer, param_groups_by_kind
+from l2l_torch.optim import LearnedOptimizer
 from l2l_torch.pretrained import list_pretrained, pretrained_path
 
 __version__ = "0.1.0"
 __all__ = ["LearnedOptimizer", "LSTMOptimizer", "LearnedOptimizerBase", "REGISTRY", "CheckpointError",
            "load_learned_optimizer", "save_learned_optimizer", "param_groups_by_kind", "list_pretrained",
-           "pretrained_path"]
+           "pretrained_path", "param_kinds"]

@@ -15,27 +15,11 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from l2l_torch.checkpoint import CheckpointError, check_compatible, load_learned_optimizer
+from l2l_torch.kinds import KINDS, param_groups_by_kind  # noqa: F401  (re-exported)
 from l2l_torch.learned_optimizers import LearnedOptimizerBase
-
-
-def kind_of(module: nn.Module) -> str:
-    """``"conv"`` for convolution layers, ``"dense"`` for everything else."""
-    return "conv" if isinstance(module, nn.modules.conv._ConvNd) else "dense"
-
-
-def param_groups_by_kind(model: nn.Module) -> list[dict[str, Any]]:
-    """Param groups of ``model`` labelled with their kind (conv or dense), by the layer that owns
-    them. Pass the result to :class:`LearnedOptimizer` when the checkpoint has one network per kind,
-    so conv biases count as conv as they did in meta-training."""
-    groups: dict[str, list[Tensor]] = {}
-    for mod in model.modules():
-        for p in mod.parameters(recurse=False):
-            if p.requires_grad:
-                groups.setdefault(kind_of(mod), []).append(p)
-    return [{"params": ps, "kind": k} for k, ps in groups.items()]
 
 
 class LearnedOptimizer(torch.optim.Optimizer):
@@ -54,7 +38,8 @@ class LearnedOptimizer(torch.optim.Optimizer):
 
     Args:
         params: parameters or param groups. A group may set ``"lr"``, ``"weight_decay"`` and ``"kind"``
-            (``"conv"``/``"dense"``); without ``"kind"``, a parameter with 3 or more dims counts as conv.
+            (``"conv"``/``"dense"``). An optimizer with one network per kind needs every group's kind:
+            pass :func:`~l2l_torch.param_groups_by_kind` of the model, the rule meta-training used.
             ``"scale"`` is the former name of ``"lr"`` and is read as it.
         checkpoint: path of a learned-optimizer file (``optimizer.pt``).
         pretrained: name of an optimizer shipped with l2l_torch (see :func:`l2l_torch.list_pretrained`).
@@ -91,8 +76,12 @@ class LearnedOptimizer(torch.optim.Optimizer):
             param_group = {**param_group, "lr": param_group.get("lr", param_group["scale"])}
             del param_group["scale"]
         kind = param_group.get("kind")
-        if kind not in (None, "conv", "dense"):
+        if kind not in (None, *KINDS):
             raise ValueError(f"param group kind must be 'conv', 'dense' or None, got {kind!r}")
+        if kind is None and getattr(self.lopt, "per_kind", False):
+            raise ValueError("this learned optimizer has one network per parameter kind (conv / dense): pass "
+                             "LearnedOptimizer(l2l_torch.param_groups_by_kind(model), ...) so that each parameter "
+                             "goes to the network it was meta-trained with")
         super().add_param_group(param_group)
         group = self.param_groups[-1]
         kinds = {str(i): self._kind(group, p) for i, p in enumerate(group["params"])}
@@ -105,7 +94,7 @@ class LearnedOptimizer(torch.optim.Optimizer):
             warnings.warn(f"this learned optimizer may not suit these parameters: {e}", stacklevel=3)
 
     def _kind(self, group: dict[str, Any], p: Tensor) -> str:
-        return group["kind"] or ("conv" if p.dim() >= 3 else "dense")
+        return group["kind"] or "dense"  # a kind is read only by a per-kind optimizer, which requires it
 
     def state_bytes_per_param(self) -> int:
         """Bytes of optimizer state per parameter (Adam keeps 8: two float32 moments)."""

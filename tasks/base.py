@@ -21,6 +21,8 @@ import torch
 from torch import Tensor, nn
 from torch.func import functional_call
 
+from l2l_torch.kinds import param_kinds
+
 Params = dict[str, Tensor]
 Buffers = dict[str, Tensor]
 Batch = Any
@@ -82,16 +84,9 @@ class Task(abc.ABC):
         return params, buffers
 
     def param_kinds(self) -> dict[str, str]:
-        """Parameter kind per param name: ``"conv"`` for params of conv layers, else ``"dense"``.
-
-        Learned optimizers with one network per kind use this grouping.
-        """
-        kinds: dict[str, str] = {}
-        for mod_name, mod in self.module.named_modules():
-            for p_name, _ in mod.named_parameters(recurse=False):
-                full = f"{mod_name}.{p_name}" if mod_name else p_name
-                kinds[full] = "conv" if isinstance(mod, nn.modules.conv._ConvNd) else "dense"
-        return kinds
+        """Parameter kind per param name (``"conv"``/``"dense"``), by :func:`l2l_torch.kinds.param_kinds`:
+        learned optimizers with one network per kind use this grouping."""
+        return param_kinds(self.module)
 
     # ------------------------------------------------------------------ data
     @abc.abstractmethod

@@ -70,18 +70,6 @@ class ImageClassificationTask(Task):
     def loss_from_output(self, output: Tensor, batch: tuple[Tensor, Tensor]) -> Tensor:
         return F.cross_entropy(output, batch[1])
 
-    def param_kinds(self) -> dict[str, str]:
-        kinds: dict[str, str] = {}
-        last = "dense"
-        for mod_name, mod in self.module.named_modules():
-            if isinstance(mod, nn.modules.conv._ConvNd):
-                last = "conv"
-            elif isinstance(mod, nn.Linear):
-                last = "dense"
-            for p_name, _ in mod.named_parameters(recurse=False):
-                kinds[f"{mod_name}.{p_name}" if mod_name else p_name] = last
-        return kinds
-
     def to(self, device: torch.device | str) -> ImageClassificationTask:
         super().to(device)
         # a no-op when the data is already there (the usual case: the family shares its tensors)

@@ -70,16 +70,6 @@ def test_parity_with_functional_step(make_model, kw, on_device):
     assert all(p.grad is None for p in lopt.parameters())  # no autograd graph through theta
 
 
-def test_per_kind_default_kind_by_dim():
-    """Without explicit kinds, 4-d conv weights go to the conv LSTM and 1-d/2-d params to the dense one."""
-    lopt = _lopt(per_kind=True)
-    model = _convnet()
-    opt = LearnedOptimizer(model.parameters(), lopt=lopt)
-    _loss(model(_batch(model, 0))).backward()
-    opt.step()
-    assert all(torch.isfinite(p).all() for p in model.parameters())
-
-
 def test_dense_only_checkpoint_rejects_conv_params():
     lopt = LSTMOptimizer(hidden_size=4, per_kind=True)
     del lopt.nets["conv"]  # a dense-only optimizer
@@ -91,7 +81,7 @@ def test_dense_only_checkpoint_rejects_conv_params():
 def test_untrained_kind_network_warns(tmp_path):
     """A per-kind checkpoint meta-trained on dense parameters only has a random conv network."""
     save_learned_optimizer(_lopt(per_kind=True), tmp_path / "dense.pt", {"param_kinds": ["dense"]})
-    LearnedOptimizer(_mlp().parameters(), checkpoint=tmp_path / "dense.pt")  # fine: dense only
+    LearnedOptimizer(param_groups_by_kind(_mlp()), checkpoint=tmp_path / "dense.pt")  # fine: dense only
     with pytest.warns(UserWarning, match="'conv' parameters was never meta-trained"):
         LearnedOptimizer(param_groups_by_kind(_convnet()), checkpoint=tmp_path / "dense.pt")
 
