@@ -1,11 +1,12 @@
 """Deployment overhead: one training step with ``LearnedOptimizer`` against ``torch.optim.Adam``.
 
-    python benchmarks/deployment.py [--steps 20] [--repeats 5] [--threads 2] [--out research/experiments/benchmarks] [--device cpu]
+    python benchmarks/deployment.py [--steps 20] [--repeats 5] [--threads 2] [--out DIR] [--device cpu]
 
 Times forward + backward + optimizer step of the conv+dense CIFAR-10 CNN and of the Fashion-MNIST MLP at
 batch 128 (plain ``nn.Module`` training, no functional_call), alternating Adam and the learned
 optimizer so both see the same machine load, and reports the median wall time per step and the ratio.
-The learned optimizer is a per-kind LSTM (conv and dense), as the CNN experiments use.
+The learned optimizer is a per-kind LSTM (conv and dense), as the CNN experiments use. With ``--out DIR`` it
+writes ``DIR/deployment.json`` (every timed run); without it, no file.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from benchmarks import add_out_argument, write_json  # noqa: E402
 from benchmarks.meta_throughput import clock  # noqa: E402
 from l2l_torch import LearnedOptimizer, LSTMOptimizer, param_groups_by_kind  # noqa: E402
 
@@ -60,21 +62,20 @@ def bench(kind: str, steps: int, repeats: int, device: torch.device) -> dict:
             "adam_runs_ms": [1e3 * t for t in ta], "learned_runs_ms": [1e3 * t for t in tl]}
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--steps", type=int, default=20)
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--out", default="research/experiments/benchmarks")
+    add_out_argument(ap, "deployment.json")
     ap.add_argument("--device", default="cpu", help="cpu (default) or cuda")
-    a = ap.parse_args()
+    a = ap.parse_args(argv)
     torch.set_num_threads(a.threads)
     rows = [bench(k, a.steps, a.repeats, torch.device(a.device)) for k in ("convdense", "mlp")]
     print(f"{'model':10} {'params':>7} {'Adam ms/step':>13} {'learned ms/step':>16} {'ratio':>6}")
     for r in rows:
         print(f"{r['task']:10} {r['params']:>7} {r['adam_ms']:>13.2f} {r['learned_ms']:>16.2f} {r['ratio']:>6.2f}")
-    Path(a.out).mkdir(parents=True, exist_ok=True)
-    (Path(a.out) / "deployment.json").write_text(json.dumps({"threads": a.threads, "device": a.device, "rows": rows}, indent=1))
+    write_json(a.out, "deployment.json", {"threads": a.threads, "device": a.device, "rows": rows})
     print(json.dumps({"convdense_ratio": rows[0]["ratio"], "mlp_ratio": rows[1]["ratio"]}))
 
 

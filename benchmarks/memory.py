@@ -1,6 +1,6 @@
 """Memory of meta-training against the unroll length, and optimizer state bytes per parameter.
 
-    python benchmarks/memory.py [--unrolls 10,20,40] [--task mlp] [--recompute-gates] [--out research/experiments/benchmarks]
+    python benchmarks/memory.py [--unrolls 10,20,40] [--task mlp] [--recompute-gates] [--out DIR]
 
 Truncated BPTT keeps what every unrolled step saved for backward until the meta-backward, so the memory
 of one truncation grows linearly with the unroll length. Each unroll length runs in a fresh subprocess
@@ -24,8 +24,8 @@ the fused cell's scratch buffers), then measures three things:
    ``null`` where that is unavailable). The C allocator reuses freed pages and the fused cell reuses its
    scratch buffers, so this moves in page-sized and arena-sized steps and is not used for the fit.
 
-It fits a line (bytes per unrolled step, intercept, R²) to each measure, prints a table and writes
-``memory.json``; the top-level ``bytes_per_unrolled_step``, ``intercept_bytes`` and ``r2`` are the fit of
+It fits a line (bytes per unrolled step, intercept, R²) to each measure, prints a table and, with
+``--out DIR``, writes ``DIR/memory.json`` (``memory_recompute.json`` with ``--recompute-gates``; no file without it); the top-level ``bytes_per_unrolled_step``, ``intercept_bytes`` and ``r2`` are the fit of
 ``saved_bytes``.
 """
 
@@ -45,6 +45,10 @@ from pathlib import Path
 import torch
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from benchmarks import add_out_argument, write_json  # noqa: E402
+
 MEASURES = ("saved_bytes", "peak_bytes", "peak_rss_bytes")
 
 
@@ -179,7 +183,6 @@ def measure(lopt, state, unroll: int, rss: bool = False) -> tuple[dict, object]:
 
 
 def child(unroll: int, task_kind: str, recompute: bool) -> None:
-    sys.path.insert(0, str(ROOT))
     from benchmarks.meta_throughput import make_task
     from l2l_torch.learned_optimizers import LSTMOptimizer
     from l2l_torch.unroll import init_unroll, truncated_unroll
@@ -217,16 +220,16 @@ def summarize(rows: list[dict], task: str, state_bytes: int) -> dict:
             "lstm_state_bytes_per_param": state_bytes, "adam_state_bytes_per_param": 8}
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--unrolls", default="10,20,40")
     ap.add_argument("--task", default="mlp")
-    ap.add_argument("--out", default="research/experiments/benchmarks")
+    add_out_argument(ap, "memory.json or memory_recompute.json")
     ap.add_argument("--recompute-gates", action="store_true",
                     help="LSTMOptimizer(recompute_gates=True): the memory-saving meta-backward; "
                          "writes memory_recompute.json")
     ap.add_argument("--child", type=int, help=argparse.SUPPRESS)
-    a = ap.parse_args()
+    a = ap.parse_args(argv)
     if a.child is not None:
         return child(a.child, a.task, a.recompute_gates)
     rows = []
@@ -235,7 +238,6 @@ def main() -> None:
         cmd = [sys.executable, __file__, "--child", str(k), "--task", a.task] + ["--recompute-gates"] * a.recompute_gates
         out = subprocess.run(cmd, capture_output=True, text=True, check=True, env=env).stdout.strip().splitlines()[-1]
         rows.append(json.loads(out))
-    sys.path.insert(0, str(ROOT))
     from l2l_torch.learned_optimizers import LSTMOptimizer
 
     summary = {**summarize(rows, a.task, LSTMOptimizer().state_bytes_per_param()),
@@ -258,9 +260,7 @@ def main() -> None:
         print(f"saved per unrolled step and optimizee parameter: {per:.1f} B (the LSTM's hidden and cell states "
               f"of one step alone: {summary['lstm_state_bytes_per_param']} B)")
     print(f"optimizer state per parameter: LSTM {summary['lstm_state_bytes_per_param']} B, Adam 8 B")
-    Path(a.out).mkdir(parents=True, exist_ok=True)
-    name = "memory_recompute.json" if a.recompute_gates else "memory.json"
-    (Path(a.out) / name).write_text(json.dumps(summary, indent=1) + "\n")
+    write_json(a.out, "memory_recompute.json" if a.recompute_gates else "memory.json", summary)
     print(json.dumps({k: v for k, v in summary.items() if k not in ("rows", "fits")}))
 
 

@@ -1,10 +1,10 @@
 """Meta-training throughput: l2l_torch's unroll against a plain reference, in the same run.
 
-    python benchmarks/meta_throughput.py [--json] [--repeats 3] [--threads 2] [--out research/experiments/benchmarks] [--device cpu]
+    python benchmarks/meta_throughput.py [--json] [--repeats 3] [--threads 2] [--out DIR] [--device cpu]
 
 Counts optimizee steps per second of truncated-BPTT meta-training: per step the optimizee's
 forward and backward, the LSTM's forward, and (amortised over the truncation) the LSTM's
-backward and the meta-optimizer's update. The standard configuration is the speed target's: Fashion-MNIST
+backward and the meta-optimizer's update. The standard configuration: Fashion-MNIST
 MLP 784-20-10 with sigmoid (15,910 params), batch 128, unroll 20, horizon 100, a two-layer LSTM with
 20 hidden units and log/sign preprocessing. The conv+dense CIFAR-10 CNN is measured too.
 
@@ -20,6 +20,8 @@ with ``--tasks-per-step`` B task instances per meta-step, ours stepping all B wi
 runs the same number of optimizee steps as ours, and every figure counts optimizee steps. A third MLP
 row (``recompute_*``; ``--no-recompute-row`` skips it) measures ``LSTMOptimizer(recompute_gates=True)``,
 which saves about 3x less memory for the meta-backward and recomputes the LSTM gates there.
+
+With ``--out DIR`` it writes ``DIR/meta_throughput.json`` (the summary and every row); without it, no file.
 """
 
 from __future__ import annotations
@@ -37,11 +39,12 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from benchmarks import add_out_argument, write_json  # noqa: E402
 from l2l_torch.learned_optimizers import LSTMOptimizer, preprocess_gradients  # noqa: E402
 from l2l_torch.learned_optimizers.lstm import _ifog_weights  # noqa: E402
 from l2l_torch.unroll import batched_unroll, init_unroll, truncated_unroll  # noqa: E402
 
-#: where the benchmark runs (``--device``); CPU by default, as the speed target is measured on CPU machines
+#: where the benchmark runs (``--device``); CPU by default: the throughput target is for CPU machines
 DEVICE = torch.device("cpu")
 
 
@@ -221,7 +224,7 @@ def bench(kind: str, repeats: int, truncations: int, unroll: int = 20, tasks_per
             "lstm_gemm_only_steps_per_s": m_gemm, "speedup_ceiling": m_gemm / m_ref, "lstm_gemm_only_runs": r_gemm}
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--json", action="store_true", help="end with one JSON line")
     ap.add_argument("--repeats", type=int, default=3)
@@ -233,9 +236,9 @@ def main() -> None:
     ap.add_argument("--recompute-row", action=argparse.BooleanOptionalAction, default=True,
                     help="also measure the standard configuration with LSTMOptimizer(recompute_gates=True), "
                          "the memory-saving meta-backward (default: on)")
-    ap.add_argument("--out", default="research/experiments/benchmarks", help="folder for meta_throughput.json")
+    add_out_argument(ap, "meta_throughput.json")
     ap.add_argument("--device", default="cpu", help="cpu (default) or cuda: both paths and the data run there")
-    a = ap.parse_args()
+    a = ap.parse_args(argv)
     global DEVICE
     DEVICE = torch.device(a.device)
     torch.set_num_threads(a.threads)
@@ -271,9 +274,7 @@ def main() -> None:
                         "recompute_reference_steps_per_s": rec["reference_steps_per_s"],
                         "recompute_speedup_vs_reference": rec["speedup"]})
     summary.update({"threads": a.threads, "device": str(DEVICE), "torch": torch.__version__, "rows": rows})
-    out = Path(a.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "meta_throughput.json").write_text(json.dumps(summary, indent=1))
+    write_json(a.out, "meta_throughput.json", summary)
     if a.json:
         print(json.dumps({k: v for k, v in summary.items() if k != "rows"}))
 

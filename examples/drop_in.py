@@ -1,11 +1,12 @@
 """A shipped learned optimizer as a drop-in ``torch.optim.Optimizer``, next to Adam.
 
-    python examples/drop_in.py [--pretrained quadratic] [--problem logistic] [--steps 100]
+    python examples/drop_in.py [--pretrained small_fc_warmup_pes] [--problem logistic] [--steps 100]
 
 Trains a small model on synthetic data that no learned optimizer here was meta-trained on (a
 logistic regression, a least-squares linear regression or a tiny MLP regression), once with
 ``LearnedOptimizer(pretrained=NAME)`` and once with ``torch.optim.Adam``, from the same
-initial weights and the same batches, and prints both losses.
+initial weights and the same batches, and prints both losses. The default optimizer is the recommended
+shipped one; ``python -m l2l_torch.pretrained`` lists the others.
 """
 
 from __future__ import annotations
@@ -17,6 +18,10 @@ import torch
 from torch import nn
 
 from l2l_torch import LearnedOptimizer, list_pretrained
+from l2l_torch.pretrained import describe_entry
+
+#: the recommended shipped learned optimizer
+DEFAULT = "small_fc_warmup_pes"
 
 
 def make_problem(name: str, seed: int) -> tuple[nn.Module, torch.Tensor, torch.Tensor, nn.Module]:
@@ -59,7 +64,7 @@ def train(problem: str, make_opt, steps: int, seed: int, batch: int = 64) -> lis
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--pretrained", default="quadratic", help=f"one of: {', '.join(list_pretrained())}")
+    p.add_argument("--pretrained", default=DEFAULT, help=f"one of: {', '.join(list_pretrained())} (default: %(default)s)")
     p.add_argument("--problem", default="logistic", choices=["logistic", "linear", "mlp"])
     p.add_argument("--steps", type=int, default=100)
     p.add_argument("--seed", type=int, default=0)
@@ -76,8 +81,10 @@ def main() -> None:
                           "learned_final_loss": learned[-1],
                           "adam_final_loss": {str(lr): c[-1] for lr, c in adam.items()}}))
         return
-    last = " (its last meta-training stage; list_pretrained() gives the lineage)" if len(info.get("lineage", [])) > 1 else ""
-    print(f"learned optimizer {a.pretrained!r}: trained on {info['trained_on']}{last}, horizon {info['horizon']}")
+    row = describe_entry(a.pretrained, info)
+    stage = f" (the last of its {row['stages']} meta-training stages)" if row["stages"] > 1 else ""
+    print(f"learned optimizer {a.pretrained!r} ({row['arch']}): meta-trained on {row['trained_on']}{stage}, "
+          f"horizon {info['horizon']}; for {row['use_for']}")
     print(f"problem: {a.problem}, {a.steps} steps, batch 64; loss on the whole data set")
     print(f"{'step':>6} {'learned':>10}" + "".join(f"{'adam ' + format(lr, 'g'):>13}" for lr in lrs))
     for t in sorted({0, a.steps // 4, a.steps // 2, 3 * a.steps // 4, a.steps - 1}):

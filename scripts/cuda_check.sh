@@ -12,7 +12,8 @@ set -uo pipefail
 PY=${PYTHON:-python3}
 out=${1:?usage: bash scripts/cuda_check.sh OUT_DIR}
 mkdir -p "$out"
-export PYTHONUNBUFFERED=1 L2L_SHARED_DATA="${L2L_SHARED_DATA:-$L2L_DATA_DIR}"
+# the tests and the library read the datasets from $L2L_DATA_DIR (default as in scripts/test.sh: ../shared/data)
+export PYTHONUNBUFFERED=1 L2L_DATA_DIR="${L2L_DATA_DIR:-$(cd .. && pwd)/shared/data}"
 log="$out/log.txt"
 part() { echo "=== $* ($(date +%T))" | tee -a "$log"; }
 

@@ -18,7 +18,8 @@ if ! python -c "import torch, torchvision" >/dev/null 2>&1; then
   esac
 fi
 quiet python -m pip install -q -e ".[test]"
-# Tests read the real datasets from ../shared/data (read-only) unless told otherwise.
+# Tests and the library read the datasets from $L2L_DATA_DIR (default: ../shared/data, read-only); a test that
+# needs a dataset folder missing there is skipped, and says which folder.
 export L2L_DATA_DIR="${L2L_DATA_DIR:-$(cd .. && pwd)/shared/data}"
 export L2L_CACHE_DIR="${L2L_CACHE_DIR:-$PWD/.cache/l2l_torch}"
 export OMP_NUM_THREADS="${OMP_NUM_THREADS:-2}"

@@ -1,10 +1,20 @@
-"""Shared test helpers: one-line smoke tests for configs, tasks and learned optimizers."""
+"""Shared test helpers: one-line smoke tests for configs, tasks and learned optimizers, and the
+skip marker of tests that read a real dataset.
+
+Datasets: tests read the torchvision dataset files (``FashionMNIST/``, ``MNIST/``, ``CIFAR-10-images/``)
+from ``$L2L_DATA_DIR``, the variable the library reads too (:func:`l2l_torch.data.resolve_data_dir`);
+when it is unset, from ``<repo>/../shared/data``. A test that reads one is marked
+``@needs_data("FashionMNIST")`` and is skipped, with the folder and the variable in the reason, where
+that folder is missing or empty. Tests that write their own tiny data sets are not marked.
+"""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
+import pytest
 import torch
 from torch import nn
 from torch.func import functional_call
@@ -14,8 +24,63 @@ from l2l_torch.tasks import Task
 from l2l_torch.unroll import init_unroll, truncated_unroll
 
 REPO = Path(__file__).resolve().parent.parent
-#: read-only datasets next to the project root (tests and CI read from here)
-SHARED_DATA = Path(os.environ.get("L2L_SHARED_DATA", REPO.parent / "shared" / "data"))
+#: the environment variable that names the dataset folder (the library's; see l2l_torch/data.py)
+DATA_DIR_VAR = "L2L_DATA_DIR"
+#: the dataset folder the tests read: ``$L2L_DATA_DIR``, else ``<repo>/../shared/data`` (read-only there)
+SHARED_DATA = Path(os.environ.get(DATA_DIR_VAR) or REPO.parent / "shared" / "data").expanduser()
+
+
+def missing_data(*folders: str, root: str | os.PathLike | None = None) -> str | None:
+    """Why a test that reads ``root/<folder>`` for each of ``folders`` cannot run (a missing or empty folder),
+    or None when all are there. ``root`` defaults to :data:`SHARED_DATA`."""
+    root = Path(root) if root is not None else SHARED_DATA
+    missing = [f for f in folders if not ((root / f).is_dir() and any((root / f).iterdir()))]
+    if not missing:
+        return None
+    where = root if os.environ.get(DATA_DIR_VAR) else f"unset, so {root}"
+    return (f"needs {', '.join(f + '/' for f in missing)} under ${DATA_DIR_VAR} ({where}); "
+            f"set {DATA_DIR_VAR} to a folder with the torchvision dataset files")
+
+
+def needs_data(*folders: str) -> pytest.MarkDecorator:
+    """Skip marker of a test that reads these dataset folders of :data:`SHARED_DATA` (e.g. ``"FashionMNIST"``)."""
+    reason = missing_data(*folders)
+    return pytest.mark.skipif(reason is not None, reason=reason or f"{', '.join(folders)} present")
+
+
+#: default datasets of the task families whose constructor does not name one
+_DEFAULT_DATASETS = {"ImageClassificationFamily": ["fashion_mnist"], "MLPMixtureFamily": ["fashion_mnist", "mnist"]}
+
+
+def data_folders(spec: dict[str, Any], written_by_test: tuple[str, ...] = ()) -> list[str]:
+    """The dataset folders under ``$L2L_DATA_DIR`` that a task-family spec (``class_path``/``init_args``, as in
+    a config's ``model.task``) reads, e.g. ``["FashionMNIST", "MNIST"]``. A family with an explicit ``data_dir``
+    reads none there; so do the datasets in ``written_by_test`` (names such as ``"cifar10"``: the test writes a
+    tiny copy of its own). STN families read MNIST (their affNIST ``.mat`` files with ``source: mat``)."""
+    from l2l_torch.data import DATASETS
+
+    cls = spec["class_path"].rsplit(".", 1)[-1]
+    init = spec.get("init_args") or {}
+    if cls == "FamilyMixture":
+        found = [f for fam in init.get("families", []) for f in data_folders(fam, written_by_test)]
+        return sorted(set(found))
+    if init.get("data_dir"):
+        return []
+    if cls == "STNFamily":
+        return ["affNIST"] if init.get("source") == "mat" else ["MNIST"]
+    if cls in _DEFAULT_DATASETS:
+        names = init.get("datasets") or ([init["dataset"]] if "dataset" in init else _DEFAULT_DATASETS[cls])
+        return sorted({DATASETS[d].folder for d in names if d not in written_by_test})
+    return []
+
+
+def config_params(tasks: list[str], written_by_test: tuple[str, ...] = ()) -> list:
+    """Config names (e.g. ``available_tasks()``) as pytest params, each marked :func:`needs_data` with the
+    dataset folders its task family reads (see :func:`data_folders`)."""
+    from l2l_torch.cli import load_config
+
+    return [pytest.param(t, marks=needs_data(*data_folders(load_config(t)["model"]["task"], written_by_test)))
+            for t in tasks]
 
 
 def smoke_train(task: str, out: Path, *extra: str) -> Path:

@@ -16,7 +16,7 @@ from l2l_torch.affnist import (
 )
 from l2l_torch.learned_optimizers import LSTMOptimizer
 from l2l_torch.tasks.stn import STNTask, ssim_loss, ssim_per_image, warp
-from tests.helpers import SHARED_DATA, smoke_train, smoke_unroll
+from tests.helpers import SHARED_DATA, needs_data, smoke_train, smoke_unroll
 
 
 def fake_digits(n: int, seed: int = 0) -> torch.Tensor:
@@ -189,6 +189,7 @@ def test_stn_mass_penalty_is_zero_at_identity_and_enters_meta_loss_and_validatio
         STNTask(fake_sets(), aux_weight=1.0)
 
 
+@needs_data("MNIST")
 def test_aux_digits_come_from_training_images_and_must_not_be_test_digits():
     base = load_digit_sets(SHARED_DATA, n_train=16, n_val=4, n_test=4, target_index=13)
     sets = load_digit_sets(SHARED_DATA, n_train=16, n_val=4, n_test=4, target_index=13, aux_digits=(0, 7),
@@ -205,6 +206,7 @@ def test_stn_unroll_meta_gradient():
     smoke_unroll(LSTMOptimizer(output_scale=0.01), STNTask(fake_sets(), seed=0, batch_size=4))
 
 
+@needs_data("MNIST")
 def test_affnist_fast_dev_run(tmp_path):
     out = smoke_train("affnist", tmp_path, "--model.task.init_args.data_dir", str(SHARED_DATA),
                       "--model.task.init_args.n_train", "16", "--model.task.init_args.n_val", "4",

@@ -6,7 +6,7 @@ import torch
 
 from l2l_torch.learned_optimizers import LSTMOptimizer
 from l2l_torch.unroll import batched_unroll, init_unroll, truncated_unroll
-from tests.helpers import SHARED_DATA, quadratic64
+from tests.helpers import SHARED_DATA, needs_data, quadratic64
 
 
 def _compare(lopt, tasks, truncations: int = 2, steps: int = 3, **tol):
@@ -42,7 +42,7 @@ def test_batched_unroll_matches_one_by_one_quadratics(norm):
     _compare(lopt, [quadratic64(s) for s in range(3)])
 
 
-@pytest.mark.skipif(not (SHARED_DATA / "FashionMNIST" / "raw").is_dir(), reason="no shared data")
+@needs_data("FashionMNIST")
 def test_batched_unroll_matches_one_by_one_mlp_per_kind(tmp_path, monkeypatch):
     """float32, a real MLP on Fashion-MNIST batches, one LSTM per kind: the fast path's tolerance."""
     from l2l_torch.tasks.image_classification import ImageClassificationFamily

@@ -9,7 +9,7 @@ import pytest
 from l2l_torch.checkpoint import save_learned_optimizer
 from l2l_torch.cli import available_tasks, load_config
 from l2l_torch.learned_optimizers import LSTMOptimizer
-from tests.helpers import REPO, SHARED_DATA, smoke_train, write_jpeg_folder
+from tests.helpers import REPO, SHARED_DATA, config_params, smoke_train, write_jpeg_folder
 
 
 def run(*args, env=None):
@@ -37,7 +37,7 @@ def small_data_args(task: str, tmp_path) -> list[str]:
     return ["--model.task", json.dumps(small_family(load_config(task)["model"]["task"], tmp_path))]
 
 
-@pytest.mark.parametrize("task", available_tasks())
+@pytest.mark.parametrize("task", config_params(available_tasks(), written_by_test=("cifar10",)))
 def test_fast_dev_run_every_config(task, tmp_path, monkeypatch):
     monkeypatch.setenv("L2L_DATA_DIR", str(SHARED_DATA))
     monkeypatch.setenv("L2L_CACHE_DIR", str(tmp_path / "cache"))

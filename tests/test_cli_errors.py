@@ -16,7 +16,7 @@ import torch
 import evaluate
 import train
 from l2l_torch import LSTMOptimizer, save_learned_optimizer
-from tests.helpers import REPO, SHARED_DATA, smoke_train
+from tests.helpers import REPO, SHARED_DATA, needs_data, smoke_train
 
 FMNIST_FILES = ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz", "t10k-images-idx3-ubyte.gz",
                 "t10k-labels-idx1-ubyte.gz")
@@ -113,7 +113,7 @@ def test_data_path_is_a_file(tmp_path, out, capsys):
     assert "not found" in msg
 
 
-@pytest.mark.skipif(not (SHARED_DATA / "FashionMNIST" / "raw").is_dir(), reason="needs the shared FashionMNIST files")
+@needs_data("FashionMNIST")
 def test_damaged_dataset_file(tmp_path, out, capsys):
     """A dataset folder whose training images file has the wrong size (a truncated copy)."""
     raw = tmp_path / "data" / "FashionMNIST" / "raw"

@@ -17,9 +17,9 @@ from l2l_torch.data import (
     decode_image_folder,
     load_image_dataset,
 )
-from tests.helpers import SHARED_DATA, write_jpeg_folder
+from tests.helpers import SHARED_DATA, needs_data, write_jpeg_folder
 
-needs_shared = pytest.mark.skipif(not (SHARED_DATA / "FashionMNIST" / "raw").is_dir(), reason="no shared data")
+needs_shared = needs_data("FashionMNIST", "MNIST")
 
 
 @pytest.fixture(autouse=True)
@@ -71,7 +71,6 @@ def test_load_image_dataset_for_other_code():
     assert x2.data_ptr() != x.data_ptr() and torch.equal(x, x2)  # a fresh float copy of the cached uint8
 
 
-@needs_shared
 def test_data_dir_from_environment(monkeypatch):
     monkeypatch.setenv("L2L_DATA_DIR", str(SHARED_DATA))
     assert data.resolve_data_dir() == SHARED_DATA

@@ -11,10 +11,10 @@ from l2l_torch.evaluation import baseline_factory, train_optimizee
 from l2l_torch.learned_optimizers import LSTMOptimizer
 from l2l_torch.tasks.image_classification import ImageClassificationFamily
 from l2l_torch.tasks.models import build_model
-from tests.helpers import SHARED_DATA, smoke_train, smoke_unroll
+from tests.helpers import SHARED_DATA, needs_data, smoke_train, smoke_unroll
 from tests.test_data import write_jpeg_folder
 
-pytestmark = pytest.mark.skipif(not (SHARED_DATA / "FashionMNIST" / "raw").is_dir(), reason="no shared data")
+needs_fmnist = needs_data("FashionMNIST")  # the CIFAR smoke runs write their own images
 
 
 @pytest.fixture(autouse=True)
@@ -36,6 +36,7 @@ def family(model: str, **kw) -> ImageClassificationFamily:
     return ImageClassificationFamily(dataset="fashion_mnist", model=model, subset=300, batch_size=8, **kw)
 
 
+@needs_fmnist
 @pytest.mark.parametrize("model,hidden,n_params", [
     ("mlp", [20], 784 * 20 + 20 + 20 * 10 + 10),
     ("mlp", [20, 20], 784 * 20 + 20 + 20 * 20 + 20 + 20 * 10 + 10),
@@ -57,6 +58,7 @@ def test_task_shapes_and_initial_loss(model, hidden, n_params):
     assert set(metrics) == {"loss", "accuracy"} and 0.0 <= metrics["accuracy"] <= 1.0
 
 
+@needs_fmnist
 def test_same_seed_same_init_and_batches():
     fam = family("mlp")
     a, b = fam.sample(5), fam.sample(5)
@@ -70,6 +72,7 @@ def test_same_seed_same_init_and_batches():
     assert a.data["train"][0].data_ptr() == b.data["train"][0].data_ptr()  # instances share the dataset
 
 
+@needs_fmnist
 def test_batchnorm_buffers_are_functional():
     task = family("conv").sample(0)
     params, buffers = task.init_params(0)
@@ -80,6 +83,7 @@ def test_batchnorm_buffers_are_functional():
     assert int(new["1.num_batches_tracked"]) == 1
 
 
+@needs_fmnist
 def test_full_batches_use_fixed_train_subset():
     task = ImageClassificationFamily(dataset="fashion_mnist", subset=300, train_eval_size=100,
                                      eval_batch_size=40).sample(0)
@@ -88,6 +92,7 @@ def test_full_batches_use_fixed_train_subset():
     assert task.full_batches("test") is task.full_batches("test")  # built once
 
 
+@needs_fmnist
 def test_param_kinds_and_per_kind_lstm():
     task = family("convdense").sample(0)
     kinds = task.param_kinds()
@@ -107,11 +112,13 @@ def test_param_kinds_and_per_kind_lstm():
     assert all(p.grad is not None for p in lopt.nets["dense"].parameters())
 
 
+@needs_fmnist
 @pytest.mark.parametrize("model", ["mlp", "conv"])
 def test_smoke_unroll(model):
     smoke_unroll(LSTMOptimizer(per_kind=model == "conv"), family(model).sample(1), steps=3)
 
 
+@needs_fmnist
 def test_adam_learns_a_little():
     task = ImageClassificationFamily(dataset="fashion_mnist", subset=2000, batch_size=64).sample(0)
     r = train_optimizee(task, baseline_factory("adam", 0.01), 30, 0)
@@ -129,6 +136,7 @@ def test_bad_family_arguments():
         build_model("mlp", (1, 28, 28), activation="swish")
 
 
+@needs_fmnist
 @pytest.mark.parametrize("name", ["fmnist_t1", "fmnist_t2", "fmnist_t3", "fmnist_w40"])
 def test_smoke_train_fmnist_configs(name, tmp_path):
     out = smoke_train(name, tmp_path / name, "--model.task.init_args.subset", "600")

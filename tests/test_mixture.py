@@ -11,9 +11,9 @@ from l2l_torch.meta_module import MetaModule
 from l2l_torch.tasks.base import VAL_SEED_OFFSET
 from l2l_torch.tasks.mixture import MLPMixtureFamily
 from l2l_torch.tasks.quadratic import QuadraticFamily
-from tests.helpers import SHARED_DATA, smoke_train, smoke_unroll
+from tests.helpers import SHARED_DATA, needs_data, smoke_train, smoke_unroll
 
-pytestmark = pytest.mark.skipif(not (SHARED_DATA / "FashionMNIST").is_dir(), reason="no shared data")
+needs_mix_data = needs_data("FashionMNIST", "MNIST")  # the MetaModule tests below use quadratics
 
 
 @pytest.fixture(scope="module")
@@ -21,6 +21,7 @@ def family() -> MLPMixtureFamily:
     return MLPMixtureFamily(data_dir=str(SHARED_DATA), subset=600, train_eval_size=200, eval_batch_size=200)
 
 
+@needs_mix_data
 def test_mixture_is_deterministic_and_varied(family):
     assert family.config_of(7) == family.config_of(7)
     cfgs = [family.config_of(s) for s in range(60)]
@@ -35,6 +36,7 @@ def test_mixture_is_deterministic_and_varied(family):
     assert {c["activation"] for c in val} == {"sigmoid", "tanh", "relu"} and val != cfgs
 
 
+@needs_mix_data
 def test_sampled_task_shapes_and_scaled_training_loss(family):
     seed = next(s for s in range(100) if len(family.config_of(s)["hidden"]) == 2)
     task = family.sample(seed)
@@ -53,6 +55,7 @@ def test_sampled_task_shapes_and_scaled_training_loss(family):
     assert task.describe()["loss_scale"] == cfg["loss_scale"]
 
 
+@needs_mix_data
 def test_bad_mixture_config(family):
     with pytest.raises(ValueError, match="activations"):
         MLPMixtureFamily(activations=["gelu"], data_dir=str(SHARED_DATA))
@@ -60,10 +63,12 @@ def test_bad_mixture_config(family):
         MLPMixtureFamily(loss_scale_min=2.0, loss_scale_max=1.0, data_dir=str(SHARED_DATA))
 
 
+@needs_mix_data
 def test_smoke_unroll_small_fc_on_mixture(family):
     smoke_unroll(SmallFCOptimizer(), family.sample(3))
 
 
+@needs_mix_data
 def test_smoke_train_mixture_config(tmp_path, monkeypatch):
     monkeypatch.setenv("L2L_DATA_DIR", str(SHARED_DATA))
     smoke_train("lopt_small_fc_mix", tmp_path, "--model.task.init_args.subset", "600",

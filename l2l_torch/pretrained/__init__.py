@@ -10,11 +10,20 @@ results folder, never typed by hand::
 The folder must hold ``optimizer.pt`` (from ``train.py``) and ``results.json`` (from
 ``evaluate.py``); the summary line is built from ``results.json``.
 
+``list_pretrained()`` maps each name to its metadata (the JSON file, a plain ``dict``); printed, it is a
+short table: name, architecture, what it was trained on, its measured result and what it is for. The
+"use for" text is the entry's ``use_for`` field, else a guess from what it was meta-trained on (marked
+``~``); entries with ``"recommended": true`` are marked ``*``. From a shell::
+
+    python -m l2l_torch.pretrained               # the table
+    python -m l2l_torch.pretrained NAME          # one entry's full metadata
+
 Example:
     >>> from l2l_torch import LearnedOptimizer, list_pretrained
-    >>> sorted(list_pretrained())                        # doctest: +SKIP
-    ['quadratic']
-    >>> opt = LearnedOptimizer(model.parameters(), pretrained="quadratic")   # doctest: +SKIP
+    >>> print(list_pretrained())                         # doctest: +SKIP
+    >>> list_pretrained()["quadratic"]["horizon"]        # doctest: +SKIP
+    100
+    >>> opt = LearnedOptimizer(model.parameters(), pretrained="small_fc_warmup_pes")   # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -22,20 +31,159 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import shutil
 from pathlib import Path
 from typing import Any
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 
+#: the table's columns: (heading, width cap); a longer cell is cut and ends with "…". The last column gets what
+#: is left of :data:`LINE_WIDTH`.
+COLUMNS = (("name", 22), ("arch", 10), ("trained on", 40), ("measured (best baseline)", 46), ("use for", None))
+LINE_WIDTH = 158
 
-def list_pretrained(folder: str | os.PathLike | None = None) -> dict[str, dict[str, Any]]:
-    """The shipped learned optimizers: ``{name: {"trained_on", "horizon", "summary", ...}}``."""
-    out = {}
+
+class PretrainedCatalog(dict):
+    """``{name: metadata}`` of the shipped learned optimizers (a ``dict``; each value is the entry's JSON
+    metadata, unchanged) that prints as a short table, one line per entry (:meth:`table`)."""
+
+    def rows(self) -> list[dict[str, Any]]:
+        """One :func:`describe_entry` row per entry, in the mapping's order."""
+        return [describe_entry(name, meta) for name, meta in self.items()]
+
+    def table(self) -> str:
+        """An aligned text table: name, architecture, trained on, measured result, use for."""
+        if not self:
+            return "no pretrained learned optimizers"
+        rows = self.rows()
+        cells = [[r["name"] + (" *" if r["recommended"] else ""), r["arch"],
+                  r["trained_on"] + (f", stage {r['stages']}" if r["stages"] > 1 else ""), r["measured"],
+                  ("~" if r["use_for_derived"] else "") + r["use_for"]] for r in rows]
+        widths = [min(cap or LINE_WIDTH, max(len(head), *(len(c[i]) for c in cells)))
+                  for i, (head, cap) in enumerate(COLUMNS)]
+        widths[-1] = min(widths[-1], max(len(COLUMNS[-1][0]), LINE_WIDTH - sum(widths[:-1]) - 2 * (len(widths) - 1)))
+
+        def line(values: list[str]) -> str:
+            return "  ".join(_cut(v, w).ljust(w) for v, w in zip(values, widths)).rstrip()
+
+        lines = [line([head for head, _ in COLUMNS]), *(line(c) for c in cells)]
+        notes = []
+        if any(r["recommended"] for r in rows):
+            notes.append("* recommended")
+        if any(r["use_for_derived"] for r in rows):
+            notes.append("~ guessed from what it was trained on")
+        if any(r["stages"] > 1 for r in rows):
+            notes.append("stage N: the last of N meta-training stages")
+        notes.append("details: list_pretrained()[NAME] or python -m l2l_torch.pretrained NAME")
+        footer = "; ".join(notes)
+        return "\n".join([*lines, *([footer] if len(footer) <= LINE_WIDTH else notes)])
+
+    __str__ = __repr__ = table
+
+    def _repr_pretty_(self, p: Any, cycle: bool) -> None:  # IPython shows the table too
+        p.text(self.table())
+
+
+def list_pretrained(folder: str | os.PathLike | None = None) -> PretrainedCatalog:
+    """The shipped learned optimizers: ``{name: {"trained_on", "horizon", "summary", ...}}``, sorted by name.
+
+    The result is a ``dict`` (a :class:`PretrainedCatalog`) that prints as a short table; index it for the
+    full metadata of one entry."""
+    out = PretrainedCatalog()
     for meta in sorted(Path(folder or PACKAGE_DIR).glob("*.json")):
         if meta.with_suffix(".pt").is_file():
             out[meta.stem] = json.loads(meta.read_text())
     return out
+
+
+def _cut(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+_DATASET_SHORT = {"fashion_mnist": "FMNIST", "mnist": "MNIST", "cifar10": "CIFAR10"}
+_FAMILY = re.compile(r"\b(\w+Family)\b(?!Mixture)")
+
+
+def _families(trained_on: str) -> list[tuple[str, str]]:
+    """``(class, its text)`` for each task family named in a ``trained_on`` string (mixtures name several)."""
+    hits = [m for m in _FAMILY.finditer(trained_on) if m.group(1) != "FamilyMixture"]
+    return [(m.group(1), trained_on[m.end(): hits[i + 1].start() if i + 1 < len(hits) else len(trained_on)])
+            for i, m in enumerate(hits)]
+
+
+def _arg(text: str, key: str) -> str | None:
+    """The value of ``key`` in ``key=value`` or ``'key': value`` form (a word or a ``[...]`` list)."""
+    m = re.search(rf"\b{key}'?\s*[=:]\s*('?[\w.-]+'?|\[[^\]]*\])", text)
+    return m.group(1).replace("'", "") if m else None
+
+
+def _short_family(cls: str, text: str) -> str:
+    datasets = _arg(text, "datasets") or _arg(text, "dataset") or ""
+    short = "+".join(_DATASET_SHORT.get(d.strip(), d.strip()) for d in datasets.strip("[]").split(",") if d.strip())
+    if cls == "ImageClassificationFamily":
+        model = _arg(text, "model") or "mlp"
+        hidden = _arg(text, "hidden") if model == "mlp" else None
+        return f"{short} {'MLP' if model == 'mlp' else 'CNN'}{(hidden or '').replace(' ', '')}".strip()
+    if cls == "MLPMixtureFamily":
+        return f"{short or 'image'} MLPs"
+    if cls == "STNFamily":
+        return "affNIST STN"
+    if cls == "QuadraticFamily":
+        dim = _arg(text, "dim")
+        return f"{dim}-d quadratics" if dim else "quadratics"
+    if cls == "LinearRegressionFamily":
+        return "linear regression"
+    return cls.removesuffix("Family")
+
+
+#: the "use for" guess of an entry without a ``use_for`` field, by the task families it was meta-trained on
+_USE_FOR = {"ImageClassificationFamily": "image classifiers", "MLPMixtureFamily": "image classifiers",
+            "STNFamily": "STN alignment", "QuadraticFamily": "toy problems", "LinearRegressionFamily": "toy problems"}
+
+
+def short_trained_on(meta: dict[str, Any]) -> str:
+    """What an entry was meta-trained on (its last stage, when there were several), in a few words: its task
+    families, e.g. ``"FMNIST MLPs + affNIST STN"``."""
+    text = str(meta.get("trained_on", "?"))
+    fams = _families(text)
+    return " + ".join(dict.fromkeys(_short_family(c, t) for c, t in fams)) if fams else text
+
+
+def short_summary(summary: str) -> str:
+    """A :func:`summary_from_results` line in a few words: the evaluation task (without its overrides), and the
+    learned optimizer's test accuracy (or final training loss where no accuracy was measured) against the best
+    baseline's. Returns ``summary`` itself when it is not in that form."""
+    m = re.match(r"(?P<task>[^,(]+?)(?: \([^)]*\))?, (?P<steps>\S+) steps, \S+ held-out instances: final train loss (?P<loss>\S+)"
+                 r"(?: ± \S+)?(?:, test accuracy (?P<acc>\S+)(?: ± \S+)?)?, diverged (?P<div>\d+)"
+                 r"(?:; best baseline (?P<base>\S+) \(lr [^)]*\): (?P<bloss>\S+)(?: ± \S+)?"
+                 r"(?:, test accuracy (?P<bacc>\S+)(?: ± \S+)?)?)?$", summary)
+    if not m:
+        return summary
+    g = m.groupdict()
+    acc = g["acc"] is not None and (g["base"] is None or g["bacc"] is not None)
+    ours, theirs, what = (g["acc"], g["bacc"], "test acc") if acc else (g["loss"], g["bloss"], "loss")
+    line = f"{g['task']}: {what} {ours}" + (f" vs {g['base']} {theirs}" if g["base"] else "")
+    return line + (f", {g['div']} diverged" if g["div"] != "0" else "")
+
+
+def describe_entry(name: str, meta: dict[str, Any]) -> dict[str, Any]:
+    """One entry in a few words: ``{"name", "arch", "trained_on", "stages", "measured", "use_for",
+    "use_for_derived", "recommended"}``: ``trained_on`` is its last meta-training stage (:func:`short_trained_on`),
+    ``stages`` how many there were. ``use_for`` is the metadata's ``use_for`` when it has one, else a guess
+    from the task families of all its meta-training stages (``use_for_derived`` is then True)."""
+    use_for = meta.get("use_for")
+    derived = not (isinstance(use_for, str) and use_for.strip())
+    if derived:
+        texts = [str(meta.get("trained_on", ""))] + [str(st.get("trained_on", "")) for st in meta.get("lineage") or []]
+        fams = [c for text in texts for c, _ in _families(text)]
+        use_for = ", ".join(dict.fromkeys(_USE_FOR.get(c, "problems like " + c.removesuffix("Family")) for c in fams))
+        use_for = use_for or "problems like those it was trained on"
+    return {"name": name, "arch": str(meta.get("arch", "?")), "trained_on": short_trained_on(meta),
+            "stages": max(1, len(meta.get("lineage") or [])),
+            "measured": short_summary(str(meta.get("summary", ""))) or "not measured",
+            "use_for": " ".join(use_for.split()), "use_for_derived": derived,
+            "recommended": meta.get("recommended") is True}
 
 
 def pretrained_path(name: str, folder: str | os.PathLike | None = None) -> Path:
@@ -165,4 +313,28 @@ def add_pretrained(results_dir: str | os.PathLike, name: str | None = None,
     return entry
 
 
-__all__ = ["list_pretrained", "pretrained_path", "add_pretrained", "lineage", "summary_from_results", "PACKAGE_DIR"]
+def main(argv: list[str] | None = None) -> int:
+    """``python -m l2l_torch.pretrained [NAME] [--folder DIR]``: the table, or one entry's full metadata (JSON)."""
+    import argparse
+    import sys
+
+    ap = argparse.ArgumentParser(prog="python -m l2l_torch.pretrained",
+                                 description="The learned optimizers shipped with l2l_torch "
+                                             "(LearnedOptimizer(params, pretrained=NAME)).")
+    ap.add_argument("name", nargs="?", help="print this entry's full metadata instead of the table")
+    ap.add_argument("--folder", help="a folder of NAME.pt/NAME.json pairs (default: the shipped ones)")
+    a = ap.parse_args(argv)
+    catalog = list_pretrained(a.folder)
+    if a.name is None:
+        print(catalog.table())
+        return 0
+    if a.name not in catalog:
+        print(f"error: unknown pretrained optimizer {a.name!r}; available: {', '.join(catalog) or 'none'}",
+              file=sys.stderr)
+        return 2
+    print(json.dumps(catalog[a.name], indent=1, ensure_ascii=False))
+    return 0
+
+
+__all__ = ["list_pretrained", "PretrainedCatalog", "describe_entry", "pretrained_path", "add_pretrained", "lineage",
+           "summary_from_results", "PACKAGE_DIR"]

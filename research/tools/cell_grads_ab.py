@@ -3,7 +3,7 @@
     OMP_NUM_THREADS=1 L2L_DATA_DIR=../shared/data python -m research.tools.cell_grads_ab --threads 1 --repeats 16
 
 ``current``: :func:`l2l_torch.learned_optimizers.lstm._cell_grads` as shipped (the gate gradient ``(4H, N)``
-written by one compiled ``stack``, a fresh tensor per call). ``cat_into_buffer``: the kernel before 2026-12-04
+written by one compiled ``stack``, a fresh tensor per call). ``cat_into_buffer``: the previous kernel
 (a ``cat`` of the four gate blocks copied into a reused scratch buffer). Both are compiled the same way and checked
 equal before timing. Timed first alone (ms per call at H = 20, N = 15,910, cycling through input sets that together
 exceed the CPU's caches, as in a step where the inputs were written long before), then inside whole steps:

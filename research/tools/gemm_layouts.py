@@ -41,9 +41,9 @@ def main() -> None:
         w, x, d = (torch.randn(s, generator=g) for s in ((80, k), (k, a.n), (80, a.n)))
         xt, wt, dt = x.t().contiguous(), w.t().contiguous(), d.t().contiguous()
         flop = 2 * 80 * k * a.n
-        rows = {"gates":         (lambda: w @ x, lambda: xt @ wt),
-                "input gradient": (lambda: w.t() @ d, lambda: dt @ w),
-                "weight gradient": (lambda: x @ d.t(), lambda: dt.t() @ xt)}
+        rows = {"gates":         (lambda w=w, x=x: w @ x, lambda xt=xt, wt=wt: xt @ wt),
+                "input gradient": (lambda w=w, d=d: w.t() @ d, lambda dt=dt, w=w: dt @ w),
+                "weight gradient": (lambda x=x, d=d: x @ d.t(), lambda dt=dt, xt=xt: dt.t() @ xt)}
         for name, (minor, major) in rows.items():
             print(f"{k:<3d} {name:27s} {gflops(minor, flop, a.repeats):18.1f} {gflops(major, flop, a.repeats):20.1f}")
 
