@@ -126,19 +126,26 @@ class Task(abc.ABC):
                  split: str = "val") -> dict[str, float]:
         """Metrics of ``params`` on a whole split (loss, and accuracy where it applies).
 
-        Returns plain floats (this synchronises with the device: call it outside hot loops).
+        The metrics (torchmetrics: the batch-size-weighted mean loss, and micro-averaged multiclass accuracy of
+        ``output.argmax(-1)`` against ``batch[1]``) accumulate on the device; the result is read once at the end,
+        as plain floats (this synchronises with the device: call it outside hot loops).
         """
-        total, n, correct = 0.0, 0, 0
+        from torchmetrics import MeanMetric
+        from torchmetrics.classification import MulticlassAccuracy
+
+        loss, accuracy = MeanMetric(nan_strategy="disable").to(self.device), None  # a NaN loss stays NaN
         for batch in self.full_batches(split):
             out, _ = self.forward(params, buffers, self.inputs(batch), train=False)
-            bsz = self.batch_size_of(batch)
-            total += float(self.loss_from_output(out, batch)) * bsz
-            n += bsz
+            # one value per example: the mean is weighted by batch size (with nan_strategy="disable", torchmetrics
+            # 1.9 ignores an explicit weight)
+            loss.update(self.loss_from_output(out, batch).expand(self.batch_size_of(batch)))
             if self.has_accuracy:
-                correct += int((out.argmax(-1) == batch[1]).sum())
-        metrics = {"loss": total / max(n, 1)}
-        if self.has_accuracy:
-            metrics["accuracy"] = correct / max(n, 1)
+                if accuracy is None:
+                    accuracy = MulticlassAccuracy(num_classes=out.shape[-1], average="micro").to(out.device)
+                accuracy.update(out, batch[1])
+        metrics = {"loss": float(loss.compute())}
+        if accuracy is not None:
+            metrics["accuracy"] = float(accuracy.compute())
         return metrics
 
     def batch_size_of(self, batch: Batch) -> int:
