@@ -275,8 +275,9 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(128 + e.signum) from None
     except SystemExit:
         if stop.hard_stop:  # a second Ctrl-C: Lightning exits with 1; say what a shell expects of Ctrl-C
-            print(f"stopped without saving; the last checkpoint is {out / 'checkpoints' / 'last.ckpt'} "
-                  "(if any)", file=sys.stderr)
+            last = out / "checkpoints" / "last.ckpt"
+            print("stopped without saving; " + (f"the last checkpoint is {last}" if last.is_file() else
+                                                 "no checkpoint was written yet"), file=sys.stderr)
             raise SystemExit(130) from None
         raise
     finally:

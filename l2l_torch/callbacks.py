@@ -126,15 +126,15 @@ class MetaStepProgressBar(TQDMProgressBar):
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any,
                            batch_idx: int) -> None:
-        bar = self.train_progress_bar
+        bar = self._train_progress_bar
         n = trainer.global_step
         if bar is not None and not bar.disable and self._should_update(n, bar.total):
             bar.n = n
             bar.set_postfix(self.get_metrics(trainer, pl_module), refresh=True)
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if self.train_progress_bar is not None and not self.train_progress_bar.disable:
-            self.train_progress_bar.set_postfix(self.get_metrics(trainer, pl_module))
+        if self._train_progress_bar is not None and not self._train_progress_bar.disable:
+            self._train_progress_bar.set_postfix(self.get_metrics(trainer, pl_module))
 
     def get_metrics(self, trainer: L.Trainer, pl_module: L.LightningModule) -> dict[str, Any]:
         items = super().get_metrics(trainer, pl_module)
@@ -149,6 +149,12 @@ class MetaStepProgressBar(TQDMProgressBar):
     def on_validation_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any,
                                   batch_idx: int, dataloader_idx: int = 0) -> None:
         super().on_validation_batch_start(trainer, pl_module, batch, batch_idx, dataloader_idx)
-        if batch_idx == 0 and self.val_progress_bar is not None:
+        if batch_idx == 0 and self._val_progress_bar is not None:
             what = "sanity check" if trainer.sanity_checking else f"validating meta-step {trainer.global_step}"
             self.val_progress_bar.set_description(f"{what} (held-out tasks)")
+
+    def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
+        # a stop (Ctrl-C) leaves the bars where they were: end their lines, so that what follows starts on its own
+        for bar in (self._val_progress_bar, self._train_progress_bar):
+            if bar is not None and not bar.disable:
+                bar.close()

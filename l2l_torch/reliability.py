@@ -83,10 +83,11 @@ class SaveOnStop(Checkpoint):
       without saving.
 
     The stop is at a meta-step boundary, never inside one, so the checkpoint is as consistent as a scheduled one.
-    A signal during a validation stops after the held-out task being trained (the validation is then dropped:
-    the resumed run does not repeat it); one during the last held-out task lets the validation finish.
-    Before meta-training starts (data loading, a sanity validation), a signal stops at once: there is nothing
-    new to save.
+    Ctrl-C during a validation lets it finish (it is a candidate for ``optimizer.pt``), then stops; a second
+    Ctrl-C then stops after the held-out task in progress and drops that validation (a resumed run does not
+    repeat it: Lightning resumes after it). SIGTERM, which usually comes with a short grace period, drops it at
+    once. Before meta-training starts (data loading, a sanity validation), a signal stops at once: there is
+    nothing new to save.
 
     A :class:`lightning.pytorch.callbacks.Checkpoint`, so that Lightning runs its hooks after the
     ``ModelCheckpoint`` callbacks (list it after them): the checkpoints scheduled for the step are written first.
@@ -97,13 +98,14 @@ class SaveOnStop(Checkpoint):
         self.signum: int | None = None  #: the signal that asked for a stop
         self.saved: dict[str, Any] | None = None  #: what the stop wrote (``step``, ``checkpoint``, ``optimizer``)
         self.hard_stop = False  #: a second signal (or one before meta-training) stopped the run without saving
-        self._armed = False
+        self._armed = self._validating = self._drop_validation = False
         self._trainer: L.Trainer | None = None
         self._previous: dict[int, Any] = {}
 
     # ---------------------------------------------------------------- signal handling
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._trainer, self.signum, self.saved, self.hard_stop = trainer, None, None, False
+        self._validating = self._drop_validation = False
         if threading.current_thread() is not threading.main_thread():
             return  # signal handlers can only be set in the main thread
         for sig in (signal.SIGINT, signal.SIGTERM):
@@ -123,31 +125,45 @@ class SaveOnStop(Checkpoint):
 
     def _handler(self, signum: int, frame: Any) -> None:
         name = "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
-        if not self._armed or self.signum is not None:
+        step = self._trainer.global_step if self._trainer is not None else 0
+        if not self._armed or (self.signum is not None and (not self._validating or self._drop_validation)):
             self.hard_stop = True
             self.restore_signal_handlers()
             raise KeyboardInterrupt
-        self.signum = signum
-        step = self._trainer.global_step if self._trainer is not None else 0
-        print(f"\n{name}: stopping after meta-step {step + 1}, then saving {self.checkpoint_path} and the learned "
-              f"optimizer ({name} again: stop at once, without saving)", file=sys.stderr, flush=True)
+        first, self.signum = self.signum is None, self.signum or signum
+        if self._validating and (not first or signum != signal.SIGINT):
+            self._drop_validation = True
+            msg = (f"stopping after the held-out task in progress (dropping the validation of meta-step {step}), "
+                   f"then saving {self.checkpoint_path} and the learned optimizer")
+        elif self._validating:
+            msg = (f"finishing the validation of meta-step {step} (it is a candidate for optimizer.pt), then saving "
+                   f"{self.checkpoint_path} and the learned optimizer ({name} again: drop the validation and stop "
+                   "after the held-out task in progress)")
+        else:
+            msg = (f"stopping after meta-step {step + 1}, then saving {self.checkpoint_path} and the learned "
+                   f"optimizer ({name} again: stop at once, without saving)")
+        print(f"\n{name}: {msg}", file=sys.stderr, flush=True)
 
     # ---------------------------------------------------------------- where the run stops
     def _fitting(self, trainer: L.Trainer) -> bool:
-        return self.signum is not None and self._armed and trainer.state.fn == "fit" and not trainer.sanity_checking
+        return self._armed and trainer.state.fn == "fit" and not trainer.sanity_checking
 
     def on_train_batch_end(self, trainer: L.Trainer, *args: Any) -> None:
-        if self._fitting(trainer):
+        if self.signum is not None and self._fitting(trainer):
             raise Interrupted(self.signum)
+
+    def on_validation_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._validating = self._fitting(trainer)
 
     def on_validation_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any,
                                 batch_idx: int, dataloader_idx: int = 0) -> None:
         total = trainer.num_val_batches[dataloader_idx] if trainer.num_val_batches else 0
-        if self._fitting(trainer) and batch_idx + 1 < total:
+        if self._drop_validation and self._fitting(trainer) and batch_idx + 1 < total:
             raise Interrupted(self.signum)
 
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if self._fitting(trainer):  # after ExportBestOptimizer and the ModelCheckpoints (listed before this)
+        self._validating = False
+        if self.signum is not None and self._fitting(trainer):  # after ExportBestOptimizer and the ModelCheckpoints
             raise Interrupted(self.signum)
 
     def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:

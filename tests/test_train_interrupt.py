@@ -107,6 +107,51 @@ def test_sigterm_saves_too(tmp_path):
     assert json.loads((out / "optimizer.json").read_text())["global_step"] == step
 
 
+def test_ctrl_c_during_a_validation_lets_it_count(tmp_path):
+    """Ctrl-C during a validation: it finishes (a candidate for optimizer.pt), then the run stops and saves."""
+    out = tmp_path / "q"
+    proc = subprocess.Popen([sys.executable, "train.py", "--task", "quadratic", "--out", str(out),
+                             "--trainer.max_steps", str(MAX_STEPS), *SMALL, "--model.val_every", "2",
+                             "--model.val_tasks", "4", "--model.val_horizon", "2000",
+                             "--trainer.num_sanity_val_steps", "0"],
+                            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    output = Output(proc)
+    try:
+        output.wait_for(r"validating meta-step 2 \(held-out tasks\)")
+        proc.send_signal(signal.SIGINT)
+        rc = proc.wait(timeout=300)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    output.thread.join(timeout=10)
+    assert rc == 130 and "Ctrl-C: finishing the validation of meta-step 2" in output.text, output.text[-3000:]
+    meta = json.loads((out / "optimizer.json").read_text())
+    assert meta["validated"] and meta["global_step"] == 2
+    assert (out / "checkpoints" / "best-step=2.ckpt").is_file()
+    assert torch.load(out / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 2
+
+
+def test_checkpoints_are_written_before_the_first_validation(tmp_path):
+    """``--checkpoint_every 2`` writes last.ckpt at meta-steps 2, 4, ... even though no validation ran yet: a
+    SIGKILL (no chance to save anything) after meta-step 3 leaves the checkpoint of meta-step 2 or later."""
+    out = tmp_path / "q"
+    proc = subprocess.Popen([sys.executable, "train.py", "--task", "quadratic", "--out", str(out),
+                             "--trainer.max_steps", str(MAX_STEPS), *SMALL, "--checkpoint_every", "2"],
+                            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    output = Output(proc)
+    try:
+        # the bar shows meta-step 3 after the hooks of meta-step 2 (its checkpoint included) have run
+        output.wait_for(rf"meta-step:[^\r\n]*\b([3-9]|\d\d+)/{MAX_STEPS}\b")
+        proc.kill()
+        proc.wait(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    step = int(torch.load(out / "checkpoints" / "last.ckpt", weights_only=True)["global_step"])
+    assert step >= 2 and step % 2 == 0
+    assert not (out / "optimizer.pt").exists()  # nothing validated, and a SIGKILL exports nothing
+
+
 def test_interrupt_keeps_the_best_validated_optimizer(tmp_path):
     """After a validation, an interrupt leaves optimizer.pt as it was: the best validated optimizer so far."""
     from l2l_torch.callbacks import ExportBestOptimizer
