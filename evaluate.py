@@ -45,23 +45,30 @@ def _reuse(a, overrides: dict) -> dict:
 
 def main(argv: list[str] | None = None) -> None:
     from l2l_torch.cli import (
+        ArgumentParser,
         UserError,
         available_tasks,
+        check_for_task,
+        config_path,
         fail,
+        fraction,
+        load_checkpoint,
         load_config,
-        load_for_task,
         parse_overrides,
+        positive_float,
+        positive_int,
         task_family_from_config,
     )
 
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = ArgumentParser(prog="python evaluate.py", description=__doc__,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--task", required=True, help=f"one of: {', '.join(available_tasks())}")
     p.add_argument("--checkpoint", required=True, help="learned-optimizer file (optimizer.pt)")
     p.add_argument("--out", required=True, help="output folder")
-    p.add_argument("--steps", type=int, help="optimizee steps (default: the config's horizon)")
-    p.add_argument("--seeds", type=int, default=10, help="held-out task instances per optimizer (default 10)")
-    p.add_argument("--tune-seeds", type=int, default=3, help="instances per learning rate in the grid search")
-    p.add_argument("--tune-steps", type=int, help="steps per tuning run (default: --steps)")
+    p.add_argument("--steps", type=positive_int, help="optimizee steps (default: the config's horizon)")
+    p.add_argument("--seeds", type=positive_int, default=10, help="held-out task instances per optimizer (default 10)")
+    p.add_argument("--tune-seeds", type=positive_int, default=3, help="instances per learning rate in the grid search")
+    p.add_argument("--tune-steps", type=positive_int, help="steps per tuning run (default: --steps)")
     p.add_argument("--no-tune", action="store_true", help="skip the tuned baselines")
     p.add_argument("--tune-metric", default="train_loss",
                    help="final metric the learning-rate search minimises (default train_loss; e.g. val_loss)")
@@ -72,10 +79,11 @@ def main(argv: list[str] | None = None) -> None:
                    help="take the baselines (runs and tuning) from DIR/results.json of the same task, steps, seeds "
                         "and --set overrides instead of running them again; only the learned optimizer is trained, "
                         "plus one run of the tuned Adam to check that they reproduce here (reuse_check)")
-    p.add_argument("--epoch-steps", type=int, help="record validation metrics every N steps (an 'epoch')")
-    p.add_argument("--average", type=float, metavar="DECAY",
+    p.add_argument("--epoch-steps", type=positive_int, help="record validation metrics every N steps (an 'epoch')")
+    p.add_argument("--average", type=fraction, metavar="DECAY",
                    help="evaluate every optimizer (learned and baselines; the baselines also tuned so) at an "
-                        "exponential moving average of its iterates with this decay, e.g. 0.9, instead of the last one")
+                        "exponential moving average of its iterates with this decay in [0, 1), e.g. 0.9, instead "
+                        "of the last one")
     p.add_argument("--no-updates", action="store_true",
                    help="skip the update-size histogram (updates.png: learned vs tuned Adam, one seed)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
@@ -86,23 +94,30 @@ def main(argv: list[str] | None = None) -> None:
     from l2l_torch.optim import LearnedOptimizer
     from l2l_torch.plots import write_outputs, write_updates
 
+    # the quick checks first (task, flags, the checkpoint file), then the task's data, which can take a while
     try:
+        config_path(a.task)
         overrides = parse_overrides(a.set)
         cfg = load_config(a.task)
-        family = task_family_from_config(a.task, overrides)
         baselines = [b for b in a.baselines.split(",") if b]
         unknown = [b for b in baselines if b not in BASELINES]
         if unknown:
             raise UserError(f"unknown baseline(s) {unknown}; known: {sorted(BASELINES)}")
-        lr_grid = [float(x) for x in a.lr_grid.split(",")] if a.lr_grid else None
-        if a.average is not None and not 0.0 <= a.average < 1.0:
-            raise UserError(f"--average {a.average}: the decay must be in [0, 1)")
+        try:
+            lr_grid = [positive_float(x) for x in a.lr_grid.split(",")] if a.lr_grid else None
+        except argparse.ArgumentTypeError as e:
+            raise UserError(f"--lr-grid: every learning rate {e}") from None
         reuse = _reuse(a, overrides) if a.reuse_baselines else None
+    except UserError as e:
+        fail(str(e))
+    lopt, meta, device = load_checkpoint(a.checkpoint)
+    try:
+        family = task_family_from_config(a.task, overrides)
     except UserError as e:
         fail(str(e))
     except TypeError as e:
         fail(f"bad --set override for task {a.task!r}: {e}")
-    lopt, meta, device = load_for_task(a.checkpoint, a.task, family)
+    check_for_task(lopt, meta, device, a.checkpoint, a.task, family)
     steps = a.steps or int(cfg.get("model", {}).get("horizon", 100))
     out = Path(a.out)
     t0 = time.time()

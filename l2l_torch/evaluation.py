@@ -210,9 +210,28 @@ def _half_decade(x: float, up: bool) -> float:
     return round(min(v for v in ladder if v > x * 1.01) if up else max(v for v in ladder if v < x / 1.01), 12)
 
 
+def _extension_ladder(grid: Sequence[float]) -> tuple[int, int]:
+    """How many learning rates :func:`tune_lr` can add below and above ``grid`` (down to 1e-7, up to 100)."""
+    down, up = 0, 0
+    lo, hi = min(grid), max(grid)
+    while lo > 1e-7:
+        lo, down = _half_decade(lo, up=False), down + 1
+    while hi < 100:
+        hi, up = _half_decade(hi, up=True), up + 1
+    return down, up
+
+
+def tune_runs_bound(grid: Sequence[float], seeds: int, extend: bool = True) -> int:
+    """The most optimizee runs :func:`tune_lr` does for one optimizer: ``seeds`` per learning rate, for the grid
+    and its extension (it grows in one direction only: past the edge that wins, while the new edge wins)."""
+    down, up = _extension_ladder(grid) if extend else (0, 0)
+    return (len(set(grid)) + max(down, up)) * seeds
+
+
 def tune_lr(family: TaskFamily, name: str, steps: int, seeds: int = 3,
             grid: Sequence[float] = LR_GRID, metric: str = "train_loss",
-            extend: bool = True, average: float | None = None) -> tuple[float, dict[float, float]]:
+            extend: bool = True, average: float | None = None,
+            progress: Callable[[float, float], None] | None = None) -> tuple[float, dict[float, float]]:
     """Grid-search the learning rate of baseline ``name`` on instances disjoint from evaluation.
 
     If the best learning rate lies on an edge of ``grid`` and ``extend`` is set, the grid grows by
@@ -220,6 +239,7 @@ def tune_lr(family: TaskFamily, name: str, steps: int, seeds: int = 3,
     baseline is never limited by the grid.
 
     ``average``: tune for the final metric of the averaged iterates (:func:`train_optimizee`).
+    ``progress(lr, score)`` is called after each learning rate's ``seeds`` runs.
 
     Returns ``(best_lr, {lr: mean final metric})``; a diverged run counts as +inf.
     """
@@ -233,6 +253,8 @@ def tune_lr(family: TaskFamily, name: str, steps: int, seeds: int = 3,
                 r = train_optimizee(task, baseline_factory(name, lr), steps, TUNE_SEED_OFFSET + i, average=average)
                 vals.append(math.inf if r.diverged else r.final[metric])
             scores[lr] = sum(vals) / len(vals)
+            if progress:
+                progress(lr, scores[lr])
         return scores[lr]
 
     lrs = sorted(grid)
@@ -365,13 +387,26 @@ def evaluate_learned_optimizer(family: TaskFamily, lopt_factory: OptimizerFactor
         return {"optimizers": {**results, **kept},
                 "tuning": {k: v for k, v in reuse.get("tuning", {}).items() if k in baselines},
                 "reuse_check": check_reuse(family, kept, steps, progress, average=average)}
-    for name in baselines:
+    runs_done, bound = 0, tune_runs_bound(lr_grid, tune_seeds) * len(baselines)
+    if tune and baselines and progress:
+        progress(f"tuning lr for {len(baselines)} optimizer{'s' if len(baselines) > 1 else ''}: up to {bound} runs "
+                 f"of {tune_steps or steps} steps ({tune_seeds} per learning rate; {len(lr_grid)} learning rates, "
+                 "more past an edge of the grid that wins)")
+    for i, name in enumerate(baselines):
         optimizers[name] = (baseline_factory(name), BASELINES[name][1])
         if tune:
-            if progress:
-                progress(f"tuning {name}")
+            def tuned(lr: float, score: float, name: str = name, i: int = i) -> None:
+                nonlocal runs_done
+                runs_done += tune_seeds
+                if progress:
+                    result = f"{tune_metric} {score:.4g}" if math.isfinite(score) else "diverged"
+                    progress(f"tuning {name} ({i + 1}/{len(baselines)}): lr {lr:.3g} -> {result}"
+                             f"  [{runs_done} of at most {bound} runs]")
+
             best, scores = tune_lr(family, name, tune_steps or steps, tune_seeds, grid=lr_grid, metric=tune_metric,
-                                   average=average)
+                                   average=average, progress=tuned)
+            if progress:
+                progress(f"tuning {name}: best lr {best:.3g} of {len(scores)} tried")
             tuning[name] = {str(k): v for k, v in scores.items()}
             optimizers[f"{name}_tuned"] = (baseline_factory(name, best), best)
     results = compare(family, optimizers, steps, seeds, epoch_steps=epoch_steps, progress=progress, average=average)

@@ -67,10 +67,10 @@ def export(ckpt_path: str | os.PathLike, out_path: str | os.PathLike) -> dict[st
 
 
 def main(argv: list[str] | None = None) -> None:
-    from l2l_torch.cli import fail
+    from l2l_torch.cli import ArgumentParser, fail
 
-    p = argparse.ArgumentParser(prog="python -m l2l_torch.export", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = ArgumentParser(prog="python -m l2l_torch.export", description=__doc__,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("ckpt", help="Lightning checkpoint of a meta-training run (e.g. runs/TASK/checkpoints/last.ckpt)")
     p.add_argument("out", help="learned-optimizer file to write (e.g. optimizer.pt)")
     a = p.parse_args(argv)

@@ -1,6 +1,7 @@
 """train.py / evaluate.py: smoke runs of every config and one-line user errors."""
 
 import json
+import re
 import subprocess
 import sys
 
@@ -76,6 +77,15 @@ def test_evaluate_on_tiny_checkpoint(tmp_path):
         assert set(o["final_loss"]) == {"mean", "std"}
         assert (o["lr"] is None) == (name == "lstm")
     assert (out / "curves.png").stat().st_size > 0 and (out / "table.md").read_text().startswith("| optimizer")
+    # before tuning, how many runs it does at most; then one line per learning rate tried
+    from l2l_torch.evaluation import LR_GRID, tune_runs_bound
+
+    bound = 4 * tune_runs_bound(LR_GRID, 1)
+    assert f"tuning lr for 4 optimizers: up to {bound} runs of 5 steps" in r.stdout
+    tried = re.findall(r"tuning (\w+) \((\d)/4\): lr \S+ -> .*\[(\d+) of at most (\d+) runs\]", r.stdout)
+    assert [int(t[2]) for t in tried] == list(range(1, len(tried) + 1))  # one run per lr with --tune-seeds 1
+    assert {t[0] for t in tried} == {"adam", "rmsprop", "sgd", "adagrad"} and {t[3] for t in tried} == {str(bound)}
+    assert len(tried) == sum(len(v) for v in res["tuning"].values()) <= bound
 
 
 def test_evaluate_reuses_baselines(tmp_path):
@@ -116,7 +126,7 @@ def test_evaluate_reuses_baselines(tmp_path):
             "--reuse-baselines", str(tmp_path / "a"))
     assert r.returncode != 0 and "'average': (None, 0.9)" in r.stderr
     r = run("evaluate.py", *common, "--average", "1", "--out", str(tmp_path / "e"))
-    assert r.returncode != 0 and "--average 1.0: the decay must be in [0, 1)" in r.stderr
+    assert r.returncode != 0 and "argument --average: must be in [0, 1), got 1" in r.stderr
 
 
 def test_warm_start_is_validated_before_meta_training(tmp_path):
@@ -153,3 +163,99 @@ def test_validate_first_makes_the_initial_optimizer_a_candidate(tmp_path):
     train.main([*common, "--out", str(tmp_path / "first"), "--validate_first"])
     meta = json.loads((tmp_path / "first" / "optimizer.json").read_text())
     assert meta["global_step"] == 0 and meta["warm_started_from"] is None and "val/loss" in meta["metrics"]
+
+
+# ---------------------------------------------------------------- train.py: help, progress, outputs, noise
+def test_train_help_is_short(capsys):
+    """--help (with or without --task) is this script's flags, the tasks and a few overrides, not LightningCLI's
+    hundreds of options; --help-all is those."""
+    import train
+
+    train.main(["--help"])
+    text = capsys.readouterr().out
+    train.main(["--task", "quadratic", "--help"])
+    assert capsys.readouterr().out == text
+    assert len(text.splitlines()) < 80, text
+    for flag in ("--task", "--out", "--ckpt_path", "--checkpoint_every", "--validate_first", "--help-all",
+                 "--print_config", "--trainer.max_steps", "--trainer.max_time", "--model.unroll"):
+        assert flag in text, flag
+    assert all(t in text for t in available_tasks())
+    with pytest.raises(SystemExit) as e:
+        train.main(["--task", "quadratic", "--help-all"])
+    full = capsys.readouterr().out
+    assert e.value.code == 0 and len(full.splitlines()) > 200
+    assert "--trainer.max_steps" in full and "--model.horizon" in full
+
+
+def _tiny(*extra: str) -> list[str]:
+    return ["--model.val_tasks", "1", "--model.val_horizon", "2", "--model.unroll", "2", "--model.horizon", "4",
+            "--model.task.init_args.num", "2", *extra]
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory):
+    """A finished 7-meta-step run (validations at 3 and 6, checkpoints every 2) with a time budget: its folder
+    and its output."""
+    out = tmp_path_factory.mktemp("finished") / "q"
+    r = run("train.py", "--task", "quadratic", "--out", str(out), "--trainer.max_steps", "7",
+            "--trainer.max_time", "00:00:30:00", "--model.val_every", "3", "--checkpoint_every", "2", *_tiny())
+    assert r.returncode == 0, r.stderr
+    return out, r.stdout + r.stderr
+
+
+def test_progress_bar_counts_meta_steps_and_time_budget(finished_run):
+    _, output = finished_run
+    bars = [line for line in re.split(r"[\r\n]", output) if line.startswith("meta-step")]
+    assert bars and re.search(r"\b7/7\b", bars[-1]), bars[-3:]  # all meta-steps, not 3-step "epochs"
+    assert re.search(r"time=\d+:\d\d/30:00", bars[-1]), bars[-1]  # time used / budget
+    assert not any(line.startswith("Epoch ") for line in re.split(r"[\r\n]", output))
+
+
+def test_checkpoint_names_and_optimizer_json_agree_on_the_step(finished_run):
+    import torch
+
+    out, _ = finished_run
+    meta = json.loads((out / "optimizer.json").read_text())
+    best = list((out / "checkpoints").glob("best-*.ckpt"))
+    assert len(best) == 1 and meta["validated"] and meta["global_step"] in (3, 6)
+    assert best[0].name == f"best-step={meta['global_step']}.ckpt"
+    ckpt = torch.load(best[0], weights_only=True)
+    assert ckpt["global_step"] == meta["global_step"]
+    assert ckpt["callbacks"] and abs(float(meta["selected_value"]) - min(
+        float(v["best_model_score"]) for k, v in ckpt["callbacks"].items() if "val/loss" in k)) < 1e-6
+    # and the last checkpoint is the end of the run, not the last multiple of --checkpoint_every
+    assert torch.load(out / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 7
+
+
+def test_train_says_where_its_outputs_went(finished_run):
+    out, output = finished_run
+    assert "done: meta-step 7 of 7" in output
+    assert f"learned optimizer  {out / 'optimizer.pt'}" in output
+    assert f"checkpoints        {out / 'checkpoints'}/" in output
+    assert f"TensorBoard        {out / 'tb' / 'version_0'}" in output
+    assert f"python evaluate.py --task quadratic --checkpoint {out / 'optimizer.pt'} --out {out / 'eval'}" in output
+    assert f"tensorboard --logdir {out / 'tb'}" in output
+    assert f"python train.py --task quadratic --out {out} --ckpt_path last" in output
+
+
+#: what train.py used to print that a user cannot act on
+NOISE = ["Unable to serialize instance", "Tip:", "litlogger", "LeafSpec", "pre-optimization state",
+         "exists and is not empty", "No CUDA runtime is found"]
+
+
+def test_resume_is_quiet_and_continues_the_tensorboard_run(tmp_path):
+    out = tmp_path / "q"
+    common = ("train.py", "--task", "quadratic", "--out", str(out), "--checkpoint_every", "1", *_tiny())
+    first = run(*common, "--trainer.max_steps", "2")
+    assert first.returncode == 0, first.stderr
+    second = run(*common, "--trainer.max_steps", "4", "--ckpt_path", "last")
+    assert second.returncode == 0, second.stderr
+    for r in (first, second):
+        found = [n for n in NOISE if n in r.stdout + r.stderr]
+        assert not found, (found, r.stderr)
+    assert [p.name for p in (out / "tb").iterdir()] == ["version_0"]
+    assert len(list((out / "tb" / "version_0").glob("events.out.tfevents.*"))) == 2
+    third = run(*common, "--trainer.max_steps", "1")  # a fresh run into a used folder: a new version, and a note
+    assert third.returncode == 0, third.stderr
+    assert sorted(p.name for p in (out / "tb").iterdir()) == ["version_0", "version_1"]
+    assert "holds an earlier run; this new run overwrites its checkpoints" in third.stdout

@@ -1,5 +1,5 @@
 """Bad input to train.py / evaluate.py: one clear `error: ...` line, non-zero exit, no traceback,
-and no existing file touched. One test per kind of bad input (the bad-input brief)."""
+and no existing file touched. One test per kind of bad input."""
 
 from __future__ import annotations
 
@@ -98,12 +98,33 @@ def _fmnist_args(out, data_dir):
     return ["--task", "fmnist_t1", "--out", out, "--model.task.init_args.data_dir", data_dir]
 
 
+def _tiny_optimizer(tmp_path) -> Path:
+    ckpt = tmp_path / "tiny.pt"
+    save_learned_optimizer(LSTMOptimizer(hidden_size=4), ckpt, {"task": "fmnist_t1"})
+    return ckpt
+
+
 def test_missing_data_folder(tmp_path, out, capsys):
     msg = fails(train.main, _fmnist_args(out, tmp_path / "no_such_folder"), capsys, out)
     assert "FashionMNIST not found in" in msg and "no_such_folder" in msg
-    msg = fails(evaluate.main, ["--task", "fmnist_t1", "--checkpoint", "x.pt", "--out", out,
+    msg = fails(evaluate.main, ["--task", "fmnist_t1", "--checkpoint", _tiny_optimizer(tmp_path), "--out", out,
                                 "--set", f"data_dir={tmp_path / 'no_such_folder'}"], capsys, out)
     assert "FashionMNIST not found in" in msg
+
+
+def test_evaluate_checks_the_checkpoint_before_the_data(tmp_path, out, capsys, monkeypatch):
+    """A wrong --checkpoint is reported before the task's data is loaded (which can take a while)."""
+    import l2l_torch.cli
+
+    def no_data(*args, **kwargs):
+        raise AssertionError("the task's data was loaded before the checkpoint was checked")
+
+    monkeypatch.setattr(l2l_torch.cli, "task_family_from_config", no_data)
+    msg = fails(evaluate.main, ["--task", "fmnist_t1", "--checkpoint", tmp_path / "nope.pt", "--out", out], capsys, out)
+    assert msg == f"error: checkpoint not found: {tmp_path / 'nope.pt'}"
+    msg = fails(evaluate.main, ["--task", "fmnist_t1", "--checkpoint", _not_a_checkpoint(tmp_path), "--out", out],
+                capsys, out)
+    assert "is not a readable learned-optimizer checkpoint" in msg
 
 
 def test_data_path_is_a_file(tmp_path, out, capsys):
@@ -215,3 +236,77 @@ def test_unreadable_data_folder(tmp_path, out, capsys):
     finally:
         (tmp_path / "data").chmod(0o755)
     assert "FashionMNIST" in msg
+
+
+# ---------------------------------------------------------------- numbers out of range
+@pytest.mark.parametrize("flag, value, expected", [
+    ("--seeds", "0", "argument --seeds: must be a positive integer, got 0"),
+    ("--steps", "-3", "argument --steps: must be a positive integer, got -3"),
+    ("--tune-seeds", "0", "argument --tune-seeds: must be a positive integer, got 0"),
+    ("--tune-steps", "2.5", "argument --tune-steps: expected an integer, got '2.5'"),
+    ("--epoch-steps", "0", "argument --epoch-steps: must be a positive integer, got 0"),
+    ("--average", "1", "argument --average: must be in [0, 1), got 1"),
+    ("--lr-grid", "0.1,-1", "--lr-grid: every learning rate must be a number > 0, got -1"),
+])
+def test_evaluate_number_out_of_range(flag, value, expected, tmp_path, out, capsys):
+    ckpt = tmp_path / "tiny.pt"
+    save_learned_optimizer(LSTMOptimizer(hidden_size=4, preprocess="none"), ckpt, {"task": "quadratic"})
+    msg = fails(evaluate.main, ["--task", "quadratic", "--checkpoint", ckpt, "--out", out, flag, value], capsys, out)
+    assert msg.startswith(f"error: {expected}"), msg
+
+
+@pytest.mark.parametrize("args, expected", [
+    (["--trainer.max_steps", "-5"], "--trainer.max_steps: must be an integer >= 0 (or -1: no limit), got -5"),
+    (["--trainer.max_epochs", "-2"], "--trainer.max_epochs: must be an integer >= 0 (or -1: no limit), got -2"),
+    (["--trainer.max_time", "30m"], "--trainer.max_time: expected a duration DD:HH:MM:SS"),
+    (["--trainer.max_time", "00:00:00:00"], "--trainer.max_time: expected a non-zero duration"),
+    (["--checkpoint_every", "0"], "argument --checkpoint_every: must be a positive integer, got 0"),
+    (["--model.horizon", "-3"], "--model.horizon: must be a positive integer, got -3"),
+    (["--model.unroll", "0"], "--model.unroll: must be a positive integer, got 0"),
+    (["--model.val_every", "0"], "--model.val_every: must be a positive integer, got 0"),
+    (["--model.meta_lr", "0"], "--model.meta_lr: must be a number > 0, got 0"),
+    (["--model.tasks_per_step", "0"], "--model.tasks_per_step: must be a positive integer, got 0"),
+])
+def test_train_number_out_of_range(args, expected, out, capsys):
+    msg = fails(train.main, ["--task", "quadratic", "--out", out, *args], capsys, out)
+    assert msg.startswith(f"error: {expected}"), msg
+
+
+def test_number_errors_subprocess(tmp_path, out):
+    """The real processes: exit code 2 and a single stderr line, for the three commands a user reported."""
+    ckpt = tmp_path / "tiny.pt"
+    save_learned_optimizer(LSTMOptimizer(hidden_size=4, preprocess="none"), ckpt, {"task": "quadratic"})
+    evaluate_args = ["evaluate.py", "--task", "quadratic", "--checkpoint", str(ckpt), "--out", str(out)]
+    for cmd in ([*evaluate_args, "--seeds", "0"], [*evaluate_args, "--steps", "-3"],
+                ["train.py", "--task", "quadratic", "--out", str(out), "--trainer.max_steps", "-5"]):
+        r = subprocess.run([sys.executable, *cmd], cwd=REPO, capture_output=True, text=True, timeout=300)
+        assert r.returncode == 2, (cmd, r.stderr)
+        assert r.stderr.strip().splitlines() == [r.stderr.strip()] and r.stderr.startswith("error: "), r.stderr
+    assert snapshot(out) == {"keep.txt": snapshot(out)["keep.txt"]}
+
+
+# ---------------------------------------------------------------- unknown task: a short list and a suggestion
+def test_unknown_task_suggests_close_names(out, capsys):
+    for main in (train.main, evaluate.main):
+        msg = fails(main, ["--task", "quadratc", "--out", out, "--checkpoint", "x.pt"], capsys, out)
+        assert msg.startswith("error: unknown task 'quadratc'; did you mean 'quadratic'"), msg
+        assert len(msg) < 300, msg  # not every task of configs/ when there are many
+
+
+def test_unknown_task_lists_the_tasks_when_few(tmp_path):
+    from l2l_torch.cli import LIST_TASKS_UP_TO, UserError, config_path
+
+    for name in ("quadratic", "regression", "fmnist_t1"):
+        (tmp_path / f"{name}.yaml").write_text("model: {}\n")
+    with pytest.raises(UserError) as e:
+        config_path("regresion", tmp_path)
+    assert str(e.value) == ("unknown task 'regresion'; did you mean 'regression'? "
+                            "(tasks: fmnist_t1, quadratic, regression)")
+    with pytest.raises(UserError) as e:
+        config_path("zzz", tmp_path)
+    assert str(e.value) == "unknown task 'zzz' (tasks: fmnist_t1, quadratic, regression)"
+    for i in range(LIST_TASKS_UP_TO):
+        (tmp_path / f"task{i}.yaml").write_text("model: {}\n")
+    with pytest.raises(UserError) as e:
+        config_path("zzz", tmp_path)
+    assert "task0" not in str(e.value) and f"{LIST_TASKS_UP_TO + 3} tasks" in str(e.value)
