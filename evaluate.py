@@ -49,11 +49,11 @@ def main(argv: list[str] | None = None) -> None:
         UserError,
         available_tasks,
         check_for_task,
+        config_horizon,
         config_path,
         fail,
         fraction,
         load_checkpoint,
-        load_config,
         parse_overrides,
         positive_float,
         positive_int,
@@ -98,7 +98,6 @@ def main(argv: list[str] | None = None) -> None:
     try:
         config_path(a.task)
         overrides = parse_overrides(a.set)
-        cfg = load_config(a.task)
         baselines = [b for b in a.baselines.split(",") if b]
         unknown = [b for b in baselines if b not in BASELINES]
         if unknown:
@@ -118,7 +117,7 @@ def main(argv: list[str] | None = None) -> None:
     except TypeError as e:
         fail(f"bad --set override for task {a.task!r}: {e}")
     check_for_task(lopt, meta, device, a.checkpoint, a.task, family)
-    steps = a.steps or int(cfg.get("model", {}).get("horizon", 100))
+    steps = a.steps or config_horizon(a.task)
     out = Path(a.out)
     t0 = time.time()
 

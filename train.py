@@ -1,7 +1,7 @@
 """Meta-train a learned optimizer: ``python train.py --task NAME [LightningCLI overrides...]``.
 
 ``--task NAME`` selects ``configs/NAME.yaml``; every other argument goes to LightningCLI, e.g.
-``--trainer.max_steps 50`` or ``--model.unroll 10``. ``--ckpt_path last`` resumes the run in
+``--trainer.max_steps 50`` or ``--model.truncation.unroll 10``. ``--ckpt_path last`` resumes the run in
 ``--out`` (default ``runs/NAME``). The best learned optimizer on held-out task instances is
 written to ``OUT/optimizer.pt``; TensorBoard logs go to ``OUT/tb/``. Ctrl-C (or SIGTERM) stops after
 the meta-step in progress and saves ``OUT/checkpoints/last.ckpt`` and ``OUT/optimizer.pt`` first.
@@ -26,9 +26,10 @@ COMMON_OVERRIDES = [
     ("--trainer.max_steps 2000", "meta-steps to train (one meta-step = one truncation + one update of theta)"),
     ("--trainer.max_time 00:01:30:00", "time budget, DD:HH:MM:SS (stops at whichever comes first)"),
     ("--trainer.accelerator cpu", "force the CPU (default: a GPU when there is one)"),
-    ("--model.unroll 20", "optimizee steps per truncation (meta-step)"),
-    ("--model.horizon 200", "optimizee steps before a fresh optimizee is sampled"),
-    ("--model.meta_lr 0.001", "learning rate of the meta-optimizer"),
+    ("--model.truncation.unroll 20", "optimizee steps per truncation (meta-step)"),
+    ("--model.truncation.horizon 200", "optimizee steps before a fresh optimizee is sampled"),
+    ("--optimizer.lr 0.001", "learning rate of the meta-optimizer"),
+    ("--model.estimator l2l_torch.estimators.PES", "the meta-gradient estimator (default: truncated BPTT)"),
     ("--model.val_every 100", "meta-steps between validations on held-out task instances"),
     ("--model.lopt.init_args.hidden_size 20", "an option of the learned optimizer (see --print_config)"),
     ("--seed_everything 1", "random seed"),
@@ -39,17 +40,20 @@ COMMON_OVERRIDES = [
 RANGE_CHECKS = [
     ("trainer.max_steps", "steps_or_unlimited"), ("trainer.max_epochs", "steps_or_unlimited"),
     ("trainer.max_time", "duration"), ("trainer.log_every_n_steps", "positive_int"),
-    ("model.horizon", "positive_int"), ("model.unroll", "positive_int"), ("model.tasks_per_step", "positive_int"),
-    ("model.meta_lr", "positive_float"), ("model.weight_decay", "nonnegative_float"),
+    ("model.truncation.init_args.horizon", "positive_int"), ("model.truncation.init_args.unroll", "positive_int"),
+    ("model.truncation.init_args.min_unroll", "positive_int"),
+    ("model.truncation.init_args.horizon_curriculum", "nonnegative_int"),
+    ("model.estimator.init_args.sigma", "positive_float"), ("model.tasks_per_step", "positive_int"),
+    ("optimizer.init_args.lr", "positive_float"), ("optimizer.init_args.weight_decay", "nonnegative_float"),
     ("model.grad_clip", "nonnegative_float"), ("model.loss_bound", "positive_float"),
     ("model.val_every", "positive_int"), ("model.val_tasks", "positive_int"), ("model.val_horizon", "positive_int"),
-    ("model.val_seed", "nonnegative_int"), ("model.seed", "nonnegative_int"), ("model.min_unroll", "positive_int"),
-    ("model.horizon_curriculum", "nonnegative_int"), ("model.pes_sigma", "positive_float"),
-    ("model.meta_lr_decay", "nonnegative_int"),
+    ("model.val_seed", "nonnegative_int"), ("model.seed", "nonnegative_int"),
 ]
 
 #: messages of Lightning and torch that say nothing a user of train.py can act on (each matched exactly)
 QUIET_WARNINGS = [
+    # the config's optimizer:/lr_scheduler: replace MetaModule's default meta-optimizer on purpose
+    (r"`MetaModule.configure_optimizers` will be overridden by `TrainCLI.configure_optimizers`\.", UserWarning),
     # our checkpoints are meant to hold theta after the meta-step's update; the warning's 13-line advice is for
     # checkpoints taken before it
     (r"Using ModelCheckpoint with manual optimization and every_n_train_steps, but no pre-optimization state "
@@ -143,7 +147,7 @@ def _check_ranges(config) -> None:
         value = config.get(key)
         if value is None or (kind == "duration" and not isinstance(value, str)):
             continue  # None: off or default; max_time as a dict or timedelta from a config: Lightning checks it
-        cli_types.check_value(f"--{key}", value, getattr(cli_types, kind))
+        cli_types.check_value(f"--{key.replace('.init_args', '')}", value, getattr(cli_types, kind))
 
 
 def _make_cli_class():

@@ -187,6 +187,15 @@ def load_config(task: str) -> dict[str, Any]:
     return yaml.safe_load(config_path(task).read_text()) or {}
 
 
+def config_horizon(task: str) -> int:
+    """The optimizee horizon that ``task``'s config meta-trains on (``model.truncation``), the default number of
+    steps of an evaluation."""
+    from l2l_torch.truncation import TruncationSchedule
+
+    truncation = load_config(task).get("model", {}).get("truncation") or {}
+    return int((truncation.get("init_args") or {}).get("horizon", TruncationSchedule().horizon))
+
+
 def task_family_from_config(task: str, overrides: dict[str, Any] | None = None):
     """The task family that ``configs/<task>.yaml`` meta-trains on (``model.task``), with init-arg
     overrides (e.g. a different batch size or activation for a generalisation test)."""

@@ -340,8 +340,8 @@ def main(argv: list[str] | None = None) -> None:
 
     from l2l_torch.cli import (
         UserError,
+        config_horizon,
         fail,
-        load_config,
         load_for_task,
         parse_overrides,
         task_family_from_config,
@@ -352,12 +352,11 @@ def main(argv: list[str] | None = None) -> None:
     prev = json.loads((out / "results.json").read_text()) if (out / "results.json").is_file() else {}
     try:
         overrides = parse_overrides(a.set, prev.get("overrides"))
-        cfg = load_config(a.task)
         family = task_family_from_config(a.task, overrides)
     except UserError as e:
         fail(str(e))
     lopt, meta, device = load_for_task(a.checkpoint, a.task, family)
-    steps = a.steps or prev.get("steps") or int(cfg.get("model", {}).get("horizon", 100))
+    steps = a.steps or prev.get("steps") or config_horizon(a.task)
     upd = updates_against_adam(family, lopt, steps, prev.get("optimizers"), a.adam_lr)
     upd.update(task=a.task, checkpoint=str(a.checkpoint),
                command="python -m l2l_torch.plots " + " ".join(sys.argv[1:] if argv is None else argv))

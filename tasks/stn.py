@@ -353,7 +353,7 @@ class LogSTNGrid(L.Callback):
         task = pl_module.task.sample(seed)
         if not hasattr(task, "visualize"):
             return
-        steps = self.steps or hp.get("val_horizon") or hp.get("horizon", 100)
+        steps = self.steps or hp.get("val_horizon") or pl_module.truncation.horizon
         with torch.enable_grad():
             r = train_optimizee(task, lambda g: LearnedOptimizer(g, lopt=pl_module.lopt), steps, seed, keep_params=True)
         if r.diverged:

@@ -93,7 +93,7 @@ def smoke_train(task: str, out: Path, *extra: str) -> Path:
 
     train.main(["--task", task, "--out", str(out), "--trainer.fast_dev_run", "true",
                 "--model.val_tasks", "1", "--model.val_horizon", "2", "--model.tasks_per_step", "1",
-                "--model.unroll", "3", "--model.horizon", "6", "--model.min_unroll", "null", *extra])
+                "--model.truncation.unroll", "3", "--model.truncation.horizon", "6", "--model.truncation.min_unroll", "null", *extra])
     return out
 
 

@@ -116,7 +116,7 @@ def test_refuses_non_finite(tmp_path):
 
 def test_lightning_checkpoint_gives_export_hint_and_exports(tmp_path):
     out = smoke_train("quadratic", tmp_path / "run", "--trainer.fast_dev_run", "false", "--trainer.max_steps", "2",
-                      "--checkpoint_every", "1", "--model.val_every", "2", "--model.horizon", "4", "--model.unroll", "2")
+                      "--checkpoint_every", "1", "--model.val_every", "2", "--model.truncation.horizon", "4", "--model.truncation.unroll", "2")
     ckpt = out / "checkpoints" / "last.ckpt"
     # Lightning checkpoints of this project load without unpickling (on the CPU: the run may have used a GPU)
     raw = torch.load(ckpt, weights_only=True, map_location="cpu")

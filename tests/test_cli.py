@@ -142,7 +142,7 @@ def test_warm_start_is_validated_before_meta_training(tmp_path):
     # one meta-step and no validation inside fit (an "epoch" is 50 meta-steps): only the warm start's
     train.main(["--task", "quadratic", "--out", str(tmp_path / "out"), "--trainer.max_steps", "1",
                 "--model.val_every", "50", "--model.val_tasks", "2", "--model.val_horizon", "3",
-                "--model.unroll", "3", "--model.horizon", "6",
+                "--model.truncation.unroll", "3", "--model.truncation.horizon", "6",
                 "--model.lopt.init_args.init_from", str(tmp_path / "start.pt")])
     meta = json.loads((tmp_path / "out" / "optimizer.json").read_text())
     assert meta["global_step"] == 0 and meta["selected_by"] == "val/loss"
@@ -157,7 +157,7 @@ def test_validate_first_makes_the_initial_optimizer_a_candidate(tmp_path):
     import train
 
     common = ["--task", "quadratic", "--trainer.max_steps", "1", "--model.val_every", "50",
-              "--model.val_tasks", "2", "--model.val_horizon", "3", "--model.unroll", "3", "--model.horizon", "6"]
+              "--model.val_tasks", "2", "--model.val_horizon", "3", "--model.truncation.unroll", "3", "--model.truncation.horizon", "6"]
     train.main([*common, "--out", str(tmp_path / "plain")])
     assert not (tmp_path / "plain" / "optimizer.json").exists()
     train.main([*common, "--out", str(tmp_path / "first"), "--validate_first"])
@@ -177,18 +177,18 @@ def test_train_help_is_short(capsys):
     assert capsys.readouterr().out == text
     assert len(text.splitlines()) < 80, text
     for flag in ("--task", "--out", "--ckpt_path", "--checkpoint_every", "--validate_first", "--help-all",
-                 "--print_config", "--trainer.max_steps", "--trainer.max_time", "--model.unroll"):
+                 "--print_config", "--trainer.max_steps", "--trainer.max_time", "--model.truncation.unroll"):
         assert flag in text, flag
     assert all(t in text for t in available_tasks())
     with pytest.raises(SystemExit) as e:
         train.main(["--task", "quadratic", "--help-all"])
     full = capsys.readouterr().out
     assert e.value.code == 0 and len(full.splitlines()) > 200
-    assert "--trainer.max_steps" in full and "--model.horizon" in full
+    assert "--trainer.max_steps" in full and "--model.truncation.help" in full
 
 
 def _tiny(*extra: str) -> list[str]:
-    return ["--model.val_tasks", "1", "--model.val_horizon", "2", "--model.unroll", "2", "--model.horizon", "4",
+    return ["--model.val_tasks", "1", "--model.val_horizon", "2", "--model.truncation.unroll", "2", "--model.truncation.horizon", "4",
             "--model.task.init_args.num", "2", *extra]
 
 

@@ -67,7 +67,7 @@ def run_dir(tmp_path_factory):
     """A real (tiny) quadratic meta-training run: OUT/checkpoints/last.ckpt and OUT/optimizer.pt."""
     return smoke_train("quadratic", tmp_path_factory.mktemp("run") / "q", "--trainer.fast_dev_run", "false",
                        "--trainer.max_steps", "2", "--checkpoint_every", "1", "--model.val_every", "2",
-                       "--model.horizon", "4", "--model.unroll", "2")
+                       "--model.truncation.horizon", "4", "--model.truncation.unroll", "2")
 
 
 # ---------------------------------------------------------------- unknown task / config key
@@ -261,10 +261,10 @@ def test_evaluate_number_out_of_range(flag, value, expected, tmp_path, out, caps
     (["--trainer.max_time", "30m"], "--trainer.max_time: expected a duration DD:HH:MM:SS"),
     (["--trainer.max_time", "00:00:00:00"], "--trainer.max_time: expected a non-zero duration"),
     (["--checkpoint_every", "0"], "argument --checkpoint_every: must be a positive integer, got 0"),
-    (["--model.horizon", "-3"], "--model.horizon: must be a positive integer, got -3"),
-    (["--model.unroll", "0"], "--model.unroll: must be a positive integer, got 0"),
+    (["--model.truncation.horizon", "-3"], "--model.truncation.horizon: must be a positive integer, got -3"),
+    (["--model.truncation.unroll", "0"], "--model.truncation.unroll: must be a positive integer, got 0"),
     (["--model.val_every", "0"], "--model.val_every: must be a positive integer, got 0"),
-    (["--model.meta_lr", "0"], "--model.meta_lr: must be a number > 0, got 0"),
+    (["--optimizer.lr", "0"], "--optimizer.lr: must be a number > 0, got 0"),
     (["--model.tasks_per_step", "0"], "--model.tasks_per_step: must be a positive integer, got 0"),
 ])
 def test_train_number_out_of_range(args, expected, out, capsys):

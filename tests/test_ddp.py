@@ -36,7 +36,7 @@ def test_ddp_two_cpu_processes(tmp_path):
     cmd = [sys.executable, "train.py", "--task", "quadratic", "--out", str(out),
            "--trainer.strategy", "ddp_find_unused_parameters_true", "--trainer.devices", "2",
            "--trainer.accelerator", "cpu", "--trainer.max_steps", "4", "--trainer.enable_progress_bar", "false",
-           "--checkpoint_every", "2", "--model.horizon", "4", "--model.unroll", "2", "--model.val_every", "4",
+           "--checkpoint_every", "2", "--model.truncation.horizon", "4", "--model.truncation.unroll", "2", "--model.val_every", "4",
            "--model.val_tasks", "2", "--model.val_horizon", "3",
            "--model.task.class_path", "tests.test_reliability.NaNQuadraticFamily",
            "--model.task.init_args.bad_seeds", "[3]", "--model.task.init_args.num", "4",

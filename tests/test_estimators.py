@@ -72,30 +72,39 @@ def test_pes_rejects_bad_arguments():
 
 
 def test_train_with_pes_checkpoints_its_particles(tmp_path):
-    """``--model.estimator pes`` meta-trains through train.py; the checkpoint holds both particles of each
+    """``--model.estimator l2l_torch.estimators.PES`` meta-trains through train.py; the checkpoint holds both particles of each
     pair and their accumulated perturbation, and a resumed run continues from them."""
     import train
 
     args = ["--trainer.fast_dev_run", "false", "--trainer.max_steps", "2", "--checkpoint_every", "1",
-            "--model.val_every", "2", "--model.horizon", "6", "--model.unroll", "2", "--model.estimator", "pes"]
+            "--model.val_every", "2", "--model.truncation.horizon", "6", "--model.truncation.unroll", "2",
+            "--model.estimator", "l2l_torch.estimators.PES"]
     out = smoke_train("quadratic", tmp_path / "pes", *args)
     assert (out / "optimizer.pt").is_file()
     extra = torch.load(out / "checkpoints" / "last.ckpt", weights_only=True)["l2l"]
-    assert len(extra["optimizees"]) == 2 and len(extra["pes_xi"]) == 1  # one pair: + and - particles
+    assert len(extra["optimizees"]) == 2 and len(extra["estimator"]["xi"]) == 1  # one pair: + and - particles
     assert [o["step"] for o in extra["optimizees"]] == [4, 4]
-    assert float(extra["pes_xi"][0].norm()) > 0
+    assert float(extra["estimator"]["xi"][0].norm()) > 0
     train.main(["--task", "quadratic", "--out", str(out), "--ckpt_path", "last", *args[:2],
                 "--trainer.max_steps", "3", *args[4:], "--model.val_tasks", "1", "--model.val_horizon", "2",
-                "--model.tasks_per_step", "1", "--model.min_unroll", "null"])
+                "--model.tasks_per_step", "1", "--model.truncation.min_unroll", "null"])
     extra2 = torch.load(out / "checkpoints" / "last.ckpt", weights_only=True)["l2l"]
     assert [o["step"] for o in extra2["optimizees"]] == [6, 6]  # the same particles went on
 
 
-def test_meta_module_rejects_pes_with_second_order():
-    from l2l_torch.meta_module import MetaModule
-    from l2l_torch.tasks.quadratic import QuadraticFamily
+def test_pes_needs_a_positive_sigma_and_keeps_its_perturbations_across_a_checkpoint():
+    from l2l_torch.estimators import PES
 
-    with pytest.raises(ValueError, match="pes"):
-        MetaModule(QuadraticFamily(dim=2, num=1), LSTMOptimizer(), estimator="pes", second_order=True)
-    with pytest.raises(ValueError, match="estimator"):
-        MetaModule(QuadraticFamily(dim=2, num=1), LSTMOptimizer(), estimator="es")
+    with pytest.raises(ValueError, match="sigma"):
+        PES(sigma=0.0)
+    torch.manual_seed(0)
+    lopt = LSTMOptimizer(hidden_size=2, num_layers=1, preprocess="none").double()
+    pes = PES(sigma=0.1)
+    states = pes.start(lopt, [init_unroll(lopt, quadratic64(), 0)])
+    assert len(states) == 2 and all(torch.count_nonzero(x) == 0 for x in pes.xi)
+    est = pes.estimate(lopt, states, 2, None)
+    assert est.grad is not None and "pes_var" in est.logs and not est.meta_loss.requires_grad
+    again = PES(sigma=0.1)
+    assert again.load_state_dict(pes.state_dict(), "cpu")
+    torch.testing.assert_close(again.xi[0], pes.xi[0])
+    assert not PES().load_state_dict({}, "cpu")  # nothing to continue: the run starts fresh particles

@@ -146,5 +146,5 @@ def test_smoke_train_fmnist_configs(name, tmp_path):
 @pytest.mark.parametrize("name", ["cifar_conv", "cifar_convdense"])
 def test_smoke_train_cifar_configs(name, tmp_path, cifar_dir):
     out = smoke_train(name, tmp_path / name, "--model.task.init_args.data_dir", str(cifar_dir),
-                      "--model.unroll", "2", "--model.horizon", "4")
+                      "--model.truncation.unroll", "2", "--model.truncation.horizon", "4")
     assert (out / "optimizer.pt").is_file()

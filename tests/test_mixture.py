@@ -7,10 +7,9 @@ import pytest
 import torch
 
 from l2l_torch.learned_optimizers import SmallFCOptimizer
-from l2l_torch.meta_module import MetaModule
 from l2l_torch.tasks.base import VAL_SEED_OFFSET
 from l2l_torch.tasks.mixture import MLPMixtureFamily
-from l2l_torch.tasks.quadratic import QuadraticFamily
+from l2l_torch.truncation import TruncationSchedule
 from tests.helpers import SHARED_DATA, needs_data, smoke_train, smoke_unroll
 
 needs_mix_data = needs_data("FashionMNIST", "MNIST")  # the MetaModule tests below use quadratics
@@ -75,36 +74,38 @@ def test_smoke_train_mixture_config(tmp_path, monkeypatch):
                 "--model.task.init_args.train_eval_size", "200")
 
 
-def _module(**kw) -> MetaModule:
-    return MetaModule(QuadraticFamily(), SmallFCOptimizer(), horizon=100, unroll=20, **kw)
+def _schedule(**kw) -> TruncationSchedule:
+    return TruncationSchedule(horizon=100, unroll=20, **kw)
 
 
 def test_log_uniform_truncation_lengths():
     torch.manual_seed(0)
-    m = _module(min_unroll=2)
-    ks = [m._truncation_length(1000) for _ in range(2000)]
+    m = _schedule(min_unroll=2)
+    ks = [m.length(1000) for _ in range(2000)]
     assert min(ks) == 2 and max(ks) == 20
     # log-uniform: about as many lengths in [2, 6) as in [6, 20]
     short = sum(k < 6 for k in ks) / len(ks)
     assert 0.35 < short < 0.65
-    assert m._truncation_length(3) <= 3  # never past the horizon
-    assert _module()._truncation_length(1000) == 20  # default: fixed length
+    assert m.length(3) <= 3  # never past the horizon
+    assert _schedule().length(1000) == 20  # default: fixed length
     with pytest.raises(ValueError, match="min_unroll"):
-        _module(min_unroll=30)
+        _schedule(min_unroll=30)
 
 
 def test_unroll_that_does_not_divide_the_horizon():
-    m = MetaModule(QuadraticFamily(), SmallFCOptimizer(), horizon=100, unroll=30)
+    m = TruncationSchedule(horizon=100, unroll=30)
     lengths, done = [], 0
     while done < 100:  # how training_step walks one optimizee through its horizon
-        lengths.append(m._truncation_length(100 - done))
+        lengths.append(m.length(100 - done))
         done += lengths[-1]
     assert lengths == [30, 30, 30, 10]
     with pytest.raises(ValueError, match="unroll"):
-        MetaModule(QuadraticFamily(), SmallFCOptimizer(), horizon=10, unroll=20)
+        TruncationSchedule(horizon=10, unroll=20)
 
 
 def test_horizon_curriculum():
-    m = _module(horizon_curriculum=100)
-    assert m._current_horizon() == 20  # global_step 0 without a trainer
-    assert _module()._current_horizon() == 100
+    m = _schedule(horizon_curriculum=100)
+    assert [m.horizon_at(s) for s in (0, 50, 100, 1000)] == [20, 60, 100, 100]
+    assert _schedule().horizon_at(0) == 100
+    with pytest.raises(ValueError, match="horizon_curriculum"):
+        _schedule(horizon_curriculum=-1)

@@ -18,6 +18,7 @@ from l2l_torch.meta_module import MetaModule
 from l2l_torch.plots import markdown_table
 from l2l_torch.reliability import AtomicCheckpointIO, theta_digest
 from l2l_torch.tasks.quadratic import QuadraticFamily, QuadraticTask
+from l2l_torch.truncation import TruncationSchedule
 
 
 class NaNQuadraticFamily(QuadraticFamily):
@@ -52,8 +53,8 @@ def _trainer(tmp_path, max_steps, callbacks=()):
 
 def _module(family, **kw):
     torch.manual_seed(0)
-    return MetaModule(family, LSTMOptimizer(hidden_size=8, preprocess="none"), horizon=4, unroll=2,
-                      val_every=3, val_tasks=2, val_horizon=5, **kw)
+    return MetaModule(family, LSTMOptimizer(hidden_size=8, preprocess="none"),
+                      truncation=TruncationSchedule(horizon=4, unroll=2), val_every=3, val_tasks=2, val_horizon=5, **kw)
 
 
 def test_nan_optimizee_is_dropped_and_checkpoints_stay_finite(tmp_path):
@@ -113,7 +114,7 @@ def test_resume_is_exact(tmp_path):
     import train
 
     common = ["--task", "quadratic", "--checkpoint_every", "1", "--trainer.enable_progress_bar", "false",
-              "--model.horizon", "4", "--model.unroll", "2", "--model.val_every", "4", "--model.val_tasks", "1",
+              "--model.truncation.horizon", "4", "--model.truncation.unroll", "2", "--model.val_every", "4", "--model.val_tasks", "1",
               "--model.val_horizon", "3", "--model.task.init_args.num", "4"]
     train.main([*common, "--out", str(tmp_path / "ref"), "--trainer.max_steps", "6"])
     train.main([*common, "--out", str(tmp_path / "res"), "--trainer.max_steps", "3"])

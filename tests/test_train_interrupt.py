@@ -20,7 +20,7 @@ from tests.helpers import REPO
 MAX_STEPS = 100_000
 #: a small quadratic run whose checkpoints and validations are scheduled far beyond where it is stopped
 SMALL = ["--checkpoint_every", "1000", "--model.val_every", "1000", "--model.val_tasks", "1",
-         "--model.val_horizon", "2", "--model.unroll", "2", "--model.horizon", "4", "--model.task.init_args.num", "2"]
+         "--model.val_horizon", "2", "--model.truncation.unroll", "2", "--model.truncation.horizon", "4", "--model.task.init_args.num", "2"]
 
 
 class Output:

@@ -132,23 +132,29 @@ def test_loss_weights_weight_the_meta_loss():
 def test_meta_module_loss_weights_smoke(tmp_path):
     from tests.helpers import smoke_train
 
-    smoke_train("quadratic", tmp_path, "--model.loss_weights", "[0.5, 1.0, 2.0]")
+    smoke_train("quadratic", tmp_path, "--model.truncation.loss_weights", "[0.5, 1.0, 2.0]")
 
 
-def test_meta_module_linear_loss_weights():
-    mod = MetaModule(QuadraticFamily(), LSTMOptimizer(), horizon=8, unroll=4, loss_weights="linear")
-    torch.testing.assert_close(torch.tensor(mod._loss_weights), torch.tensor([0.4, 0.8, 1.2, 1.6]))
+def test_truncation_loss_weights():
+    from l2l_torch.truncation import TruncationSchedule
+
+    linear = TruncationSchedule(horizon=8, unroll=4, loss_weights="linear")
+    torch.testing.assert_close(linear.weights(4, 0, 8, "cpu"), torch.tensor([0.4, 0.8, 1.2, 1.6]))
+    torch.testing.assert_close(linear.weights(2, 6, 8, "cpu"), torch.tensor([0.4, 0.8]))  # a shorter truncation
+    whole = TruncationSchedule(horizon=8, unroll=4, loss_weights="horizon_linear")  # 2 s / (T + 1), s = 5 ... 8
+    torch.testing.assert_close(whole.weights(4, 4, 8, "cpu"), torch.tensor([10.0, 12.0, 14.0, 16.0]) / 9)
+    assert TruncationSchedule(horizon=8, unroll=4).weights(4, 0, 8, "cpu") is None
     with pytest.raises(ValueError, match="linear"):
-        MetaModule(QuadraticFamily(), LSTMOptimizer(), horizon=8, unroll=4, loss_weights="ramp")
+        TruncationSchedule(horizon=8, unroll=4, loss_weights="ramp")
     with pytest.raises(ValueError, match="one weight per unrolled step"):
-        MetaModule(QuadraticFamily(), LSTMOptimizer(), horizon=8, unroll=4, loss_weights=[1.0, 2.0])
+        TruncationSchedule(horizon=8, unroll=4, loss_weights=[1.0, 2.0])
 
 
 def test_val_seed_moves_validation_to_other_instances():
     with pytest.raises(ValueError, match="val_seed"):
-        MetaModule(QuadraticFamily(), LSTMOptimizer(), horizon=8, unroll=4, val_seed=-1)
+        MetaModule(QuadraticFamily(), LSTMOptimizer(), val_seed=-1)
     with pytest.raises(ValueError, match="val_seed"):
-        MetaModule(QuadraticFamily(), LSTMOptimizer(), horizon=8, unroll=4, val_seed=999_999)
+        MetaModule(QuadraticFamily(), LSTMOptimizer(), val_seed=999_999)
     seen = []
 
     class Recording(QuadraticFamily):
@@ -156,7 +162,7 @@ def test_val_seed_moves_validation_to_other_instances():
             seen.append(seed)
             return super().sample(seed)
 
-    mod = MetaModule(Recording(), LSTMOptimizer(), horizon=4, unroll=2, val_tasks=2, val_horizon=2, val_seed=500)
+    mod = MetaModule(Recording(), LSTMOptimizer(), val_tasks=2, val_horizon=2, val_seed=500)
     mod.log = lambda *a, **k: None  # no trainer here
     for i in range(2):
         mod.validation_step(i, i)
@@ -170,8 +176,7 @@ def test_validation_loss_is_meta_weighted_in_a_weighted_mixture():
 
     logged, lopt = {}, LSTMOptimizer()
     for weights in ([1.0], [2.5]):
-        mod = MetaModule(FamilyMixture([QuadraticFamily()], meta_weights=weights), lopt, horizon=4,
-                         unroll=2, val_tasks=1, val_horizon=3)
+        mod = MetaModule(FamilyMixture([QuadraticFamily()], meta_weights=weights), lopt, val_tasks=1, val_horizon=3)
         mod.log = lambda name, value, **k: logged.setdefault(name, []).append(value)
         mod.validation_step(0, 0)
     plain, weighted = logged["val/loss"]
@@ -206,7 +211,7 @@ def test_warmup_adam_scales_the_learning_rate_linearly():
 
 
 def test_meta_module_horizon_linear_weights_follow_the_optimizee_step(tmp_path, monkeypatch):
-    import l2l_torch.meta_module as mm
+    import l2l_torch.estimators.truncated_bptt as tbptt
     from tests.helpers import smoke_train
 
     seen = []
@@ -215,16 +220,16 @@ def test_meta_module_horizon_linear_weights_follow_the_optimizee_step(tmp_path, 
         seen.append((state.step, weights.tolist()))
         return truncated_unroll(lopt, state, k, weights, *args)
 
-    monkeypatch.setattr(mm, "truncated_unroll", recording)
-    smoke_train("quadratic", tmp_path, "--model.loss_weights", "horizon_linear", "--trainer.fast_dev_run", "2")
+    monkeypatch.setattr(tbptt, "truncated_unroll", recording)
+    smoke_train("quadratic", tmp_path, "--model.truncation.loss_weights", "horizon_linear", "--trainer.fast_dev_run", "2")
     # horizon 6, truncations of 3: steps 1-3 then 4-6 of the horizon, weights 2 s / 7
     assert [s for s, _ in seen] == [0, 3]
     torch.testing.assert_close(torch.tensor([w for _, w in seen]), torch.tensor([[2, 4, 6], [8, 10, 12]]) / 7)
 
 
-def test_meta_lr_decay_follows_a_half_cosine_in_training(tmp_path, monkeypatch):
-    """``meta_lr_decay: D`` sets the meta-optimizer's lr of meta-step s to meta_lr (1 + cos(pi min(s, D) / D)) / 2."""
-    import l2l_torch.meta_module as mm
+def test_meta_lr_schedule_comes_from_the_lr_scheduler_section(tmp_path, monkeypatch):
+    """``lr_scheduler: CosineAnnealingLR`` (LightningCLI) sets the meta-optimizer's lr of meta-step s to
+    lr (1 + cos(pi s / T_max)) / 2, stepped once per meta-step under manual optimization."""
     from tests.helpers import smoke_train
 
     lrs = []
@@ -235,10 +240,6 @@ def test_meta_lr_decay_follows_a_half_cosine_in_training(tmp_path, monkeypatch):
         return step(self, *args, **kwargs)
 
     monkeypatch.setattr(torch.optim.Adam, "step", recording)
-    smoke_train("quadratic", tmp_path, "--model.meta_lr", "0.01", "--model.meta_lr_decay", "2",
-                "--trainer.fast_dev_run", "3")
+    smoke_train("quadratic", tmp_path, "--optimizer.lr", "0.01", "--lr_scheduler",
+                "torch.optim.lr_scheduler.CosineAnnealingLR", "--lr_scheduler.T_max", "2", "--trainer.fast_dev_run", "3")
     torch.testing.assert_close(torch.tensor(lrs), torch.tensor([0.01, 0.005, 0.0]), atol=1e-12, rtol=0)
-    module = mm.MetaModule(task=None, lopt=None, meta_lr=0.1)  # no decay: constant
-    assert module.meta_lr_at(0) == module.meta_lr_at(10**6) == 0.1
-    with pytest.raises(ValueError, match="meta_lr_decay"):
-        mm.MetaModule(task=None, lopt=None, meta_lr_decay=-1)

@@ -41,7 +41,7 @@ def train_cmd(out: Path, a: argparse.Namespace, resume: bool = False) -> list[st
     cmd = [sys.executable, str(REPO / "train.py"), "--task", a.task, "--out", str(out),
            "--checkpoint_every", str(a.checkpoint_every), "--trainer.max_steps", str(a.steps),
            "--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false",
-           "--model.horizon", str(a.horizon), "--model.unroll", str(a.unroll),
+           "--model.truncation.horizon", str(a.horizon), "--model.truncation.unroll", str(a.unroll),
            "--model.val_every", str(a.val_every), "--model.val_tasks", "2", "--model.val_horizon", "20"]
     return cmd + (["--ckpt_path", "last"] if resume else [])
 

@@ -39,7 +39,7 @@ def main() -> None:
     else:
         lopt = instantiate(cfg["model"]["lopt"])
     theta = list(lopt.parameters())
-    linear = cfg["model"].get("loss_weights") == "linear"
+    linear = (cfg["model"].get("truncation") or {}).get("init_args", {}).get("loss_weights") == "linear"
 
     def meta_loss(seed: int, k: int) -> torch.Tensor:
         w = torch.tensor(linear_loss_weights(k)) if linear else None

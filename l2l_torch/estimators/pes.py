@@ -1,4 +1,4 @@
-"""Meta-gradient estimators besides truncated backpropagation: Persistent Evolution Strategies (PES).
+"""Persistent Evolution Strategies (PES): an unbiased meta-gradient estimator with no backward through the unroll.
 
 Truncated BPTT (:func:`l2l_torch.unroll.truncated_unroll` plus ``backward``) differentiates each truncation
 on its own, so it ignores how ``theta`` changed the state the truncation started from: its estimate of
@@ -15,18 +15,20 @@ With antithetic pairs (``+eps`` and ``-eps`` on the same task instance and the s
 through the unroll (no memory that grows with the truncation) and no gradient of the loss w.r.t.
 ``theta`` at all, so it also works where the unroll is not differentiable or its gradients explode; its
 price is variance, which grows with the number of parameters and with the accumulated truncations.
-:func:`pes_estimate` reports it.
+:func:`pes_estimate` reports it. :class:`PES` is the estimator object that meta-training uses.
 """
 
 from __future__ import annotations
 
 import copy
 from dataclasses import dataclass, replace
+from typing import Any
 
 import torch
 from torch import Tensor
 from torch.nn.utils import parameters_to_vector, vector_to_parameters
 
+from l2l_torch.estimators.base import Estimate, GradientEstimator
 from l2l_torch.learned_optimizers.base import LearnedOptimizerBase
 from l2l_torch.unroll import UnrollResult, UnrollState, truncated_unroll
 
@@ -90,3 +92,40 @@ def pes_estimate(lopt: LearnedOptimizerBase, pairs: list[tuple[UnrollState, Unro
     n = stacked.shape[0]
     variance = stacked.var(dim=0).mean() / n if n > 1 else torch.full((), float("nan"), device=theta.device)
     return PESResult(stacked.mean(0), variance, results, new_xi)
+
+
+class PES(GradientEstimator):
+    """Persistent Evolution Strategies with antithetic pairs: each task instance is run by two particles, with
+    theta perturbed by ``+eps`` and ``-eps`` (a fresh ``eps`` per truncation), and each pair accumulates its
+    perturbations (``xi``) while its optimizee lives. The estimate's variance is logged as ``pes_var``.
+
+    Args:
+        sigma: standard deviation of the perturbations of theta.
+    """
+
+    particles_per_task = 2
+
+    def __init__(self, sigma: float = 0.01) -> None:
+        if sigma <= 0:
+            raise ValueError(f"sigma must be > 0, got {sigma}")
+        self.sigma = sigma
+        self.xi: list[Tensor] = []  #: per pair, the + particle's accumulated perturbation (P,)
+
+    def start(self, lopt: LearnedOptimizerBase, states: list[UnrollState]) -> list[UnrollState]:
+        zeros = torch.zeros_like(parameters_to_vector(lopt.parameters()).detach())
+        self.xi = [zeros] * len(states)
+        return [p for s in states for p in antithetic_pair(s)]
+
+    def estimate(self, lopt: LearnedOptimizerBase, states: list[UnrollState], num_steps: int,
+                 weights: Tensor | None) -> Estimate:
+        est = pes_estimate(lopt, list(zip(states[0::2], states[1::2])), self.xi, num_steps, self.sigma, weights)
+        self.xi = est.xi
+        meta_loss = torch.stack([r.meta_loss.detach() for r in est.results]).mean()  # the gradient is est.grad
+        return Estimate(est.results, meta_loss, est.grad, {"pes_var": est.variance})
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"xi": [x.detach().cpu() for x in self.xi]}
+
+    def load_state_dict(self, state: dict[str, Any], device: Any) -> bool:
+        self.xi = [x.to(device) for x in state.get("xi", [])]
+        return bool(self.xi)
