@@ -61,3 +61,22 @@ def test_replace_block_needs_both_markers():
         == "a\n<!-- results:start -->\nnew\n<!-- results:end -->\nb"
     with pytest.raises(ValueError, match="no"):
         report.replace_block("no markers", report.RESULTS, "x")
+
+
+def test_evaluation_table_shows_holm_corrected_paired_p_values_against_tuned_adam():
+    from l2l_torch.plots import markdown_table
+
+    def opt(lr, losses):
+        m = sum(losses) / len(losses)
+        return {"lr": lr, "final_loss": {"mean": m, "std": 0.01}, "per_seed": {"train_loss": losses}, "diverged": 0}
+
+    adam = [0.50, 0.52, 0.51, 0.53, 0.49]
+    learned = [0.45, 0.48, 0.46, 0.47, 0.44]
+    sgd = [0.51, 0.52, 0.52, 0.53, 0.50]
+    table = markdown_table({"optimizers": {"lstm": opt(None, learned), "adam_tuned": opt(0.01, adam),
+                                           "sgd_tuned": opt(0.1, sgd)}})
+    rows = {line.split(" | ")[0].strip("| "): line for line in table.splitlines()[2:]}
+    p = holm([sps.ttest_rel(learned, adam).pvalue, sps.ttest_rel(sgd, adam).pvalue])
+    assert f"| {p[0]:.2g} | better |" in rows["lstm"]
+    assert f"| {p[1]:.2g} | {verdict(0.008, p[1])} |" in rows["sgd_tuned"]
+    assert rows["adam_tuned"].endswith("| – | – | – |")
