@@ -72,7 +72,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--no-tune", action="store_true", help="skip the tuned baselines")
     p.add_argument("--tune-metric", default="train_loss",
                    help="final metric the learning-rate search minimises (default train_loss; e.g. val_loss)")
-    p.add_argument("--baselines", default="adam,rmsprop,sgd,adagrad", help="comma-separated torch.optim baselines")
+    p.add_argument("--baselines", default="adam,rmsprop,sgd,adagrad", help="comma-separated torch.optim baselines, or a named set: study_defaults (the study's TF2 "
+                        "Keras optimizers at their defaults: Adam, RMSprop, Adagrad at 0.001, SGD at 0.01)")
     p.add_argument("--lr-grid", help="comma-separated starting learning-rate grid of the search (default 1e-4 ... 3; "
                    "it grows past an edge that wins either way)")
     p.add_argument("--reuse-baselines", metavar="DIR",
@@ -90,7 +91,12 @@ def main(argv: list[str] | None = None) -> None:
                    help="override a task init arg for a generalisation test, e.g. --set activation=relu")
     a = p.parse_args(argv)
 
-    from l2l_torch.evaluation import BASELINES, evaluate_learned_optimizer, updates_against_adam
+    from l2l_torch.evaluation import (
+        BASELINE_SETS,
+        BASELINES,
+        evaluate_learned_optimizer,
+        updates_against_adam,
+    )
     from l2l_torch.optim import LearnedOptimizer
     from l2l_torch.plots import write_outputs, write_updates
 
@@ -98,10 +104,11 @@ def main(argv: list[str] | None = None) -> None:
     try:
         config_path(a.task)
         overrides = parse_overrides(a.set)
-        baselines = [b for b in a.baselines.split(",") if b]
+        baselines = [x for b in a.baselines.split(",") if b for x in BASELINE_SETS.get(b, [b])]
         unknown = [b for b in baselines if b not in BASELINES]
         if unknown:
-            raise UserError(f"unknown baseline(s) {unknown}; known: {sorted(BASELINES)}")
+            raise UserError(f"unknown baseline(s) {unknown}; known: {sorted(BASELINES)} and the sets "
+                            f"{sorted(BASELINE_SETS)}")
         try:
             lr_grid = [positive_float(x) for x in a.lr_grid.split(",")] if a.lr_grid else None
         except argparse.ArgumentTypeError as e:

@@ -80,3 +80,22 @@ def test_evaluation_table_shows_holm_corrected_paired_p_values_against_tuned_ada
     assert f"| {p[0]:.2g} | better |" in rows["lstm"]
     assert f"| {p[1]:.2g} | {verdict(0.008, p[1])} |" in rows["sgd_tuned"]
     assert rows["adam_tuned"].endswith("| – | – | – |")
+
+
+def test_study_defaults_are_the_keras_optimizers_at_their_documented_defaults():
+    from torch import nn
+
+    from l2l_torch.evaluation import BASELINE_SETS, BASELINES, baseline_factory
+
+    expected = {"keras_adam": ("Adam", 1e-3, {"eps": 1e-7}),
+                "keras_rmsprop": ("RMSprop", 1e-3, {"alpha": 0.9, "eps": 1e-7}),
+                "keras_sgd": ("SGD", 1e-2, {}),
+                "keras_adagrad": ("Adagrad", 1e-3, {"initial_accumulator_value": 0.1, "eps": 1e-7})}
+    assert BASELINE_SETS["study_defaults"] == list(expected)
+    for name, (base, lr, extra) in expected.items():
+        opt = baseline_factory(name)([{"params": list(nn.Linear(2, 1).parameters())}])
+        assert base in [c.__name__ for c in type(opt).__mro__] and BASELINES[name][1] == lr
+        group = opt.param_groups[0]
+        assert group["lr"] == lr and all(group[k] == v for k, v in extra.items()), (name, group)
+    tuned = baseline_factory("keras_rmsprop", 0.03)([{"params": list(nn.Linear(2, 1).parameters())}])
+    assert tuned.param_groups[0]["lr"] == 0.03 and tuned.param_groups[0]["alpha"] == 0.9
