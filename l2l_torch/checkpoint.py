@@ -325,7 +325,11 @@ def _build(arch: str, config: Mapping[str, Any], weights: Mapping[str, torch.Ten
     if expect_arch is not None and arch != expect_arch:
         raise CheckpointError(f"{path} holds a {arch!r} optimizer, expected {expect_arch!r}")
     try:
-        lopt = REGISTRY[arch](**migrate_config(arch, config))
+        config = migrate_config(arch, config)
+    except ValueError as e:
+        raise CheckpointError(f"{path}: {e}") from None
+    try:
+        lopt = REGISTRY[arch](**config)
         lopt.load_state_dict(weights)
     except (TypeError, RuntimeError, ValueError) as e:
         raise CheckpointError(f"{path}: weights do not match architecture {arch!r} "

@@ -238,7 +238,7 @@ def test_read_learned_optimizer_errors(tmp_path):
         LSTMOptimizer(init_from=str(ckpt))
     hyper = _lightning_checkpoint(tmp_path / "c.ckpt", "hyper_adam", {"mag_mult": 2.0},
                                   HyperAdamOptimizer().state_dict())
-    with pytest.raises(CheckpointError, match="mag_mult=2.0 is no longer an option"):
+    with pytest.raises(CheckpointError, match=r"c.ckpt: hyper_adam: mag_mult=2.0 is no longer an option"):
         read_learned_optimizer(hyper)
     torch.save({"state_dict": {}, "pytorch-lightning_version": "2.5"}, tmp_path / "d.ckpt")
     with pytest.raises(CheckpointError, match="not of a l2l_torch meta-training run"):
@@ -277,3 +277,9 @@ def test_every_yaml_learned_optimizer_converts_and_builds():
             cls(**args)
             built += 1
     assert built > 50
+
+
+def test_config_is_a_copy():
+    lopt = SmallFCOptimizer()
+    lopt.config()["features"].append("log_numel")
+    assert "log_numel" not in lopt.feats.names and lopt.config()["features"] == list(DEFAULT_FEATURES)

@@ -14,6 +14,7 @@ for deployment, so the two can never drift apart.
 from __future__ import annotations
 
 import abc
+import copy
 import re
 from collections.abc import Mapping
 from typing import Any
@@ -76,8 +77,8 @@ class LearnedOptimizerBase(nn.Module, abc.ABC):
         self._config = dict(config)
 
     def config(self) -> dict[str, Any]:
-        """Constructor kwargs (JSON-able) that rebuild this architecture: all of them, defaults included."""
-        return dict(self._config)
+        """Constructor kwargs (JSON-able) that rebuild this architecture: all of them, defaults included (a copy)."""
+        return copy.deepcopy(self._config)
 
     @abc.abstractmethod
     def init_state(self, params: Mapping[str, Tensor], kinds: Mapping[str, str] | None = None) -> LOptState:

@@ -38,7 +38,7 @@ class RNNpropOptimizer(FeatureOptimizerBase):
             raise ValueError("hidden_size and num_layers must be >= 1")
         feats = FeatureSet(features)
         super().__init__({"hidden_size": hidden_size, "num_layers": num_layers, "step_mult": step_mult,
-                          "mag_mult": mag_mult, "per_kind": per_kind, "features": feats.names, "warmup": float(warmup)},
+                          "mag_mult": mag_mult, "per_kind": per_kind, "features": list(feats.names), "warmup": float(warmup)},
                          feats, per_kind, step_mult, mag_mult, warmup)
         self.hidden_size, self.num_layers = hidden_size, num_layers
         self.nets = nn.ModuleDict({k: CoordinatewiseLSTM(self.feats.num_features, hidden_size, num_layers, "none")

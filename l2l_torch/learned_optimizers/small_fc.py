@@ -57,7 +57,7 @@ class SmallFCOptimizer(FeatureOptimizerBase):
                  warmup: float = 0.0, init_from: str | None = None) -> None:
         feats = FeatureSet(features)
         super().__init__({"hidden": list(hidden), "step_mult": step_mult, "mag_mult": mag_mult, "per_kind": per_kind,
-                          "features": feats.names, "adam_skip": adam_skip, "warmup": float(warmup)},
+                          "features": list(feats.names), "adam_skip": adam_skip, "warmup": float(warmup)},
                          feats, per_kind, step_mult, mag_mult, warmup)
         self.nets = nn.ModuleDict({k: CoordinatewiseMLP(self.feats.num_features, hidden) for k in self.kinds})
         for net in self.nets.values():
