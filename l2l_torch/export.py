@@ -17,10 +17,16 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from l2l_torch.checkpoint import CheckpointError, load_lightning_checkpoint, save_learned_optimizer
-from l2l_torch.learned_optimizers import REGISTRY, LearnedOptimizerBase
+from l2l_torch.checkpoint import (
+    LIGHTNING_PREFIX,
+    CheckpointError,
+    load_lightning_checkpoint,
+    read_learned_optimizer,
+    save_learned_optimizer,
+)
+from l2l_torch.learned_optimizers.base import LearnedOptimizerBase
 
-PREFIX = "lopt."
+PREFIX = LIGHTNING_PREFIX
 
 
 def lopt_from_lightning(path: str | os.PathLike) -> tuple[LearnedOptimizerBase, dict[str, Any]]:
@@ -35,24 +41,9 @@ def lopt_from_lightning(path: str | os.PathLike) -> tuple[LearnedOptimizerBase, 
             weights do not fit the architecture it names.
     """
     path = Path(path)
-    ckpt = load_lightning_checkpoint(path, "already a learned-optimizer file; nothing to export")
-    extra = ckpt.get("l2l")
-    if not isinstance(extra, dict) or "lopt_arch" not in extra:
-        raise CheckpointError(f"{path} is a Lightning checkpoint, but not of a l2l_torch meta-training run "
-                              "(no 'l2l' section naming the optimizer architecture)")
-    arch = extra["lopt_arch"]
-    if arch not in REGISTRY:
-        raise CheckpointError(f"{path} holds an unknown architecture {arch!r}; known: {sorted(REGISTRY)}")
-    theta = {k[len(PREFIX):]: v for k, v in ckpt["state_dict"].items() if k.startswith(PREFIX)}
-    try:
-        lopt = REGISTRY[arch](**extra.get("lopt_config", {}))
-        lopt.load_state_dict(theta)
-    except (TypeError, RuntimeError, ValueError) as e:
-        raise CheckpointError(f"{path}: weights do not match architecture {arch!r} "
-                              f"({str(e).splitlines()[0]})") from None
-    meta = {**dict(extra.get("describe", {})), "global_step": int(ckpt.get("global_step", 0)),
-            "exported_from": str(path), "selected_by": "export of a Lightning checkpoint"}
-    return lopt, meta
+    load_lightning_checkpoint(path, "already a learned-optimizer file; nothing to export")  # (that kind of file)
+    lopt, meta = read_learned_optimizer(path)
+    return lopt, {**meta, "exported_from": str(path), "selected_by": "export of a Lightning checkpoint"}
 
 
 def export(ckpt_path: str | os.PathLike, out_path: str | os.PathLike) -> dict[str, Any]:

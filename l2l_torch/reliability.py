@@ -18,7 +18,12 @@ from lightning.pytorch.callbacks import Checkpoint
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
-from l2l_torch.checkpoint import atomic_torch_save
+from l2l_torch.checkpoint import (
+    CheckpointError,
+    atomic_torch_save,
+    load_lightning_checkpoint,
+    read_learned_optimizer,
+)
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
@@ -216,12 +221,15 @@ def logger_version_to_resume(ckpt_path: str | Path, log_root: str | Path) -> int
 def check_resume_checkpoint(path: str | Path, lopt: Any) -> dict[str, Any]:
     """Check that ``path`` is a Lightning checkpoint of a meta-training run with the same learned-optimizer
     architecture as ``lopt``, before Lightning loads it. Read with ``weights_only=True``: nothing is
-    unpickled. Returns the checkpoint's ``"l2l"`` section.
+    unpickled. The stored optimizer is rebuilt as :func:`~l2l_torch.checkpoint.read_learned_optimizer` rebuilds
+    any (its configuration converted to the current form, options it predates at the values that reproduce it),
+    so a run written before the configuration's form changed still resumes. Returns the checkpoint's ``"l2l"``
+    section.
 
     Raises:
-        UserError: a missing, unreadable, truncated or foreign file, or another architecture.
+        UserError: a missing, unreadable, truncated or foreign file, weights that do not fit the architecture
+            the checkpoint names, or another architecture than ``lopt``'s.
     """
-    from l2l_torch.checkpoint import CheckpointError, load_lightning_checkpoint
     from l2l_torch.cli import UserError
 
     path = Path(path)
@@ -229,33 +237,14 @@ def check_resume_checkpoint(path: str | Path, lopt: Any) -> dict[str, Any]:
         ckpt = load_lightning_checkpoint(
             path, "a learned-optimizer file, not a training checkpoint; --ckpt_path takes a "
                   "Lightning checkpoint (runs/TASK/checkpoints/*.ckpt)")
+        stored, _ = read_learned_optimizer(path)
     except (FileNotFoundError, CheckpointError) as e:
         raise UserError(str(e)) from None
-    extra = ckpt.get("l2l")
-    if not isinstance(extra, dict) or "lopt_arch" not in extra:
-        raise UserError(f"{path} is not a checkpoint of a l2l_torch meta-training run")
     ours = {"arch": lopt.arch_name, **lopt.config()}
-    theirs = {"arch": extra["lopt_arch"],
-              **_with_defaults(extra["lopt_arch"], dict(extra.get("lopt_config") or {}), set(ours))}
+    theirs = {"arch": stored.arch_name, **stored.config()}
     diff = [f"{k} {theirs.get(k)!r} vs {ours.get(k)!r}" for k in sorted(set(ours) | set(theirs))
             if theirs.get(k) != ours.get(k)]
     if diff:
         raise UserError(f"{path} holds another learned-optimizer architecture (checkpoint vs config: "
                         f"{', '.join(diff)}); resume with the same --model.lopt settings")
-    return extra
-
-
-def _with_defaults(arch: str, config: dict[str, Any], keys: set[str]) -> dict[str, Any]:
-    """``config`` of a stored optimizer plus the constructor defaults of the options among ``keys`` that it
-    does not name: an option added to the architecture after the checkpoint was written has its default there."""
-    import inspect
-
-    from l2l_torch.learned_optimizers import REGISTRY
-
-    cls = REGISTRY.get(arch)
-    if cls is None:
-        return config
-    defaults = {k: list(p.default) if isinstance(p.default, tuple) else p.default
-                for k, p in inspect.signature(cls.__init__).parameters.items()
-                if p.default is not inspect.Parameter.empty and k in keys}
-    return {**defaults, **config}
+    return ckpt["l2l"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import inspect
 import math
 
 import pytest
@@ -21,12 +22,14 @@ from l2l_torch.learned_optimizers import (
     SmallFCOptimizer,
 )
 from l2l_torch.learned_optimizers.features import (
+    DEFAULT_FEATURES,
     FeatureSet,
     segment_ids,
     segment_log_rms,
     segment_rms_normalize,
     segment_starts,
 )
+from l2l_torch.learned_optimizers.hyper_adam import DEFAULT_FEATURES as HYPER_ADAM_FEATURES
 from l2l_torch.tasks.quadratic import QuadraticFamily
 from tests.helpers import (
     gradcheck_meta_gradient,
@@ -37,23 +40,36 @@ from tests.helpers import (
     tiny_mlp,
 )
 
+#: the default features without the step embedding, and with the per-tensor log RMS of g and p
+NO_TIME = [n for n in DEFAULT_FEATURES if not n.startswith("t")]
+TENSOR_SCALE = [*DEFAULT_FEATURES, "log_rms_g", "log_rms_p"]
+#: hyper_adam's features with the log size of each tensor, without (SIZE_ONLY) or with the log RMS of g and p
+SIZE_ONLY = [n for n in HYPER_ADAM_FEATURES if not n.startswith("log_rms")] + ["log_numel"]
+SIZE = [*HYPER_ADAM_FEATURES, "log_numel"]
+
 ARCHS = [
     (SmallFCOptimizer, {"hidden": [8, 8]}),
     (SmallFCOptimizer, {"hidden": [8], "adam_skip": True}),
-    (SmallFCOptimizer, {"hidden": [8], "tensor_scale": True}),
+    (SmallFCOptimizer, {"hidden": [8], "features": TENSOR_SCALE}),
+    (SmallFCOptimizer, {"hidden": [8], "features": ["t10", "adam0.5", "log_rms_p", "m0.9", "g"]}),
     (SmallFCOptimizer, {"hidden": [8], "warmup": 3}),
     (RNNpropOptimizer, {"hidden_size": 4, "num_layers": 1}),
     (HyperAdamOptimizer, {"hidden": [4]}),
     (HyperAdamOptimizer, {"hidden": [4], "warmup": 3}),
-    (HyperAdamOptimizer, {"hidden": [], "tensor_scale": False, "tensor_size": True, "normalize": False}),
-    (HyperAdamOptimizer, {"hidden": [4], "normalize": False, "tensor_size": True, "weight_decay": 0.1}),
+    (HyperAdamOptimizer, {"hidden": [], "features": SIZE_ONLY, "normalize": False}),
+    (HyperAdamOptimizer, {"hidden": [4], "normalize": False, "features": SIZE, "weight_decay": 0.1}),
 ]
+
+
+def _mag(cls, mag_mult: float = 0.5) -> dict[str, float]:
+    """``{"mag_mult": mag_mult}`` for an architecture that has the option (hyper_adam's is fixed at 1)."""
+    return {"mag_mult": mag_mult} if "mag_mult" in inspect.signature(cls).parameters else {}
 
 
 def _perturbed(cls, **kw) -> LearnedOptimizerBase:
     """An optimizer with non-trivial outputs (magnitude head no longer zero, larger steps)."""
     torch.manual_seed(1)
-    lopt = cls(step_mult=0.05, mag_mult=0.5, **kw)
+    lopt = cls(step_mult=0.05, **_mag(cls), **kw)
     with torch.no_grad():
         for p in lopt.parameters():
             p.add_(0.1 * torch.randn_like(p))
@@ -82,7 +98,7 @@ def test_segment_rms_normalize_unit_rms_per_tensor():
 
 
 def test_features_invariant_to_loss_scale_and_bias_corrected():
-    fs = FeatureSet(time_taus=())
+    fs = FeatureSet(NO_TIME)
     g = torch.randn(10)
     p = torch.randn(10)
     seg = segment_ids([6, 4])
@@ -110,9 +126,11 @@ def test_features_do_not_modify_inputs():
 
 def test_feature_set_rejects_bad_config():
     with pytest.raises(ValueError, match="decays"):
-        FeatureSet(momentum_decays=(1.5,))
+        FeatureSet(["m1.5"])
+    with pytest.raises(ValueError, match="decays"):
+        FeatureSet(["g"], rms_decay=1.0)
     with pytest.raises(ValueError, match="empty"):
-        FeatureSet(use_grad=False, use_param=False, momentum_decays=(), use_rsqrt=False, time_taus=())
+        FeatureSet([])
 
 
 # ------------------------------------------------------------------ meta-gradient
@@ -195,26 +213,27 @@ def test_smoke_train_rnnprop(tmp_path):
 def test_adam_skip_starts_near_normalised_adam():
     """With adam_skip the initial direction is dominated by -m/sqrt(v): after one step, -sign(g)."""
     torch.manual_seed(0)
-    lopt = SmallFCOptimizer(adam_skip=True, time_taus=())
+    lopt = SmallFCOptimizer(adam_skip=True, features=NO_TIME)
     params = {"w": torch.randn(40, 30)}
     g = torch.randn(40, 30)
     new, _ = lopt.step(params, {"w": g}, lopt.init_state(params))
     agree = ((new["w"] - params["w"]).sign() == -g.sign()).float().mean()
     assert agree > 0.9
     with pytest.raises(ValueError, match="m/sqrt"):
-        SmallFCOptimizer(adam_skip=True, use_adam=False)
+        SmallFCOptimizer(adam_skip=True, features=[n for n in DEFAULT_FEATURES if not n.startswith("adam")])
 
 
 @pytest.mark.parametrize("cls", [SmallFCOptimizer, HyperAdamOptimizer])
 def test_init_from_warm_start(cls, tmp_path):
     src = _perturbed(cls, hidden=[8])
     save_learned_optimizer(src, tmp_path / "a.pt")
-    warm = cls(hidden=[8], step_mult=0.05, mag_mult=0.5, init_from=str(tmp_path / "a.pt"))
+    warm = cls(hidden=[8], step_mult=0.05, **_mag(cls), init_from=str(tmp_path / "a.pt"))
     for a, b in zip(src.parameters(), warm.parameters(), strict=True):
         assert torch.equal(a, b)
     assert "init_from" not in warm.config()
+    other = _mag(cls, 0.3) or {"rms_decay": 0.9}  # an option with no weights behind it, but not a schedule
     with pytest.raises(Exception, match="differs"):
-        cls(hidden=[8], init_from=str(tmp_path / "a.pt"))  # other mag_mult
+        cls(hidden=[8], **other, init_from=str(tmp_path / "a.pt"))
 
 
 def test_lstm_warm_start_single_to_per_kind(tmp_path):
@@ -233,7 +252,7 @@ def test_lstm_warm_start_single_to_per_kind(tmp_path):
 
 
 def test_tensor_scale_features_are_the_log_rms_per_tensor():
-    fs = FeatureSet(tensor_scale=True, time_taus=(10.0,))
+    fs = FeatureSet([*NO_TIME, "log_rms_g", "log_rms_p", "t10"])
     assert len(fs.names) == fs.num_features and fs.names[-3:] == ["log_rms_g", "log_rms_p", "t10"]
     g = torch.cat([torch.full((3,), 2.0), torch.tensor([3.0, -4.0])])
     p = torch.cat([torch.full((3,), 0.5), torch.tensor([0.0, 0.0])])
@@ -247,13 +266,13 @@ def test_tensor_scale_features_are_the_log_rms_per_tensor():
 
 
 def test_tensor_size_feature_is_the_centred_log_numel_per_tensor():
-    fs = FeatureSet(tensor_scale=True, tensor_size=True, time_taus=(10.0,))
+    fs = FeatureSet([*NO_TIME, "log_rms_g", "log_rms_p", "log_numel", "t10"])
     assert fs.names[-4:] == ["log_rms_g", "log_rms_p", "log_numel", "t10"]
     g, p, seg = torch.randn(5), torch.randn(5), segment_ids([3, 2])
     x, _ = fs(fs.init_accumulators(5, g), g, p, seg, 2)
     log_n = torch.log(torch.tensor([3.0, 3, 3, 2, 2]))
     torch.testing.assert_close(x[fs.names.index("log_numel")], log_n - log_n.mean())  # centred over coordinates
-    plain = FeatureSet(tensor_scale=True, time_taus=(10.0,))  # the other rows: those of the set without it
+    plain = FeatureSet([*NO_TIME, "log_rms_g", "log_rms_p", "t10"])  # the other rows: those of the set without it
     y, _ = plain(plain.init_accumulators(5, g), g, p, seg, 2)
     torch.testing.assert_close(x[[fs.names.index(n) for n in plain.names]], y)
 
@@ -261,7 +280,7 @@ def test_tensor_size_feature_is_the_centred_log_numel_per_tensor():
 def test_warm_start_into_more_features_computes_the_same_updates(tmp_path):
     src = _perturbed(SmallFCOptimizer, hidden=[8], adam_skip=True)
     save_learned_optimizer(src, tmp_path / "a.pt")
-    warm = SmallFCOptimizer(hidden=[8], step_mult=0.05, mag_mult=0.5, adam_skip=True, tensor_scale=True,
+    warm = SmallFCOptimizer(hidden=[8], step_mult=0.05, mag_mult=0.5, adam_skip=True, features=TENSOR_SCALE,
                             init_from=str(tmp_path / "a.pt"))
     new_cols = [warm.feats.names.index(n) for n in ("log_rms_g", "log_rms_p")]
     assert torch.equal(warm.nets["all"].layers[0].weight[:, new_cols], torch.zeros(8, 2))
@@ -273,7 +292,8 @@ def test_warm_start_into_more_features_computes_the_same_updates(tmp_path):
     for x, y in zip(src.parameters(), back.parameters(), strict=True):
         assert torch.equal(x, y)
     with pytest.raises(Exception, match="differs"):  # other differences still refused
-        SmallFCOptimizer(hidden=[8], step_mult=0.05, mag_mult=0.3, tensor_scale=True, init_from=str(tmp_path / "a.pt"))
+        SmallFCOptimizer(hidden=[8], step_mult=0.05, mag_mult=0.3, features=TENSOR_SCALE,
+                         init_from=str(tmp_path / "a.pt"))
 
 
 @pytest.mark.parametrize("cls", [SmallFCOptimizer, RNNpropOptimizer])
@@ -296,7 +316,7 @@ def test_warmup_scales_step_t_by_t_over_warmup(cls, tmp_path):
     save_learned_optimizer(added, tmp_path / "added.pt")
     loaded, _ = load_learned_optimizer(tmp_path / "added.pt")
     assert loaded.warmup == 4.0 and loaded.config()["warmup"] == 4.0
-    assert "warmup" not in plain.config()  # (checkpoints without it are unchanged)
+    assert plain.config()["warmup"] == 0.0
     dropped = cls(step_mult=0.05, mag_mult=0.5)
     dropped.warm_start(str(tmp_path / "added.pt"))
     _assert_same_updates(plain, dropped)
@@ -340,15 +360,18 @@ def test_hyper_adam_starts_at_normalised_adam_and_reads_only_tensor_inputs():
     _, magnitude, _ = _perturbed_hyper._net("all", x, None)
     assert torch.allclose(magnitude, magnitude[:1].expand(5))
     with pytest.raises(ValueError, match="momentum decay"):
-        HyperAdamOptimizer(momentum_decays=())
+        HyperAdamOptimizer(features=["log_rms_g", "t10"])
+    with pytest.raises(ValueError, match="per-tensor inputs only .* not 'g', 'm0.9'"):
+        HyperAdamOptimizer(features=["g", "m0.9", "adam0.9"])
+    with pytest.raises(ValueError, match="'p' come with weight_decay"):
+        HyperAdamOptimizer(features=["p", "adam0.9"])
 
 
 def test_hyper_adam_with_only_fixed_inputs_steps_by_tensor_size_and_time():
-    """tensor_scale=False, tensor_size=True: the step of a tensor depends on its size and the step count only,
+    """Without the log RMS inputs, with the log size: the step of a tensor depends on its size and the step count only,
     so two tensors of the same size get the same step multiple whatever their gradients and values."""
-    lopt = _perturbed(HyperAdamOptimizer, hidden=[], tensor_scale=False, tensor_size=True, normalize=False)
-    assert lopt.feats.names[3:] == ["log_numel", "t1", "t3", "t10", "t30", "t100"]
-    assert lopt.config()["tensor_scale"] is False and lopt.config()["tensor_size"] is True
+    lopt = _perturbed(HyperAdamOptimizer, hidden=[], features=SIZE_ONLY, normalize=False)
+    assert lopt.feats.names[3:] == ["log_numel", "t1", "t3", "t10", "t30", "t100"] == lopt.config()["features"][3:]
     params = {"a": torch.randn(6), "b": 10 * torch.randn(6), "c": torch.randn(50)}
     grads = {k: torch.randn_like(v) * (1 + i) for i, (k, v) in enumerate(params.items())}
     state = lopt.init_state(params)
@@ -357,11 +380,11 @@ def test_hyper_adam_with_only_fixed_inputs_steps_by_tensor_size_and_time():
     _, magnitude, _ = lopt._net("all", x, None)
     torch.testing.assert_close(magnitude[:12], magnitude[:1].expand(12))  # a and b: same size, same step
     assert not torch.allclose(magnitude[12], magnitude[0])
-    with pytest.raises(ValueError, match="tensor_scale"):
-        HyperAdamOptimizer(tensor_scale=False, log_rms_min=-12.0)
+    with pytest.raises(ValueError, match="log_rms_min"):
+        HyperAdamOptimizer(features=SIZE_ONLY, log_rms_min=-12.0)
 
 
-@pytest.mark.parametrize("kw", [{"hidden": [4]}, {"hidden": [], "tensor_size": True, "log_rms_min": -12.0}])
+@pytest.mark.parametrize("kw", [{"hidden": [4]}, {"hidden": [], "features": SIZE, "log_rms_min": -12.0}])
 def test_hyper_adam_evaluates_its_network_once_per_tensor_as_if_per_coordinate(kw):
     """Given the segment ids, hyper_adam runs its network on one column per tensor and broadcasts: the same
     direction and magnitude as running it on every coordinate (``seg=None``), in float64 to the last bits."""
@@ -387,14 +410,15 @@ def test_hyper_adam_log_rms_min_clamps_only_the_log_rms_inputs():
     clamped[3:5] = clamped[3:5].clamp_min(-12.0)
     for a, b in zip(lopt._net("all", x, None)[:2], free._net("all", clamped, None)[:2]):
         torch.testing.assert_close(a, b)
-    assert lopt.config()["log_rms_min"] == -12.0 and "log_rms_min" not in free.config()
+    assert lopt.config()["log_rms_min"] == -12.0 and free.config()["log_rms_min"] is None
 
 
 def test_hyper_adam_weight_decay_starts_at_adamw():
     """Untrained, with one momentum decay and normalize=False, hyper_adam is Adam; with ``weight_decay`` it is
     AdamW at that decay (decoupled: ``-lr * wd * p``), step for step; the decay is a learned per-tensor output."""
     torch.manual_seed(0)
-    lopt = HyperAdamOptimizer(step_mult=0.01, momentum_decays=(0.9,), normalize=False, weight_decay=0.3)
+    lopt = HyperAdamOptimizer(step_mult=0.01, features=["adam0.9", "log_rms_g", "log_rms_p", "t10"], normalize=False,
+                              weight_decay=0.3)
     assert lopt.feats.names[:2] == ["p", "adam0.9"] and lopt.config()["weight_decay"] == 0.3
     params = {"w": torch.randn(6, 5), "b": torch.randn(5)}
     ref = {k: v.clone().requires_grad_() for k, v in params.items()}

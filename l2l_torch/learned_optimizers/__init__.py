@@ -1,4 +1,5 @@
-"""Learned optimizers: the interface (:mod:`.base`) and the architectures, one file each."""
+"""Learned optimizers: the interface (:mod:`.base`) and the architectures, one file each; those that read named
+per-coordinate features (:mod:`.features`) share :mod:`.feature_base`."""
 
 from l2l_torch.learned_optimizers.base import REGISTRY, LearnedOptimizerBase, LOptState, register
 from l2l_torch.learned_optimizers.hyper_adam import HyperAdamOptimizer

@@ -14,27 +14,18 @@ for deployment, so the two can never drift apart.
 from __future__ import annotations
 
 import abc
+import copy
 import re
 from collections.abc import Mapping
 from typing import Any
 
 from torch import Tensor, nn
 
+from l2l_torch.checkpoint import REGISTRY, CheckpointError, read_learned_optimizer, register
+
+__all__ = ["REGISTRY", "register", "LOptState", "LearnedOptimizerBase", "group_by_kind"]
+
 LOptState = dict[str, Any]
-
-#: architectures that checkpoints can name; filled by :func:`register`
-REGISTRY: dict[str, type[LearnedOptimizerBase]] = {}
-
-
-def register(name: str):
-    """Class decorator: make an architecture loadable from a checkpoint by ``name``."""
-
-    def deco(cls):
-        cls.arch_name = name
-        REGISTRY[name] = cls
-        return cls
-
-    return deco
 
 
 def group_by_kind(names: list[str], kinds: Mapping[str, str] | None, per_kind: bool,
@@ -63,10 +54,12 @@ def group_by_kind(names: list[str], kinds: Mapping[str, str] | None, per_kind: b
 
 
 class LearnedOptimizerBase(nn.Module, abc.ABC):
-    """Base class: subclasses implement :meth:`init_state` and :meth:`step`.
+    """Base class: subclasses implement :meth:`init_state` and :meth:`step`, and register themselves by name
+    (:func:`register`, from :mod:`l2l_torch.checkpoint`).
 
     ``theta`` is ``self.parameters()``. :meth:`config` returns the constructor kwargs so that a
-    checkpoint can rebuild the same architecture (see :mod:`l2l_torch.checkpoint`).
+    checkpoint can rebuild the same architecture (see :mod:`l2l_torch.checkpoint`): every argument, defaults
+    included, but ``init_from`` (a checkpoint of a warm-started optimizer stands on its own).
     """
 
     arch_name: str = "base"
@@ -84,8 +77,8 @@ class LearnedOptimizerBase(nn.Module, abc.ABC):
         self._config = dict(config)
 
     def config(self) -> dict[str, Any]:
-        """Constructor kwargs (JSON-able) that rebuild this architecture."""
-        return dict(self._config)
+        """Constructor kwargs (JSON-able) that rebuild this architecture: all of them, defaults included (a copy)."""
+        return copy.deepcopy(self._config)
 
     @abc.abstractmethod
     def init_state(self, params: Mapping[str, Tensor], kinds: Mapping[str, str] | None = None) -> LOptState:
@@ -116,7 +109,8 @@ class LearnedOptimizerBase(nn.Module, abc.ABC):
         return 0
 
     def warm_start(self, path: str) -> None:
-        """Copy ``theta`` from the learned-optimizer file ``path`` (same architecture).
+        """Copy ``theta`` from the learned optimizer stored at ``path`` (same architecture): a learned-optimizer
+        file or a Lightning checkpoint of meta-training (:func:`~l2l_torch.checkpoint.read_learned_optimizer`).
 
         The stored optimizer may differ in ``per_kind`` and in :attr:`SCHEDULE_KEYS` only: a
         single-network optimizer (``"all"``) warm-starts every per-kind network of this one, e.g. an
@@ -126,9 +120,7 @@ class LearnedOptimizerBase(nn.Module, abc.ABC):
             CheckpointError: another architecture or configuration, or a per-kind file for a
                 single-network optimizer.
         """
-        from l2l_torch.checkpoint import CheckpointError, load_learned_optimizer  # (import cycle)
-
-        other, _ = load_learned_optimizer(path, expect_arch=self.arch_name)
+        other, _ = read_learned_optimizer(path, expect_arch=self.arch_name)
         src = self._warm_start_weights(other, path)
         new = {}
         for key in self.state_dict():
@@ -148,8 +140,6 @@ class LearnedOptimizerBase(nn.Module, abc.ABC):
         Raises:
             CheckpointError: ``other`` differs in more than ``per_kind``.
         """
-        from l2l_torch.checkpoint import CheckpointError  # (import cycle)
-
         free = {"per_kind", *self.SCHEDULE_KEYS}
         mine, theirs = self.config(), other.config()
         if {k: v for k, v in mine.items() if k not in free} != {k: v for k, v in theirs.items() if k not in free}:

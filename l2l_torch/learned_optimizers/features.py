@@ -6,28 +6,9 @@ count) as one functional ``(S, N)`` tensor: one row per accumulator, coordinates
 axis, the same coordinate-minor layout as the LSTM's hidden state. Nothing is written in place, so
 the features are differentiable w.r.t. the params (and so w.r.t. ``theta`` through earlier steps).
 
-Features, in order (each optional):
-
-* the gradient ``g`` and the parameter value ``p``;
-* momenta ``m_b`` (bias-corrected EMA of ``g``) for each decay ``b`` in ``momentum_decays``;
-* ``m_b / sqrt(v)`` for each momentum decay (the Adam direction at several decays; RNNprop,
-  Lv et al. 2017), with ``v`` the bias-corrected EMA of ``g^2`` at ``rms_decay``;
-* ``rsqrt(v)``;
-* then every feature above is divided by its root-mean-square over the coordinates of its own
-  parameter tensor (the per-tensor second-moment normalisation of Metz et al. 2022), so the inputs
-  have unit scale whatever the scale of the loss or of the parameter;
-* optionally (``tensor_scale``) the log root-mean-square of ``g`` and of ``p`` over the coordinates of
-  their parameter tensor, taken before that normalisation and the same for every coordinate of a tensor:
-  what the normalisation hides, so the network can tell layers apart and give each its own step size
-  (on fmnist_t1, Adam with one learning rate per layer reaches a far lower loss than with one for all,
-  ``research/experiments/fmnist_t1/per_layer_adam.json``);
-* optionally (``tensor_size``) the log of the number of coordinates of the parameter tensor minus its mean
-  over the coordinates of the group: a fixed input that tells layers apart without the feedback of
-  ``log_rms_p`` (a network's output layer is usually its smallest weight matrix). Centred so, it is about 0
-  on the tensors that hold most coordinates, so a weight on it changes the steps of the small tensors
-  relative to the large ones without moving the bulk (uncentred, it would need a bias of the opposite
-  sign grown with it);
-* a training-step embedding ``tanh(t / tau)`` for each ``tau`` in ``time_taus`` (not normalised).
+A feature set is chosen by naming its features (:data:`FEATURE_FORMS`; :class:`FeatureSet` lists them with their
+shapes); whatever order they are named in, the rows come in one canonical order (:func:`canonical_features`), so
+the weights of a network that reads them always mean the same inputs.
 
 The step count is kept per coordinate (the last accumulator row) so that
 :class:`l2l_torch.LearnedOptimizer`, which stores per-coordinate state only, keeps it too.
@@ -35,6 +16,8 @@ The step count is kept per coordinate (the last accumulator row) so that
 
 from __future__ import annotations
 
+import math
+import re
 from collections.abc import Mapping, Sequence
 
 import torch
@@ -113,42 +96,135 @@ def _segment_mean_square(x: Tensor, seg: Tensor, num_segments: int) -> Tensor:
     return sumsq / counts.clamp_min(1.0)
 
 
+#: the named features, in their canonical order (``B`` a momentum decay in ``[0, 1)``, ``TAU`` a time scale > 0)
+FEATURE_FORMS = ("g", "p", "mB", "adamB", "rsqrt", "log_rms_g", "log_rms_p", "log_numel", "tTAU")
+#: the features of the per-coordinate optimizers (small_fc, rnnprop) unless configured otherwise
+DEFAULT_FEATURES = ("g", "p", "m0.5", "m0.9", "m0.99", "adam0.5", "adam0.9", "adam0.99", "rsqrt",
+                    "t1", "t3", "t10", "t30", "t100")
+_FIXED = {"g": 0, "p": 1, "rsqrt": 4, "log_rms_g": 5, "log_rms_p": 6, "log_numel": 7}
+_NUMBERED = re.compile(r"(m|adam|t)(.+)")
+_RANK = {"m": 2, "adam": 3, "t": 8}
+
+
+def number_name(x: float) -> str:
+    """The spelling of a decay or time scale in a feature name: the shortest decimal that reads back as ``x``
+    (``0.9`` -> ``"0.9"``, ``10.0`` -> ``"10"``), so a name holds its number exactly."""
+    text = repr(float(x))
+    return text[:-2] if text.endswith(".0") else text
+
+
+def parse_feature(name: str) -> tuple[int, float, str]:
+    """``(rank, number, canonical name)`` of one feature name; ``rank`` is its group's place in the canonical
+    order, ``number`` its decay or time scale (0 for the features without one).
+
+    Raises:
+        ValueError: not a feature name, or a decay outside ``[0, 1)``, or a time scale <= 0.
+    """
+    if not isinstance(name, str):
+        raise ValueError(f"a feature is named by a string, got {name!r}")
+    if name in _FIXED:
+        return _FIXED[name], 0.0, name
+    m = _NUMBERED.fullmatch(name)
+    try:
+        x = float(m.group(2)) if m else None
+    except ValueError:
+        x = None
+    if x is None or not math.isfinite(x):
+        raise ValueError(f"unknown feature {name!r}; the features are {', '.join(FEATURE_FORMS)} "
+                         "(B a momentum decay such as 0.9, TAU a time scale in steps such as 10)")
+    kind = m.group(1)
+    if kind == "t" and not x > 0:
+        raise ValueError(f"feature {name!r}: a time scale must be > 0")
+    if kind != "t" and not 0.0 <= x < 1.0:
+        raise ValueError(f"feature {name!r}: momentum decays must be in [0, 1)")
+    return _RANK[kind], x, kind + number_name(x)
+
+
+def canonical_features(features: Sequence[str]) -> list[str]:
+    """``features`` in the canonical order (the order of :data:`FEATURE_FORMS`; decays and time scales
+    ascending), each in its canonical spelling (``"t10.0"`` -> ``"t10"``).
+
+    Raises:
+        ValueError: an unknown name (see :func:`parse_feature`), a feature named twice, or none at all.
+
+    Example:
+        >>> canonical_features(["t10", "adam0.9", "g", "m0.99", "m0.9"])
+        ['g', 'm0.9', 'm0.99', 'adam0.9', 't10']
+    """
+    if isinstance(features, str):
+        raise ValueError(f"features is a list of feature names, got the string {features!r}")
+    parsed = [parse_feature(n) for n in features]
+    names = [c for _, _, c in parsed]
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise ValueError(f"features: {', '.join(map(repr, twice))} named more than once")
+    if not parsed:
+        raise ValueError("the feature set is empty: name at least one feature")
+    return [c for _, _, c in sorted(parsed)]
+
+
 class FeatureSet:
     """The features of a learned optimizer and the accumulators behind them (no weights).
 
+    Features (``N`` coordinates of ``T`` parameter tensors; every feature is one ``(N,)`` row of the ``(F, N)``
+    feature tensor), in their canonical order, whatever the order they are named in:
+
+    * ``"g"``: the gradient; ``"p"``: the parameter value;
+    * ``"mB"`` (e.g. ``"m0.9"``): the momentum at decay ``B`` (the bias-corrected EMA of ``g``);
+    * ``"adamB"`` (e.g. ``"adam0.9"``): ``m_B / (sqrt(v) + eps)``, the Adam direction at decay ``B`` (RNNprop's
+      inputs, Lv et al. 2017), with ``v`` the bias-corrected EMA of ``g^2`` at ``rms_decay``;
+    * ``"rsqrt"``: ``1 / (sqrt(v) + eps)``;
+    * with ``normalize``, every feature above is divided by its root-mean-square over the coordinates of its own
+      parameter tensor (the per-tensor second-moment normalisation of Metz et al. 2022), so the inputs have unit
+      scale whatever the scale of the loss or of the parameter;
+    * ``"log_rms_g"``, ``"log_rms_p"``: the log root-mean-square of ``g`` (of ``p``) over the coordinates of its
+      parameter tensor, taken before that normalisation and the same for every coordinate of a tensor: what the
+      normalisation hides, so the network can tell layers apart and give each its own step size (on fmnist_t1,
+      Adam with one learning rate per layer reaches a far lower loss than with one for all,
+      ``research/experiments/fmnist_t1/per_layer_adam.json``);
+    * ``"log_numel"``: the log of the number of coordinates of the parameter tensor minus its mean over the
+      coordinates of the group: a fixed input that tells layers apart without the feedback of ``log_rms_p`` (a
+      network's output layer is usually its smallest weight matrix). Centred so, it is about 0 on the tensors that
+      hold most coordinates, so a weight on it changes the steps of the small tensors relative to the large ones
+      without moving the bulk (uncentred, it would need a bias of the opposite sign grown with it);
+    * ``"tTAU"`` (e.g. ``"t10"``): the training-step embedding ``tanh(t / TAU)``, ``t`` counted from 1 (not
+      normalised).
+
+    ``"mB"`` and ``"adamB"`` may name different decays (``["m0.9", "adam0.5"]``): one momentum is kept per decay
+    either names. Canonically, decays and time scales ascend within their group and are spelt as the shortest
+    decimal that reads back as the number (:func:`number_name`).
+
     Args:
-        use_grad: the (normalised) gradient.
-        use_param: the (normalised) parameter value.
-        momentum_decays: decays of the momenta ``m_b``; an empty tuple drops momentum features.
-        use_momentum: the momenta themselves as features.
-        use_adam: ``m_b / sqrt(v)`` for every momentum decay (RNNprop's inputs).
-        use_rsqrt: ``rsqrt(v)``.
+        features: the names of the features (:data:`DEFAULT_FEATURES` by default).
         rms_decay: decay of the second moment ``v``.
-        normalize: per-tensor second-moment normalisation of the features above.
-        time_taus: step embedding ``tanh(t / tau)``; empty to drop it.
-        tensor_scale: the per-tensor log RMS of ``g`` and of ``p`` (before normalisation).
-        tensor_size: the log of the number of coordinates of each parameter tensor, centred (above).
+        normalize: per-tensor second-moment normalisation of ``g``, ``p``, the momenta, the Adam directions and
+            ``rsqrt``.
         eps: the ``eps`` of ``sqrt(v) + eps``.
+
+    Raises:
+        ValueError: an unknown feature name, a name given twice, no feature, or ``rms_decay`` outside ``[0, 1)``.
+
+    Accumulators (``S = len(momentum_decays) + 2`` rows): a momentum per decay in :attr:`momentum_decays`
+    (ascending), ``v``, and the step count ``t``.
     """
 
-    def __init__(self, use_grad: bool = True, use_param: bool = True,
-                 momentum_decays: Sequence[float] = (0.5, 0.9, 0.99), use_momentum: bool = True,
-                 use_adam: bool = True, use_rsqrt: bool = True, rms_decay: float = 0.999,
-                 normalize: bool = True, time_taus: Sequence[float] = (1.0, 3.0, 10.0, 30.0, 100.0),
-                 tensor_scale: bool = False, tensor_size: bool = False, eps: float = 1e-8) -> None:
-        for b in (*momentum_decays, rms_decay):
-            if not 0.0 <= b < 1.0:
-                raise ValueError(f"decays must be in [0, 1), got {b}")
-        if any(t <= 0 for t in time_taus):
-            raise ValueError(f"time_taus must be > 0, got {list(time_taus)}")
-        self.use_grad, self.use_param = use_grad, use_param
-        self.momentum_decays = tuple(float(b) for b in momentum_decays)
-        self.use_momentum, self.use_adam, self.use_rsqrt = use_momentum, use_adam, use_rsqrt
-        self.rms_decay, self.normalize, self.eps = float(rms_decay), normalize, eps
-        self.time_taus = tuple(float(t) for t in time_taus)
-        self.tensor_scale, self.tensor_size = tensor_scale, tensor_size
-        if self.num_features == 0:
-            raise ValueError("the feature set is empty: enable at least one feature")
+    def __init__(self, features: Sequence[str] = DEFAULT_FEATURES, rms_decay: float = 0.999,
+                 normalize: bool = True, eps: float = 1e-8) -> None:
+        if not 0.0 <= rms_decay < 1.0:
+            raise ValueError(f"decays must be in [0, 1), got rms_decay={rms_decay}")
+        self.names = canonical_features(features)
+        numbered = [(k, float(x)) for k, x in (_NUMBERED.fullmatch(n).groups() for n in self.names
+                                                if n not in _FIXED)]
+        m_decays = [x for k, x in numbered if k == "m"]
+        adam_decays = [x for k, x in numbered if k == "adam"]
+        #: decays of the kept momenta (ascending): those of the ``m`` and ``adam`` features together
+        self.momentum_decays = tuple(sorted(set(m_decays) | set(adam_decays)))
+        #: time scales of the step embedding (ascending)
+        self.time_taus = tuple(x for k, x in numbered if k == "t")
+        self.rms_decay, self.normalize, self.eps = float(rms_decay), bool(normalize), eps
+        self._m_rows = [self.momentum_decays.index(b) for b in m_decays]
+        self._adam_rows = [self.momentum_decays.index(b) for b in adam_decays]
+        self._log_rms = [n for n in ("log_rms_g", "log_rms_p") if n in self.names]
 
     @property
     def num_accumulators(self) -> int:
@@ -160,22 +236,12 @@ class FeatureSet:
         """``F``: rows of the feature tensor."""
         return len(self.names)
 
-    @property
-    def names(self) -> list[str]:
-        """The name of every feature row, in order (``"g"``, ``"m0.9"``, ``"adam0.9"``, ``"t10"``, ...)."""
-        bs = [f"{b:g}" for b in self.momentum_decays]
-        return ((["g"] if self.use_grad else []) + (["p"] if self.use_param else [])
-                + ([f"m{b}" for b in bs] if self.use_momentum else [])
-                + ([f"adam{b}" for b in bs] if self.use_adam else []) + (["rsqrt"] if self.use_rsqrt else [])
-                + (["log_rms_g", "log_rms_p"] if self.tensor_scale else []) + (["log_numel"] if self.tensor_size else [])
-                + [f"t{t:g}" for t in self.time_taus])
-
     def adam_index(self, decay: float = 0.9) -> int:
         """Row of the ``m_b / sqrt(v)`` feature whose decay ``b`` is closest to ``decay``."""
-        if not (self.use_adam and self.momentum_decays):
-            raise ValueError("this feature set has no m/sqrt(v) features (use_adam=False or no momentum decays)")
-        b = min(self.momentum_decays, key=lambda x: abs(x - decay))
-        return self.names.index(f"adam{b:g}")
+        adam = [n for n in self.names if n.startswith("adam")]
+        if not adam:
+            raise ValueError("this feature set has no m/sqrt(v) features (no 'adamB' feature)")
+        return self.names.index(min(adam, key=lambda n: abs(float(n[4:]) - decay)))
 
     def init_accumulators(self, n: int, ref: Tensor) -> Tensor:
         """Zero accumulators ``(S, n)`` with ``ref``'s dtype and device (step count 0)."""
@@ -191,7 +257,7 @@ class FeatureSet:
             num_segments: number of parameter tensors.
 
         Returns:
-            ``(features (F, N), new_acc (S, N))``.
+            ``(features (F, N), new_acc (S, N))``, the features in the order of :attr:`names`.
         """
         k = len(self.momentum_decays)
         t = acc[-1] + 1.0
@@ -203,23 +269,25 @@ class FeatureSet:
         m_hat = m / (1.0 - betas ** t)
         v_hat = v / (1.0 - self.rms_decay ** t)
         rsqrt = 1.0 / (torch.sqrt(v_hat) + self.eps)
+        names = self.names
         feats: list[Tensor] = []
-        if self.use_grad:
+        if "g" in names:
             feats.append(g.unsqueeze(0))
-        if self.use_param:
+        if "p" in names:
             feats.append(p.unsqueeze(0))
-        if self.use_momentum and k:
-            feats.append(m_hat)
-        if self.use_adam and k:
-            feats.append(m_hat * rsqrt)
-        if self.use_rsqrt:
+        if self._m_rows:
+            feats.append(m_hat if len(self._m_rows) == k else m_hat[self._m_rows])
+        if self._adam_rows:
+            feats.append((m_hat if len(self._adam_rows) == k else m_hat[self._adam_rows]) * rsqrt)
+        if "rsqrt" in names:
             feats.append(rsqrt.unsqueeze(0))
         x = torch.cat(feats) if feats else g.new_zeros(0, g.shape[0])
         if self.normalize and x.shape[0]:
             x = segment_rms_normalize(x, seg, num_segments)
-        if self.tensor_scale:
-            x = torch.cat([x, segment_log_rms(torch.stack([g, p]), seg, num_segments)])
-        if self.tensor_size:
+        if self._log_rms:
+            x = torch.cat([x, segment_log_rms(torch.stack([g if n == "log_rms_g" else p for n in self._log_rms]),
+                                              seg, num_segments)])
+        if "log_numel" in names:
             log_n = torch.log(segment_counts(seg, num_segments, g.dtype)).index_select(0, seg)
             x = torch.cat([x, (log_n - log_n.mean()).unsqueeze(0)])
         if self.time_taus:

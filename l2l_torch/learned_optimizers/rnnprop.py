@@ -15,8 +15,9 @@ import torch
 from torch import Tensor, nn
 
 from l2l_torch.learned_optimizers.base import register
+from l2l_torch.learned_optimizers.feature_base import FeatureOptimizerBase
+from l2l_torch.learned_optimizers.features import DEFAULT_FEATURES, FeatureSet
 from l2l_torch.learned_optimizers.lstm import CoordinatewiseLSTM
-from l2l_torch.learned_optimizers.small_fc import FeatureOptimizerBase
 
 
 @register("rnnprop")
@@ -25,23 +26,20 @@ class RNNpropOptimizer(FeatureOptimizerBase):
 
     Args:
         hidden_size, num_layers: the LSTM (per coordinate, weights shared).
-        step_mult, mag_mult, per_kind, warmup and the feature switches: as in
+        step_mult, mag_mult, per_kind, features, warmup: as in
             :class:`~l2l_torch.learned_optimizers.small_fc.SmallFCOptimizer`.
 
     State per coordinate: the feature accumulators and, per layer, ``h`` and ``c`` (``(H, N)`` each).
     """
 
     def __init__(self, hidden_size: int = 20, num_layers: int = 2, step_mult: float = 1e-3, mag_mult: float = 1e-3,
-                 per_kind: bool = False, momentum_decays: Sequence[float] = (0.5, 0.9, 0.99),
-                 use_grad: bool = True, use_param: bool = True, use_momentum: bool = True, use_adam: bool = True,
-                 use_rsqrt: bool = True, rms_decay: float = 0.999, normalize: bool = True,
-                 time_taus: Sequence[float] = (1.0, 3.0, 10.0, 30.0, 100.0), tensor_scale: bool = False,
-                 warmup: float = 0.0) -> None:
+                 per_kind: bool = False, features: Sequence[str] = DEFAULT_FEATURES, warmup: float = 0.0) -> None:
         if hidden_size < 1 or num_layers < 1:
             raise ValueError("hidden_size and num_layers must be >= 1")
-        super().__init__(per_kind, step_mult, mag_mult, momentum_decays, use_grad, use_param, use_momentum,
-                         use_adam, use_rsqrt, rms_decay, normalize, time_taus, tensor_scale, warmup,
-                         hidden_size=hidden_size, num_layers=num_layers)
+        feats = FeatureSet(features)
+        super().__init__({"hidden_size": hidden_size, "num_layers": num_layers, "step_mult": step_mult,
+                          "mag_mult": mag_mult, "per_kind": per_kind, "features": list(feats.names), "warmup": float(warmup)},
+                         feats, per_kind, step_mult, mag_mult, warmup)
         self.hidden_size, self.num_layers = hidden_size, num_layers
         self.nets = nn.ModuleDict({k: CoordinatewiseLSTM(self.feats.num_features, hidden_size, num_layers, "none")
                                    for k in self.kinds})
