@@ -10,7 +10,9 @@ Moves, under ``model:``: ``horizon``, ``unroll``, ``min_unroll``, ``horizon_curr
 ``optimizer:`` (``torch.optim.Adam`` or ``RMSprop``); ``meta_lr_decay: D`` into ``lr_scheduler:``
 (``CosineAnnealingLR`` with ``T_max: D``: the same half cosine to 0 over D meta-steps, after which torch's schedule
 rises again where the former one stayed at 0). A file without these keys is left as it is. Defaults are written out
-(``meta_lr`` 1e-3, Adam) so that every migrated config says what it runs.
+(``meta_lr`` 1e-3, Adam) so that every migrated config says what it runs. A feature-based learned optimizer's
+former options (``use_grad``, ``momentum_decays``, ``tensor_scale``, ...) become its ``features`` list
+(:func:`l2l_torch.checkpoint.migrate_config`).
 """
 
 from __future__ import annotations
@@ -28,13 +30,40 @@ def _pop(model, key, default=None):
     return model.pop(key) if key in model else default
 
 
+def migrate_lopt(model) -> bool:
+    """Rewrite ``model.lopt.init_args`` to the current constructor arguments; True if anything changed."""
+    from ruamel.yaml.comments import CommentedMap, CommentedSeq
+
+    from l2l_torch.checkpoint import migrate_config
+
+    lopt = model.get("lopt") if isinstance(model, dict) else None
+    args = lopt.get("init_args") if isinstance(lopt, dict) else None
+    if not isinstance(args, dict):
+        return False
+    new = migrate_config(lopt["class_path"], dict(args))
+    if new == dict(args):
+        return False
+    kept = CommentedMap()
+    for k, v in new.items():
+        kept[k] = args[k] if k in args and args[k] == v else v
+        if k == "features" and not (k in args and args[k] == v):
+            kept[k] = CommentedSeq(v)
+            kept[k].fa.set_flow_style()  # one line: [g, p, m0.9, ...]
+    if hasattr(args, "ca"):
+        kept.ca.comment = args.ca.comment
+        kept.ca.items.update({k: v for k, v in args.ca.items.items() if k in kept})
+    lopt["init_args"] = kept
+    return True
+
+
 def migrate(doc) -> bool:
     """Rewrite the parsed document ``doc`` in place; True if anything changed."""
     from ruamel.yaml.comments import CommentedMap
 
     model = doc.get("model") if isinstance(doc, dict) else None
-    if not isinstance(model, dict) or not any(k in model for k in OLD):
-        return False
+    changed = migrate_lopt(model)
+    if not isinstance(model, dict) or isinstance(model.get("estimator"), dict) or not any(k in model for k in OLD):
+        return changed  # nothing of the former layout (an estimator: object is the current one)
     trunc = CommentedMap((k, _pop(model, k)) for k in TRUNCATION if k in model)
     pes = _pop(model, "estimator", "bptt") == "pes"
     sigma, second, batch = _pop(model, "pes_sigma"), _pop(model, "second_order"), _pop(model, "batch_tasks")
