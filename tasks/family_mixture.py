@@ -78,6 +78,15 @@ class FamilyMixture(TaskFamily):
             family.to(device)
         return self
 
+    def prepare_data(self) -> None:
+        for family in self.families:
+            family.prepare_data()
+
+    @property
+    def data_source(self) -> str | None:
+        sources = [s for s in (family.data_source for family in self.families) if s]
+        return "; ".join(dict.fromkeys(sources)) or None
+
     def describe(self) -> dict[str, Any]:
         return {**super().describe(), "families": [f.describe() for f in self.families],
                 "weights": [round(w, 6) for w in self.weights],

@@ -95,7 +95,7 @@ class MLPMixtureFamily(TaskFamily):
             raise ValueError(f"need 0 < loss_scale_min <= loss_scale_max, got {loss_scale_min}, {loss_scale_max}")
         self.loss_scale_min, self.loss_scale_max = loss_scale_min, loss_scale_max
         self.train_eval_size, self.eval_batch_size = train_eval_size, eval_batch_size
-        # one family per dataset: it checks the files now and holds the shared tensors
+        # one family per dataset: each loads its own dataset through its DataModule, when first needed
         self.families = {d: ImageClassificationFamily(dataset=d, data_dir=data_dir, val_fraction=val_fraction,
                                                       split_seed=split_seed, train_eval_size=train_eval_size,
                                                       eval_batch_size=eval_batch_size, subset=subset)
@@ -124,6 +124,14 @@ class MLPMixtureFamily(TaskFamily):
         for fam in self.families.values():
             fam.to(device)
         return self
+
+    def prepare_data(self) -> None:
+        for fam in self.families.values():
+            fam.prepare_data()
+
+    @property
+    def data_source(self) -> str:
+        return "; ".join(fam.data_source for fam in self.families.values())
 
     def describe(self) -> dict[str, Any]:
         return {**super().describe(), "datasets": self.datasets, "activations": self.activations,
