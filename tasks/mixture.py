@@ -55,6 +55,9 @@ class MLPMixtureFamily(TaskFamily):
     a depth from ``depths`` and for each hidden layer a width from ``widths``, a batch size from
     ``batch_sizes``; and a loss scale drawn log-uniformly from ``[loss_scale_min, loss_scale_max]``.
 
+    One :class:`~l2l_torch.tasks.image_classification.ImageClassificationFamily` per dataset loads that dataset
+    through its own DataModule; the mixture takes no ``data:`` section.
+
     Args:
         datasets: dataset names (same input shape, e.g. ``fashion_mnist`` and ``mnist``).
         activations: ``sigmoid``, ``tanh``, ``relu``.

@@ -9,6 +9,10 @@ Because SSIM is high wherever both images are black, an optimizer can lower the 
 the digit or moving it off the canvas (what the study's LSTM learned). :meth:`STNTask.evaluate`
 therefore also reports the foreground-mass ratio (warped mass / input mass, mean over images),
 which is about 1 for an alignment and well below 1 for a removal.
+
+The network and the losses are in :mod:`l2l_torch.tasks.stn_model`, the data in
+:class:`l2l_torch.affnist.AffNISTDataModule`, the TensorBoard grid of warped digits in
+:class:`l2l_torch.callbacks.LogSTNGrid`.
 """
 
 from __future__ import annotations
