@@ -334,9 +334,14 @@ class AffNISTDataModule(TensorDataModule):
             if missing:
                 raise DataError(f"source 'mat' but the affNIST files are missing under "
                                 f"{resolve_data_dir(self.data_dir) / 'affNIST'} (need training, validation and test .mat files)")
-        else:
-            for split in ("train", "test"):
-                load_raw("mnist", self.data_dir, split)
+        else:  # MNIST's files, and enough images of each digit (so that setup() cannot fail on counts)
+            train, test = (load_raw("mnist", self.data_dir, split)[1] for split in ("train", "test"))
+            need = [(train, self.digit, self.target_index + 1 + self.n_train + self.n_val, "training")]
+            need += [(test, d, self.n_test, "test") for d in self.test_digits]
+            for labels, d, n, split in need:
+                if int((labels == d).sum()) < n:
+                    raise DataError(f"MNIST has {int((labels == d).sum())} {split} images of digit {d}, "
+                                    f"fewer than the {n} requested")
 
     def _load(self, device: torch.device) -> None:
         if self.data is None:

@@ -195,3 +195,5 @@ def test_stn_family_loads_through_its_datamodule():
     assert attached.datamodule.n_val == 4 and attached.sample(1).data.splits["val"].shape[0] == 4
     with pytest.raises(DataError, match="n_train=32 but data: sets n_train=16"):
         STNFamily(n_train=32).attach(AffNISTDataModule(n_train=16))
+    with pytest.raises(DataError, match="6000 requested"):  # checked by prepare_data, before any training
+        STNFamily(data_dir=str(SHARED_DATA), n_train=5786).prepare_data()
