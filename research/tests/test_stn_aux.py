@@ -59,5 +59,6 @@ def test_aux_family_gets_the_other_digits_from_its_datamodule():
     assert isinstance(family.data_module(), AuxAffNISTDataModule) and isinstance(task, AuxSTNTask)
     assert task.data.aux.shape == (2, 5, 1, 40, 40) and task.data.aux_val.shape == (2, 3, 1, 40, 40)
     assert task.describe()["aux_weight"] == 1.0
+    assert family.data_source.endswith("mass term (weight 1.0) on digits [0, 7]")
     with pytest.raises(ValueError, match="needs aux_digits"):
         AuxSTNFamily(aux_weight=1.0)

@@ -126,5 +126,10 @@ class AuxSTNFamily(STNFamily):
     def task_kwargs(self) -> dict[str, Any]:
         return {**super().task_kwargs(), "aux_weight": self.aux_weight}
 
+    @property
+    def data_source(self) -> str:
+        term = f"; meta-objective mass term (weight {self.aux_weight}) on digits {list(self.aux_digits)}"
+        return super().data_source + (term if self.aux_weight else "")
+
     def describe(self) -> dict[str, Any]:
         return {**super().describe(), **_aux_description(self.data, self.aux_weight)}
