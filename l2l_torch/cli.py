@@ -211,7 +211,10 @@ def task_family_from_config(task: str, overrides: dict[str, Any] | None = None):
     try:
         family = instantiate(spec)
         if config.get("data"):
-            family.attach(instantiate(config["data"]))
+            # an override of a data setting that data: sets too applies there as well (else it would conflict)
+            keys, data_args = getattr(family, "data_keys", {}), dict(config["data"].get("init_args") or {})
+            data_args.update({keys[k]: v for k, v in (overrides or {}).items() if keys.get(k) in data_args})
+            family.attach(instantiate({**config["data"], "init_args": data_args}))
         family.prepare_data()
     except DataError as e:
         raise UserError(str(e)) from None

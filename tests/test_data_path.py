@@ -87,3 +87,18 @@ def test_a_mixture_takes_no_data_section(tmp_path, capsys):
     assert e.value.code == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: FamilyMixture takes no data: section") and len(err.splitlines()) == 1
+
+
+@needs_data("MNIST")
+def test_evaluate_builds_the_family_with_the_data_section(monkeypatch):
+    """evaluate.py's family (task_family_from_config) is fed by the config's data: section too, and a --set of a
+    data setting that data: also sets applies to both."""
+    from l2l_torch.affnist import AffNISTDataModule
+    from l2l_torch.cli import UserError, task_family_from_config
+
+    monkeypatch.setenv("L2L_DATA_DIR", str(SHARED_DATA))
+    family = task_family_from_config("affnist", {"n_train": 16, "n_val": 4, "n_test": 4})
+    assert type(family.datamodule) is AffNISTDataModule and family.datamodule.n_train == 16
+    assert family.sample(0).data.splits["train"] is family.datamodule.data.splits["train"]
+    with pytest.raises(UserError, match="affNIST files are missing"):
+        task_family_from_config("affnist", {"source": "mat", "data_dir": str(SHARED_DATA)})
