@@ -124,6 +124,8 @@ def main(argv: list[str] | None = None) -> None:
     except TypeError as e:
         fail(f"bad --set override for task {a.task!r}: {e}")
     check_for_task(lopt, meta, device, a.checkpoint, a.task, family)
+    if family.data_source:
+        print(f"data: {family.data_source}", flush=True)
     steps = a.steps or config_horizon(a.task)
     out = Path(a.out)
     t0 = time.time()

@@ -259,12 +259,17 @@ def main(argv: list[str] | None = None) -> None:
                                 args=["--config", str(cfg), *rest] if cfg else rest)
         if ckpt:  # before Lightning touches it: readable, a meta-training run, the same architecture
             check_resume_checkpoint(ckpt, cli.model.lopt)
+        if cli.datamodule is not None:  # the config's data: section feeds the task family
+            cli.model.task.attach(cli.datamodule)
+        cli.model.task.prepare_data()  # the files are there (found, extracted or downloaded), else one line here
     except (ValueError, FileNotFoundError, UserError, argparse.ArgumentError, MisconfigurationException) as e:
         fail(" ".join(line.strip() for line in str(e).splitlines() if line.strip()))
     trainer = cli.trainer
     if not ckpt and (out / "checkpoints" / "last.ckpt").is_file() and trainer.is_global_zero:
         print(f"note: {out} holds an earlier run; this new run overwrites its checkpoints "
               f"(to continue that run instead: --ckpt_path last)", flush=True)
+    if trainer.is_global_zero and cli.model.task.data_source:
+        print(f"data: {cli.model.task.data_source}", flush=True)
     if not ckpt and (cli.model.lopt.warm_started_from or args.validate_first):
         # the starting point is a candidate too (meta-step 0): if meta-training here only makes it worse,
         # the exported optimizer.pt is the starting point itself, and optimizer.json says so (meta_step 0)

@@ -9,7 +9,8 @@ official files are MATLAB ``.mat`` files holding an ``affNISTdata`` struct with 
 
 :func:`load_affnist_mat` reads such files; :func:`affnist_transform` makes the same kind of data
 from any batch of 28x28 digits, vectorised and deterministic by seed. :func:`load_digit_sets`
-picks whichever source is available and says which in :attr:`DigitSets.source`.
+picks whichever source is available and says which in :attr:`DigitSets.source`;
+:class:`AffNISTDataModule` serves those sets to the STN task family as a LightningDataModule.
 
 Example:
     >>> digits = torch.rand(4, 1, 28, 28)
@@ -29,6 +30,8 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+
+from l2l_torch.data import DataError, TensorDataModule, load_raw, resolve_data_dir
 
 CANVAS = 40
 #: the published affNIST ranges
@@ -191,9 +194,8 @@ class DigitSets:
 
 def _mnist(data_dir: Path, split: str) -> tuple[Tensor, Tensor]:
     """MNIST ``split`` (``"train"``/``"test"``) as float ``(N, 1, 28, 28)`` in [0, 1] and labels ``(N,)``."""
-    from l2l_torch.data import load_image_dataset
-
-    return load_image_dataset("mnist", data_dir, split)
+    images, labels = load_raw("mnist", data_dir, split)
+    return images.float().div_(255.0), labels
 
 
 def _take(images: Tensor, labels: Tensor, digit: int, start: int, count: int, what: str) -> Tensor:
@@ -227,8 +229,6 @@ def load_digit_sets(data_dir: str | os.PathLike | None = None, digit: int = 8,
         source: ``"auto"`` (the ``.mat`` files if all splits are present, else generated),
             ``"mat"`` or ``"mnist"``.
     """
-    from l2l_torch.data import resolve_data_dir
-
     data_dir = resolve_data_dir(data_dir)
     if source not in ("auto", "mat", "mnist"):
         raise ValueError(f"source must be 'auto', 'mat' or 'mnist', got {source!r}")
@@ -276,3 +276,77 @@ def load_digit_sets(data_dir: str | os.PathLike | None = None, digit: int = 8,
 def _stack_digits(per_digit: list[Tensor]) -> Tensor | None:
     """``D`` tensors ``(n, 1, H, W)`` -> ``(D, n, 1, H, W)``; ``None`` for no digits."""
     return torch.stack(per_digit) if per_digit else None
+
+
+# ---------------------------------------------------------------------------------------- DataModule
+class AffNISTDataModule(TensorDataModule):
+    """The digit sets of the STN task (:func:`load_digit_sets`) as a LightningDataModule.
+
+    :meth:`prepare_data` checks the real ``.mat`` files or MNIST's (extracting or downloading MNIST once);
+    :meth:`setup` loads (or generates) the :class:`DigitSets` onto the device: :attr:`data`.
+
+    Args:
+        data_dir: data folder (default ``$L2L_DATA_DIR`` or ``./data``); affNIST ``.mat`` files in
+            ``<data_dir>/affNIST`` are used when present, else digits are generated from MNIST.
+        source: ``"auto"``, ``"mat"`` or ``"mnist"`` (see :func:`load_digit_sets`).
+        digit, test_digits: the digit trained on and the digits of the unseen test splits.
+        n_train, n_val, n_test: images per split (``n_test`` per test digit).
+        target_index: which ``digit`` image is the target example.
+        data_seed: generation seed of the affine transforms (generated data only).
+        device: where the tensors live; default: the trainer's device when attached, else CPU.
+    """
+
+    def __init__(self, data_dir: str | None = None, source: str = "auto", digit: int = 8,
+                 test_digits: tuple[int, ...] = (8, 6, 1), n_train: int = 2000, n_val: int = 200,
+                 n_test: int = 200, target_index: int = 13, data_seed: int = 0, device: str | None = None) -> None:
+        super().__init__(device)
+        if source not in ("auto", "mat", "mnist"):
+            raise DataError(f"source must be 'auto', 'mat' or 'mnist', got {source!r}")
+        self.data_dir, self.source, self.digit, self.test_digits = data_dir, source, digit, tuple(test_digits)
+        self.n_train, self.n_val, self.n_test = n_train, n_val, n_test
+        self.target_index, self.data_seed = target_index, data_seed
+        self.data: DigitSets | None = None
+
+    def uses_mat_files(self) -> bool:
+        """Whether the real ``.mat`` files are the source (else digits generated from MNIST)."""
+        root = resolve_data_dir(self.data_dir)
+        return self.source == "mat" or (self.source == "auto" and all(find_affnist_files(root, s) for s in MAT_FILES))
+
+    @property
+    def data_source(self) -> str:
+        if self.data is not None:
+            where = self.data.source
+        elif self.uses_mat_files():
+            where = f"affNIST .mat files in {resolve_data_dir(self.data_dir) / 'affNIST'}"
+        else:
+            where = f"generated from MNIST in {resolve_data_dir(self.data_dir)}, seed {self.data_seed}"
+        return f"affNIST digits {where}; train {self.n_train}, val {self.n_val}, test {self.n_test} per digit"
+
+    def digit_set_args(self) -> dict:
+        """The arguments of :func:`load_digit_sets` (a subclass may add some)."""
+        return dict(data_dir=self.data_dir, digit=self.digit, test_digits=self.test_digits, n_train=self.n_train,
+                    n_val=self.n_val, n_test=self.n_test, target_index=self.target_index, seed=self.data_seed,
+                    source=self.source)
+
+    def _prepare(self) -> None:
+        if self.uses_mat_files():
+            missing = [s for s in MAT_FILES if not find_affnist_files(resolve_data_dir(self.data_dir), s)]
+            if missing:
+                raise DataError(f"source 'mat' but the affNIST files are missing under "
+                                f"{resolve_data_dir(self.data_dir) / 'affNIST'} (need training, validation and test .mat files)")
+        else:  # MNIST's files, and enough images of each digit (so that setup() cannot fail on counts)
+            train, test = (load_raw("mnist", self.data_dir, split)[1] for split in ("train", "test"))
+            need = [(train, self.digit, self.target_index + 1 + self.n_train + self.n_val, "training")]
+            need += [(test, d, self.n_test, "test") for d in self.test_digits]
+            for labels, d, n, split in need:
+                if int((labels == d).sum()) < n:
+                    raise DataError(f"MNIST has {int((labels == d).sum())} {split} images of digit {d}, "
+                                    f"fewer than the {n} requested")
+
+    def _load(self, device: torch.device) -> None:
+        if self.data is None:
+            try:
+                self.data = load_digit_sets(**self.digit_set_args())
+            except ValueError as e:  # too few images of a digit, a test digit among the others, ...
+                raise DataError(str(e)) from None
+        self.data = self.data.to(device)

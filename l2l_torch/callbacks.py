@@ -1,4 +1,5 @@
-"""Callbacks: export of the best learned optimizer during meta-training, and a progress bar over meta-steps."""
+"""Callbacks: export of the best learned optimizer during meta-training, a progress bar over meta-steps, and the
+warped digits of a held-out STN in TensorBoard."""
 
 from __future__ import annotations
 
@@ -158,3 +159,45 @@ class MetaStepProgressBar(TQDMProgressBar):
         for bar in (self._val_progress_bar, self._train_progress_bar):
             if bar is not None and not bar.disable:
                 bar.close()
+
+
+class LogSTNGrid(L.Callback):
+    """After each validation of meta-training, log the warped digits of one held-out STN trained by
+    the current learned optimizer to TensorBoard (``val/stn_grid``) and its foreground-mass ratio.
+
+    Args:
+        steps: optimizee steps of that run (default: the module's validation horizon).
+        n: images per row.
+    """
+
+    def __init__(self, steps: int | None = None, n: int = 8) -> None:
+        self.steps, self.n = steps, n
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.sanity_checking or not trainer.is_global_zero:
+            return
+        import torch
+
+        from l2l_torch.evaluation import train_optimizee
+        from l2l_torch.optim import LearnedOptimizer
+        from l2l_torch.tasks.base import VAL_SEED_OFFSET
+
+        hp = pl_module.hparams
+        seed = VAL_SEED_OFFSET + hp.get("val_seed", 0)  # the first validation instance
+        task = pl_module.task.sample(seed)
+        if not hasattr(task, "visualize"):
+            return
+        steps = self.steps or hp.get("val_horizon") or pl_module.truncation.horizon
+        with torch.enable_grad():
+            r = train_optimizee(task, lambda g: LearnedOptimizer(g, lopt=pl_module.lopt), steps, seed, keep_params=True)
+        if r.diverged:
+            return
+        img = task.visualize(r.params, r.buffers, self.n)
+        for logger in trainer.loggers:
+            exp = getattr(logger, "experiment", None)
+            if hasattr(exp, "add_image"):
+                exp.add_image("val/stn_grid", img, global_step=trainer.global_step)
+            if hasattr(exp, "add_scalar"):
+                for k in ("val_mass_ratio", "val_ssim"):
+                    if k in r.final and math.isfinite(r.final[k]):
+                        exp.add_scalar(f"val/stn_{k[4:]}", r.final[k], global_step=trainer.global_step)

@@ -198,12 +198,27 @@ def config_horizon(task: str) -> int:
 
 def task_family_from_config(task: str, overrides: dict[str, Any] | None = None):
     """The task family that ``configs/<task>.yaml`` meta-trains on (``model.task``), with init-arg
-    overrides (e.g. a different batch size or activation for a generalisation test)."""
-    spec = load_config(task).get("model", {}).get("task")
+    overrides (e.g. a different batch size or activation for a generalisation test), fed by the config's
+    ``data:`` section when it has one (as in ``train.py``). Checks the data files (a :class:`UserError` when
+    they are missing or damaged)."""
+    from l2l_torch.data import DataError
+
+    config = load_config(task)
+    spec = config.get("model", {}).get("task")
     if spec is None:
         raise UserError(f"{config_path(task)} has no model.task section")
     spec = {**spec, "init_args": {**(spec.get("init_args") or {}), **(overrides or {})}}
-    return instantiate(spec)
+    try:
+        family = instantiate(spec)
+        if config.get("data"):
+            # an override of a data setting that data: sets too applies there as well (else it would conflict)
+            keys, data_args = getattr(family, "data_keys", {}), dict(config["data"].get("init_args") or {})
+            data_args.update({keys[k]: v for k, v in (overrides or {}).items() if keys.get(k) in data_args})
+            family.attach(instantiate({**config["data"], "init_args": data_args}))
+        family.prepare_data()
+    except DataError as e:
+        raise UserError(str(e)) from None
+    return family
 
 
 def parse_overrides(pairs: list[str], base: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -237,10 +252,15 @@ def check_for_task(lopt: Any, meta: dict[str, Any], device: Any, checkpoint: str
     """Move ``family`` to ``device`` and check that ``lopt`` (from ``checkpoint``) can train the task's
     parameters; exits with one sentence (:func:`fail`) when it cannot."""
     from l2l_torch.checkpoint import CheckpointError, check_compatible
+    from l2l_torch.data import DataError
 
     family.to(device)
     try:
-        check_compatible(lopt, meta, family.sample(0).param_kinds())
+        kinds = family.sample(0).param_kinds()  # (loads the task's data)
+    except DataError as e:
+        fail(str(e))
+    try:
+        check_compatible(lopt, meta, kinds)
     except CheckpointError as e:
         fail(f"checkpoint {checkpoint} cannot optimize task {task!r}: {e}")
 

@@ -1,9 +1,16 @@
 """Image datasets held as tensors on the training device (Fashion-MNIST, MNIST, CIFAR-10).
 
-A dataset is read ONCE per process into ``uint8`` tensors ``(N, C, H, W)``; a
-:class:`ImageDataModule` turns that into normalized float tensors on its device with a seeded
-90/10 train/validation split and the official test set, and draws batches by indexing on the
-device (no per-batch ``DataLoader`` in the meta-training hot loop).
+Each dataset is a LightningDataModule (:class:`FashionMNISTDataModule`, :class:`MNISTDataModule`,
+:class:`CIFAR10DataModule`; affNIST: :class:`l2l_torch.affnist.AffNISTDataModule`): ``prepare_data()``
+finds, extracts or downloads the files once, ``setup()`` puts the tensors on the training device. A task
+family takes its data from one (``family.attach(datamodule)``, which ``train.py`` does with the config's
+``data:`` section) or, built on its own, makes one from its arguments: one loading path either way.
+The task instances draw batches by indexing the device tensors (no per-batch ``DataLoader`` in the
+meta-training hot loop).
+
+A dataset is read ONCE per process into ``uint8`` tensors ``(N, C, H, W)``; an :class:`ImageDataModule`
+turns that into normalized float tensors on its device with a seeded 90/10 train/validation split and the
+official test set.
 
 Where the files come from (``data_dir``: the argument, else ``$L2L_DATA_DIR``, else ``./data``):
 
@@ -19,32 +26,32 @@ Where the files come from (``data_dir``: the argument, else ``$L2L_DATA_DIR``, e
 
 Set ``L2L_OFFLINE=1`` to never try a download (tests, air-gapped machines).
 
-Errors the user can fix (files missing offline, a truncated file) raise :class:`DataError`, a
-:class:`l2l_torch.cli.UserError`, so the command-line tools print one sentence and exit 2.
+Errors the user can fix (files missing offline, a truncated file) raise :class:`DataError` with one
+sentence; the command-line tools print it as one line and exit 2.
 """
 
 from __future__ import annotations
 
 import gzip
 import hashlib
+import inspect
 import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import lightning as L
 import torch
 from torch import Tensor
-from torch.utils.data import DataLoader, TensorDataset
-
-from l2l_torch.cli import UserError
 
 SPLITS = ("train", "val", "test")
 SOURCES = ("auto", "torchvision", "folder")
 
 
-class DataError(UserError):
-    """A dataset cannot be found, downloaded or read; the message says which files and where."""
+class DataError(ValueError):
+    """A dataset cannot be found, downloaded or read, or a data setting is wrong; the message (one sentence)
+    says which files and where, or which setting."""
 
 
 @dataclass(frozen=True)
@@ -292,19 +299,117 @@ def load_image_dataset(name: str, data_dir: str | os.PathLike | None = None, spl
     return images.float().div_(255.0), labels
 
 
-# ---------------------------------------------------------------------- DataModule
-class ImageDataModule(L.LightningDataModule):
+# ---------------------------------------------------------------------- DataModules
+def _default(cls: type, name: str) -> Any:
+    """The default of ``cls``'s init argument ``name`` (from the first class in its MRO that declares it)."""
+    for c in cls.__mro__:
+        init = c.__dict__.get("__init__")
+        if init is not None:
+            params = inspect.signature(init).parameters
+            if name in params:
+                return params[name].default
+    return inspect.Parameter.empty
+
+
+def _same(a: Any, b: Any) -> bool:
+    def norm(v: Any) -> Any:
+        return tuple(norm(x) for x in v) if isinstance(v, (list, tuple)) else str(v) if isinstance(v, os.PathLike) else v
+
+    return norm(a) == norm(b)
+
+
+class TensorDataModule(L.LightningDataModule):
+    """A dataset as tensors on one device; the base of the dataset DataModules.
+
+    :meth:`prepare_data` makes sure the files are there (found, extracted or downloaded), once per
+    instance; :meth:`setup` loads the tensors onto :meth:`target_device` (again after :meth:`to` moves
+    it). A task family used without a trainer calls :meth:`load`, which does both. Subclasses implement
+    ``_prepare()``, ``_load(device)`` and :attr:`data_source`.
+
+    Args:
+        device: where the tensors live; default: the trainer's device when attached, else CPU.
+    """
+
+    def __init__(self, device: str | None = None) -> None:
+        super().__init__()
+        self.device = torch.device(device) if device else None
+        self.prepared = False
+        #: the device the tensors were last loaded onto (None: not loaded yet)
+        self.loaded_on: torch.device | None = None
+
+    def _prepare(self) -> None:
+        raise NotImplementedError
+
+    def _load(self, device: torch.device) -> None:
+        raise NotImplementedError
+
+    @property
+    def data_source(self) -> str:
+        """Which data, from where (one line, for the run's log)."""
+        raise NotImplementedError
+
+    def target_device(self) -> torch.device:
+        if self.device is not None:
+            return self.device
+        trainer = getattr(self, "trainer", None)  # set when a Trainer runs with this DataModule
+        return trainer.strategy.root_device if trainer is not None else torch.device("cpu")
+
+    def prepare_data(self) -> None:
+        if not self.prepared:
+            self._prepare()  # raises DataError when the files are missing
+            self.prepared = True
+
+    def setup(self, stage: str | None = None) -> None:
+        device = self.target_device()
+        if self.loaded_on != device:
+            self._load(device)
+            self.loaded_on = device
+
+    def to(self, device: torch.device | str) -> TensorDataModule:
+        """Keep the tensors on ``device`` from now on (moved now if already loaded)."""
+        self.device = torch.device(device)
+        if self.loaded_on is not None:
+            self.setup()
+        return self
+
+    def load(self, device: torch.device | str | None = None) -> TensorDataModule:
+        """:meth:`prepare_data` and :meth:`setup` (on ``device`` when given); a no-op when already done."""
+        if device is not None:
+            self.device = torch.device(device)
+        self.prepare_data()
+        self.setup("fit")
+        return self
+
+    def adopt(self, owner: Any, keys: dict[str, str]) -> None:
+        """Reconcile the data settings of ``owner`` (a task family) with this DataModule's, in place.
+
+        ``keys`` maps the owner's attribute names to this DataModule's. A setting left at its default on one
+        side takes the other side's value; one set differently on both sides is a :class:`DataError`.
+        """
+        for mine, theirs in keys.items():
+            a, b = getattr(owner, mine), getattr(self, theirs)
+            if _same(a, b):
+                continue
+            if _same(a, _default(type(owner), mine)):
+                setattr(owner, mine, b)
+            elif _same(b, _default(type(self), theirs)) and self.loaded_on is None:
+                setattr(self, theirs, a)
+            else:
+                raise DataError(f"model.task sets {mine}={a!r} but data: sets {theirs}={b!r}; set it in one place")
+
+
+class ImageDataModule(TensorDataModule):
     """A classification dataset as normalized float tensors on one device.
 
     After :meth:`setup`, ``self.tensors[split] = (x, y)`` for ``split`` in ``train``, ``val``,
     ``test``: ``x`` float ``(N, C, H, W)`` normalized per channel, ``y`` long ``(N,)``.
-    ``val`` is a seeded random ``val_fraction`` of the official training set.
+    ``val`` is a seeded random ``val_fraction`` of the official training set. The tensors are built
+    once per process and argument set, so families sampling many task instances share them.
 
     Args:
         name: ``"fashion_mnist"``, ``"mnist"`` or ``"cifar10"``.
         data_dir: dataset root (default ``$L2L_DATA_DIR``, else ``./data``).
         source: CIFAR-10 only: ``"auto"``, ``"torchvision"`` or ``"folder"`` (see the module doc).
-        batch_size: batch size of :meth:`batch` and the dataloaders.
         val_fraction: share of the official training set held out for validation.
         split_seed: seed of the train/validation split.
         subset: keep only this many training and test images (quick tests); None keeps all.
@@ -312,108 +417,85 @@ class ImageDataModule(L.LightningDataModule):
 
     Example:
         >>> dm = ImageDataModule("fashion_mnist", subset=1000)  # doctest: +SKIP
-        >>> dm.setup()
-        >>> x, y = dm.batch("train", torch.Generator().manual_seed(0))
-        >>> x.shape
-        torch.Size([128, 1, 28, 28])
+        >>> dm.prepare_data(); dm.setup()
+        >>> dm.tensors["train"][0].shape
+        torch.Size([900, 1, 28, 28])
     """
 
     def __init__(self, name: str = "fashion_mnist", data_dir: str | None = None, source: str = "auto",
-                 batch_size: int = 128, val_fraction: float = 0.1, split_seed: int = 0,
-                 subset: int | None = None, device: str | None = None) -> None:
-        super().__init__()
+                 val_fraction: float = 0.1, split_seed: int = 0, subset: int | None = None,
+                 device: str | None = None) -> None:
+        super().__init__(device)
         self.info = _info(name)
         if not 0.0 < val_fraction < 1.0:
-            raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction}")
+            raise DataError(f"val_fraction must be in (0, 1), got {val_fraction}")
+        if source not in SOURCES:
+            raise DataError(f"source must be one of {SOURCES}, got {source!r}")
         self.name, self.data_dir, self.source = name, data_dir, source
-        self.batch_size, self.val_fraction, self.split_seed, self.subset = batch_size, val_fraction, split_seed, subset
-        self.device = torch.device(device) if device else None
+        self.val_fraction, self.split_seed, self.subset = val_fraction, split_seed, subset
         self.tensors: dict[str, tuple[Tensor, Tensor]] = {}
 
-    def prepare_data(self) -> None:
-        # files present (extracted, decoded or downloaded); raises DataError otherwise
+    @property
+    def data_source(self) -> str:
+        return (f"{self.info.tv_class} from {resolve_data_dir(self.data_dir)}"
+                + (f" (source {self.source})" if self.name == "cifar10" else "")
+                + (f", first {self.subset} images" if self.subset is not None else ""))
+
+    def _prepare(self) -> None:
         for split in ("train", "test"):
             load_raw(self.name, self.data_dir, split, self.source)
 
-    def _device(self) -> torch.device:
-        if self.device is not None:
-            return self.device
-        trainer = getattr(self, "trainer", None)
-        return trainer.strategy.root_device if trainer is not None else torch.device("cpu")
+    def _load(self, device: torch.device) -> None:
+        key = (self.name, str(resolve_data_dir(self.data_dir).resolve()), self.source, self.val_fraction,
+               self.split_seed, self.subset, str(device))
+        if key not in _PREPARED:
+            _PREPARED[key] = self._normalized(device)
+        self.tensors = _PREPARED[key]
 
-    def setup(self, stage: str | None = None) -> None:
-        if not self.tensors:
-            self.tensors = prepared_tensors(self.name, self.data_dir, self.source, self.val_fraction,
-                                            self.split_seed, self.subset, str(self._device()))
+    def _normalized(self, device: torch.device) -> dict[str, tuple[Tensor, Tensor]]:
+        mean = torch.tensor(self.info.mean).view(1, -1, 1, 1)
+        std = torch.tensor(self.info.std).view(1, -1, 1, 1)
 
-    def batch(self, split: str, generator: torch.Generator, batch_size: int | None = None) -> tuple[Tensor, Tensor]:
-        """A random batch (with replacement) of ``split``, indexed on the device: ``((B, C, H, W), (B,))``."""
-        x, y = self.tensors[split]
-        idx = torch.randint(x.shape[0], (batch_size or self.batch_size,), generator=generator, device=x.device)
-        return x[idx], y[idx]
+        def norm(images: Tensor) -> Tensor:
+            return ((images.float() / 255.0 - mean) / std).to(device)
 
-    def _loader(self, split: str, shuffle: bool) -> DataLoader:
-        return DataLoader(TensorDataset(*self.tensors[split]), batch_size=self.batch_size, shuffle=shuffle)
-
-    def train_dataloader(self) -> DataLoader:
-        return self._loader("train", True)
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader("val", False)
-
-    def test_dataloader(self) -> DataLoader:
-        return self._loader("test", False)
+        train_x, train_y = load_raw(self.name, self.data_dir, "train", self.source)
+        test_x, test_y = load_raw(self.name, self.data_dir, "test", self.source)
+        perm = torch.randperm(train_x.shape[0], generator=torch.Generator().manual_seed(self.split_seed))
+        if self.subset is not None:
+            perm = perm[:self.subset]
+            test_x, test_y = test_x[:self.subset], test_y[:self.subset]
+        n_val = max(1, int(round(self.val_fraction * perm.numel())))
+        val_idx, train_idx = perm[:n_val], perm[n_val:]
+        return {"train": (norm(train_x[train_idx]), train_y[train_idx].to(device)),
+                "val": (norm(train_x[val_idx]), train_y[val_idx].to(device)),
+                "test": (norm(test_x), test_y.to(device))}
 
 
+#: normalized tensors per (dataset, folder, source, split, subset, device): shared by every DataModule of a process
 _PREPARED: dict[tuple, dict[str, tuple[Tensor, Tensor]]] = {}
 
 
-def prepared_tensors(name: str, data_dir: str | None, source: str, val_fraction: float, split_seed: int,
-                     subset: int | None, device: str) -> dict[str, tuple[Tensor, Tensor]]:
-    """Normalized train/val/test tensors on ``device``, built once per process and argument set
-    (a task family sampling many task instances shares them)."""
-    key = (name, str(resolve_data_dir(data_dir).resolve()), source, val_fraction, split_seed, subset, device)
-    if key in _PREPARED:
-        return _PREPARED[key]
-    info = _info(name)
-    mean = torch.tensor(info.mean).view(1, -1, 1, 1)
-    std = torch.tensor(info.std).view(1, -1, 1, 1)
-    g = torch.Generator().manual_seed(split_seed)
-
-    def norm(images: Tensor) -> Tensor:
-        return ((images.float() / 255.0 - mean) / std).to(device)
-
-    train_x, train_y = load_raw(name, data_dir, "train", source)
-    test_x, test_y = load_raw(name, data_dir, "test", source)
-    perm = torch.randperm(train_x.shape[0], generator=g)
-    if subset is not None:
-        perm = perm[:subset]
-        test_x, test_y = test_x[:subset], test_y[:subset]
-    n_val = max(1, int(round(val_fraction * perm.numel())))
-    val_idx, train_idx = perm[:n_val], perm[n_val:]
-    out = {"train": (norm(train_x[train_idx]), train_y[train_idx].to(device)),
-           "val": (norm(train_x[val_idx]), train_y[val_idx].to(device)),
-           "test": (norm(test_x), test_y.to(device))}
-    _PREPARED[key] = out
-    return out
-
-
 class FashionMNISTDataModule(ImageDataModule):
-    """Fashion-MNIST (60k train, 10k test, 1x28x28). Args as :class:`ImageDataModule`."""
+    """Fashion-MNIST (60k train, 10k test, 1x28x28). Args as :class:`ImageDataModule`, without ``name``."""
 
-    def __init__(self, **kwargs) -> None:
-        super().__init__("fashion_mnist", **kwargs)
+    def __init__(self, data_dir: str | None = None, val_fraction: float = 0.1, split_seed: int = 0,
+                 subset: int | None = None, device: str | None = None) -> None:
+        super().__init__("fashion_mnist", data_dir, "auto", val_fraction, split_seed, subset, device)
 
 
 class MNISTDataModule(ImageDataModule):
-    """MNIST (60k train, 10k test, 1x28x28). Args as :class:`ImageDataModule`."""
+    """MNIST (60k train, 10k test, 1x28x28). Args as :class:`ImageDataModule`, without ``name``."""
 
-    def __init__(self, **kwargs) -> None:
-        super().__init__("mnist", **kwargs)
+    def __init__(self, data_dir: str | None = None, val_fraction: float = 0.1, split_seed: int = 0,
+                 subset: int | None = None, device: str | None = None) -> None:
+        super().__init__("mnist", data_dir, "auto", val_fraction, split_seed, subset, device)
 
 
 class CIFAR10DataModule(ImageDataModule):
-    """CIFAR-10 (50k train, 10k test, 3x32x32), official or image-folder source. Args as :class:`ImageDataModule`."""
+    """CIFAR-10 (50k train, 10k test, 3x32x32), official or image-folder ``source``. Args as
+    :class:`ImageDataModule`, without ``name``."""
 
-    def __init__(self, **kwargs) -> None:
-        super().__init__("cifar10", **kwargs)
+    def __init__(self, data_dir: str | None = None, source: str = "auto", val_fraction: float = 0.1,
+                 split_seed: int = 0, subset: int | None = None, device: str | None = None) -> None:
+        super().__init__("cifar10", data_dir, source, val_fraction, split_seed, subset, device)

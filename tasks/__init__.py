@@ -9,10 +9,11 @@ from l2l_torch.tasks.base import (
     VAL_SEED_OFFSET,
     Batch,
     Buffers,
+    DataTaskFamily,
     Params,
     Task,
     TaskFamily,
 )
 
 __all__ = ["Task", "TaskFamily", "Params", "Buffers", "Batch", "VAL_SEED_OFFSET", "TEST_SEED_OFFSET",
-           "TUNE_SEED_OFFSET"]
+           "TUNE_SEED_OFFSET", "DataTaskFamily"]

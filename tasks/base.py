@@ -21,6 +21,7 @@ import torch
 from torch import Tensor, nn
 from torch.func import functional_call
 
+from l2l_torch.data import DataError, TensorDataModule
 from l2l_torch.kinds import param_kinds
 
 Params = dict[str, Tensor]
@@ -210,5 +211,76 @@ class TaskFamily(abc.ABC):
         self.device = torch.device(device)
         return self
 
+    def attach(self, datamodule: TensorDataModule) -> TaskFamily:
+        """Take the data from ``datamodule`` (the config's ``data:`` section); families with data accept one."""
+        raise DataError(f"{type(self).__name__} takes no data: section (its data come from its own arguments); "
+                        "remove data: from the config")
+
+    def prepare_data(self) -> None:  # noqa: B027  (nothing to prepare for synthetic tasks)
+        """Make sure the data files are there (found, extracted or downloaded); a :class:`DataError` if not."""
+
+    @property
+    def data_source(self) -> str | None:
+        """Which data the family uses, from where (one line for the run's log); None for synthetic tasks."""
+        return None
+
     def describe(self) -> dict[str, Any]:
         return {"class": type(self).__name__, "name": self.name}
+
+
+class DataTaskFamily(TaskFamily):
+    """A task family whose data come from a :class:`~l2l_torch.data.TensorDataModule`.
+
+    ``train.py`` hands it the config's ``data:`` section (:meth:`attach`); built on its own (tests,
+    ``evaluate.py``, research tools) it makes the same DataModule class from its own data arguments
+    when it first needs the data. Either way the data are loaded by the DataModule, lazily, onto
+    :attr:`device`.
+
+    Subclasses set :attr:`datamodule_class`, :attr:`data_keys` and implement :meth:`make_datamodule`.
+    """
+
+    #: the DataModule class that can feed this family
+    datamodule_class: type[TensorDataModule] = TensorDataModule
+    #: the family's data settings (attribute names) -> the DataModule's (init-argument and attribute names)
+    data_keys: dict[str, str] = {}
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.datamodule: TensorDataModule | None = None
+
+    def make_datamodule(self) -> TensorDataModule:
+        """The DataModule of this family's own data arguments (when none is attached)."""
+        return self.datamodule_class(**{theirs: getattr(self, mine) for mine, theirs in self.data_keys.items()})
+
+    def attach(self, datamodule: TensorDataModule) -> DataTaskFamily:
+        """Take the data from ``datamodule``. Data settings given on one side only apply to both; a setting
+        given differently on both sides is a :class:`DataError`."""
+        if not isinstance(datamodule, self.datamodule_class):
+            raise DataError(f"data: {type(datamodule).__name__} cannot feed {type(self).__name__} "
+                            f"(it takes a {self.datamodule_class.__name__})")
+        datamodule.adopt(self, self.data_keys)
+        self.datamodule = datamodule
+        return self
+
+    def data_module(self) -> TensorDataModule:
+        """The attached DataModule, else one made from the family's arguments (kept)."""
+        if self.datamodule is None:
+            self.datamodule = self.make_datamodule()
+        return self.datamodule
+
+    def loaded(self) -> TensorDataModule:
+        """The DataModule with its tensors on :attr:`device` (prepared and set up on first use)."""
+        return self.data_module().load(self.device)
+
+    def prepare_data(self) -> None:
+        self.data_module().prepare_data()
+
+    @property
+    def data_source(self) -> str:
+        return self.data_module().data_source
+
+    def to(self, device: torch.device | str) -> DataTaskFamily:
+        super().to(device)
+        if self.datamodule is not None and self.datamodule.loaded_on is not None:
+            self.datamodule.to(self.device)
+        return self

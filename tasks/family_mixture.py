@@ -28,6 +28,10 @@ class FamilyMixture(TaskFamily):
     ``VAL_SEED_OFFSET + 0, 1, ...``) covers every family in about the right proportion. The chosen
     family then samples its own instance from the same seed.
 
+    A mixture takes no ``data:`` section (:meth:`~l2l_torch.tasks.base.TaskFamily.attach` is one
+    :class:`~l2l_torch.data.DataError`): each member family loads its own dataset through its own DataModule class
+    when it first needs it.
+
     Args:
         families: the task families (``class_path``/``init_args`` entries in a config).
         weights: relative frequency of each family (default: equal).
@@ -77,6 +81,15 @@ class FamilyMixture(TaskFamily):
         for family in self.families:
             family.to(device)
         return self
+
+    def prepare_data(self) -> None:
+        for family in self.families:
+            family.prepare_data()
+
+    @property
+    def data_source(self) -> str | None:
+        sources = [s for s in (family.data_source for family in self.families) if s]
+        return "; ".join(dict.fromkeys(sources)) or None
 
     def describe(self) -> dict[str, Any]:
         return {**super().describe(), "families": [f.describe() for f in self.families],

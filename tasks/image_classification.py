@@ -17,8 +17,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from l2l_torch.data import DATASETS, SOURCES, load_raw, prepared_tensors
-from l2l_torch.tasks import Task, TaskFamily
+from l2l_torch.data import DATASETS, SOURCES, DataError, ImageDataModule
+from l2l_torch.tasks import DataTaskFamily, Task
 from l2l_torch.tasks.models import ACTIVATIONS, MODELS, build_model
 
 Data = dict[str, tuple[Tensor, Tensor]]
@@ -82,12 +82,13 @@ class ImageClassificationTask(Task):
                 "params": sum(p.numel() for p in self.module.parameters())}
 
 
-class ImageClassificationFamily(TaskFamily):
+class ImageClassificationFamily(DataTaskFamily):
     """Classifiers of one architecture on one dataset; an instance is a seed (weights and batch order).
 
-    The dataset is loaded once per process and shared by every instance (see
-    :func:`l2l_torch.data.prepared_tensors`); files are checked (extracted, decoded or downloaded)
-    when the family is built, so a missing dataset fails before any training starts.
+    The data come from an :class:`~l2l_torch.data.ImageDataModule` (e.g. ``FashionMNISTDataModule``): the one
+    attached (:meth:`attach`, the config's ``data:`` section in ``train.py``), else one made from the arguments
+    below. It loads the dataset once per process onto :attr:`device`, shared by every instance;
+    :meth:`prepare_data` checks the files first (``train.py`` and ``evaluate.py`` call it before training).
 
     Args:
         dataset: ``"fashion_mnist"``, ``"mnist"`` or ``"cifar10"``.
@@ -105,6 +106,10 @@ class ImageClassificationFamily(TaskFamily):
         eval_batch_size: chunk size of exact evaluation.
         subset: use only this many training and test images (quick tests).
     """
+
+    datamodule_class = ImageDataModule
+    data_keys = {"source": "source", "data_dir": "data_dir", "val_fraction": "val_fraction",
+                 "split_seed": "split_seed", "subset": "subset"}
 
     def __init__(self, dataset: str = "fashion_mnist", source: str = "auto", data_dir: str | None = None,
                  model: str = "mlp", hidden: list[int] | None = None, activation: str = "sigmoid",
@@ -125,13 +130,20 @@ class ImageClassificationFamily(TaskFamily):
         self.train_eval_size, self.eval_batch_size, self.subset = train_eval_size, eval_batch_size, subset
         widths = "x".join(map(str, self.hidden))
         self.name = f"{dataset}_{model}" + (f"_{widths}_{activation}" if model == "mlp" else "")
-        for split in ("train", "test"):  # fail early (and download once) if the files are missing
-            load_raw(dataset, data_dir, split, source)
+
+    def make_datamodule(self) -> ImageDataModule:
+        return ImageDataModule(self.dataset, self.data_dir, self.source, self.val_fraction, self.split_seed,
+                               self.subset)
+
+    def attach(self, datamodule: ImageDataModule) -> ImageClassificationFamily:
+        if isinstance(datamodule, ImageDataModule) and datamodule.name != self.dataset:
+            raise DataError(f"model.task trains on {self.dataset} but data: holds {datamodule.name}; "
+                            "use the same dataset in both")
+        return super().attach(datamodule)
 
     def data(self) -> Data:
         """The shared train/val/test tensors on :attr:`device`."""
-        return prepared_tensors(self.dataset, self.data_dir, self.source, self.val_fraction, self.split_seed,
-                                self.subset, str(self.device))
+        return self.loaded().tensors
 
     def sample(self, seed: int) -> ImageClassificationTask:
         info = DATASETS[self.dataset]

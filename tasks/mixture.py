@@ -55,6 +55,9 @@ class MLPMixtureFamily(TaskFamily):
     a depth from ``depths`` and for each hidden layer a width from ``widths``, a batch size from
     ``batch_sizes``; and a loss scale drawn log-uniformly from ``[loss_scale_min, loss_scale_max]``.
 
+    One :class:`~l2l_torch.tasks.image_classification.ImageClassificationFamily` per dataset loads that dataset
+    through its own DataModule; the mixture takes no ``data:`` section.
+
     Args:
         datasets: dataset names (same input shape, e.g. ``fashion_mnist`` and ``mnist``).
         activations: ``sigmoid``, ``tanh``, ``relu``.
@@ -95,7 +98,7 @@ class MLPMixtureFamily(TaskFamily):
             raise ValueError(f"need 0 < loss_scale_min <= loss_scale_max, got {loss_scale_min}, {loss_scale_max}")
         self.loss_scale_min, self.loss_scale_max = loss_scale_min, loss_scale_max
         self.train_eval_size, self.eval_batch_size = train_eval_size, eval_batch_size
-        # one family per dataset: it checks the files now and holds the shared tensors
+        # one family per dataset: each loads its own dataset through its DataModule, when first needed
         self.families = {d: ImageClassificationFamily(dataset=d, data_dir=data_dir, val_fraction=val_fraction,
                                                       split_seed=split_seed, train_eval_size=train_eval_size,
                                                       eval_batch_size=eval_batch_size, subset=subset)
@@ -124,6 +127,14 @@ class MLPMixtureFamily(TaskFamily):
         for fam in self.families.values():
             fam.to(device)
         return self
+
+    def prepare_data(self) -> None:
+        for fam in self.families.values():
+            fam.prepare_data()
+
+    @property
+    def data_source(self) -> str:
+        return "; ".join(fam.data_source for fam in self.families.values())
 
     def describe(self) -> dict[str, Any]:
         return {**super().describe(), "datasets": self.datasets, "activations": self.activations,

@@ -76,10 +76,15 @@ def data_folders(spec: dict[str, Any], written_by_test: tuple[str, ...] = ()) ->
 
 def config_params(tasks: list[str], written_by_test: tuple[str, ...] = ()) -> list:
     """Config names (e.g. ``available_tasks()``) as pytest params, each marked :func:`needs_data` with the
-    dataset folders its task family reads (see :func:`data_folders`)."""
+    dataset folders its task family reads (see :func:`data_folders`; the ``data:`` section's settings count as the
+    family's, as in ``train.py``)."""
     from l2l_torch.cli import load_config
 
-    return [pytest.param(t, marks=needs_data(*data_folders(load_config(t)["model"]["task"], written_by_test)))
+    def family_spec(config: dict[str, Any]) -> dict[str, Any]:
+        spec, data = config["model"]["task"], (config.get("data") or {}).get("init_args") or {}
+        return {**spec, "init_args": {**data, **(spec.get("init_args") or {})}}
+
+    return [pytest.param(t, marks=needs_data(*data_folders(family_spec(load_config(t)), written_by_test)))
             for t in tasks]
 
 

@@ -15,7 +15,8 @@ from l2l_torch.affnist import (
     load_digit_sets,
 )
 from l2l_torch.learned_optimizers import LSTMOptimizer
-from l2l_torch.tasks.stn import STNTask, ssim_loss, ssim_per_image, warp
+from l2l_torch.tasks.stn import STNFamily, STNTask
+from l2l_torch.tasks.stn_model import ssim_loss, ssim_per_image, warp
 from tests.helpers import SHARED_DATA, needs_data, smoke_train, smoke_unroll
 
 
@@ -151,44 +152,6 @@ def test_stn_mass_ratio_catches_a_shrunk_digit():
     assert task.evaluate(params, buffers, "val")["mass_ratio"] < 0.3
 
 
-def _with_aux(sets: DigitSets, digits: int = 3, n: int = 5) -> DigitSets:
-    """``sets`` plus ``digits`` other "digits" of ``n`` images each for the meta-objective's mass term."""
-    x = affnist_transform(fake_digits(2 * digits * n, seed=7), 9)[0]
-    return DigitSets(sets.splits, sets.target, sets.source, x[:digits * n].view(digits, n, 1, CANVAS, CANVAS),
-                     x[digits * n:].view(digits, n, 1, CANVAS, CANVAS))
-
-
-def test_stn_mass_penalty_is_zero_at_identity_and_enters_meta_loss_and_validation():
-    """The mass term on other digits: 0 for the identity STN, ``log(s) ** 2`` for a warp that scales mass by ``s``;
-    it enters the unroll's meta-loss (with a meta-gradient) and validation, never the optimizee's loss."""
-    from l2l_torch.unroll import init_unroll, truncated_unroll
-
-    sets = _with_aux(fake_sets())
-    task = STNTask(sets, seed=0, batch_size=6, aux_weight=2.0)
-    params, buffers = task.init_params(0)
-    assert float(task.mass_penalty(params, buffers, sets.aux_val)) == pytest.approx(0.0, abs=1e-8)
-    shrunk = {**params, "fc2.bias": torch.tensor([2.0, 0, 0, 0, 2.0, 0])}  # samples 2x the extent
-    x = sets.aux_val.flatten(0, 1)
-    ratio = (task.forward(shrunk, buffers, x)[0].sum(dim=(1, 2, 3)) / x.sum(dim=(1, 2, 3))).view(3, 5).mean(1)
-    torch.testing.assert_close(task.mass_penalty(shrunk, buffers, sets.aux_val), ratio.log().square().mean())
-    assert float(ratio.max()) < 0.5
-    final = {"val_loss": 0.25}
-    assert task.validation_loss(final, params, buffers) == pytest.approx(0.25, abs=1e-6)
-    assert task.validation_loss(final, shrunk, buffers) == pytest.approx(
-        0.25 + 2.0 * float(ratio.log().square().mean()), rel=1e-5)
-    plain = STNTask(sets, seed=0, batch_size=6)
-    assert plain.meta_penalty(params, buffers, torch.Generator()) is None
-    assert plain.validation_loss(final) == 0.25
-    lopt = LSTMOptimizer(output_scale=0.01)
-    with_term = truncated_unroll(lopt, init_unroll(lopt, task, 0), 3)
-    without = truncated_unroll(lopt, init_unroll(lopt, plain, 0), 3)
-    assert float(with_term.meta_loss) > float(without.losses.mean())  # the term is > 0 once the STN moves
-    with_term.meta_loss.backward()
-    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in lopt.parameters())
-    with pytest.raises(ValueError, match="aux_weight"):
-        STNTask(fake_sets(), aux_weight=1.0)
-
-
 @needs_data("MNIST")
 def test_aux_digits_come_from_training_images_and_must_not_be_test_digits():
     base = load_digit_sets(SHARED_DATA, n_train=16, n_val=4, n_test=4, target_index=13)
@@ -208,7 +171,29 @@ def test_stn_unroll_meta_gradient():
 
 @needs_data("MNIST")
 def test_affnist_fast_dev_run(tmp_path):
-    out = smoke_train("affnist", tmp_path, "--model.task.init_args.data_dir", str(SHARED_DATA),
-                      "--model.task.init_args.n_train", "16", "--model.task.init_args.n_val", "4",
-                      "--model.task.init_args.n_test", "4")
+    out = smoke_train("affnist", tmp_path, "--data.init_args.data_dir", str(SHARED_DATA),
+                      "--data.init_args.n_train", "16", "--data.init_args.n_val", "4", "--data.init_args.n_test", "4")
     assert (out / "optimizer.pt").is_file()
+
+
+@needs_data("MNIST")
+def test_stn_family_loads_through_its_datamodule():
+    """Built on its own, the family makes an AffNISTDataModule from its arguments and loads through it, lazily;
+    an attached DataModule's settings and its own merge, and a conflict is one DataError."""
+    from l2l_torch.affnist import AffNISTDataModule
+    from l2l_torch.data import DataError
+
+    family = STNFamily(data_dir=str(SHARED_DATA), n_train=16, n_val=4, n_test=4)
+    assert family.datamodule is None  # nothing loaded when built
+    assert "generated from MNIST" in family.data_source
+    task = family.sample(0)
+    dm = family.datamodule
+    assert isinstance(dm, AffNISTDataModule) and dm.loaded_on == torch.device("cpu")
+    assert task.data.splits["train"] is dm.data.splits["train"] and dm.data.splits["train"].shape[0] == 16
+    attached = STNFamily(n_val=4).attach(AffNISTDataModule(data_dir=str(SHARED_DATA), n_train=16, n_test=4))
+    assert (attached.n_train, attached.n_val, attached.n_test) == (16, 4, 4)  # each side's own settings apply
+    assert attached.datamodule.n_val == 4 and attached.sample(1).data.splits["val"].shape[0] == 4
+    with pytest.raises(DataError, match="n_train=32 but data: sets n_train=16"):
+        STNFamily(n_train=32).attach(AffNISTDataModule(n_train=16))
+    with pytest.raises(DataError, match="6000 requested"):  # checked by prepare_data, before any training
+        STNFamily(data_dir=str(SHARED_DATA), n_train=5786).prepare_data()

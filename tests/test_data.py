@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from l2l_torch import data
-from l2l_torch.cli import UserError
 from l2l_torch.data import (
+    CIFAR10DataModule,
     DataError,
     FashionMNISTDataModule,
     ImageDataModule,
@@ -36,18 +36,16 @@ def _isolated(tmp_path_factory, monkeypatch):
 @needs_shared
 @pytest.mark.parametrize("cls,name", [(FashionMNISTDataModule, "fashion_mnist"), (MNISTDataModule, "mnist")])
 def test_mnist_style_datamodule_on_a_slice(cls, name):
-    dm = cls(data_dir=str(SHARED_DATA), subset=200, batch_size=16)
+    dm = cls(data_dir=str(SHARED_DATA), subset=200)
     dm.prepare_data()
+    assert not dm.tensors and dm.loaded_on is None  # prepare_data only checks the files
     dm.setup("fit")
+    assert dm.loaded_on == torch.device("cpu") and name.replace("_", "").lower() in dm.data_source.lower()
     (xt, yt), (xv, _), (xs, _) = dm.tensors["train"], dm.tensors["val"], dm.tensors["test"]
     assert xt.shape == (180, 1, 28, 28) and xv.shape == (20, 1, 28, 28) and xs.shape == (200, 1, 28, 28)
     assert xt.dtype == torch.float32 and yt.dtype == torch.long and int(yt.max()) <= 9
     # normalized with the dataset's statistics: roughly zero mean, unit variance
     assert abs(float(xt.mean())) < 0.3 and 0.7 < float(xt.std()) < 1.3
-    x, y = dm.batch("train", torch.Generator().manual_seed(0))
-    assert x.shape == (16, 1, 28, 28) and y.shape == (16,)
-    xb, yb = next(iter(dm.train_dataloader()))
-    assert xb.shape == (16, 1, 28, 28)
     assert data.cache_dir().is_dir() and not any(p.suffix == ".tmp" for p in data.cache_dir().rglob("*"))
 
 
@@ -82,7 +80,7 @@ def test_missing_data_gives_one_sentence(tmp_path, monkeypatch):
     with pytest.raises(DataError) as e:
         data.load_raw("fashion_mnist", tmp_path / "nothing", "train")
     msg = str(e.value)
-    assert isinstance(e.value, UserError) and "\n" not in msg
+    assert isinstance(e.value, ValueError) and "\n" not in msg
     assert str(tmp_path / "nothing" / "FashionMNIST" / "raw") in msg and "train-images-idx3-ubyte.gz" in msg
 
 
@@ -119,7 +117,7 @@ def test_truncated_extracted_file(tmp_path, monkeypatch):
 
 def test_image_folder_source_decodes_once(tmp_path):
     write_jpeg_folder(tmp_path / "CIFAR-10-images", {"train": 3, "test": 1})
-    dm = ImageDataModule("cifar10", data_dir=str(tmp_path), source="folder", batch_size=4)
+    dm = CIFAR10DataModule(data_dir=str(tmp_path), source="folder")
     dm.setup()
     assert dm.tensors["train"][0].shape == (27, 3, 32, 32) and dm.tensors["val"][0].shape == (3, 3, 32, 32)
     assert dm.tensors["test"][0].shape == (10, 3, 32, 32)
@@ -144,3 +142,25 @@ def test_bad_arguments():
         ImageDataModule("imagenet")
     with pytest.raises(ValueError, match="val_fraction"):
         ImageDataModule("mnist", val_fraction=1.5)
+
+
+@needs_shared
+def test_image_family_loads_through_its_datamodule():
+    """One loading path: a family built on its own makes an ImageDataModule from its arguments, lazily; one given a
+    DataModule (train.py's data: section) uses that one's tensors; another dataset is one DataError."""
+    from l2l_torch.tasks.image_classification import ImageClassificationFamily
+
+    own = ImageClassificationFamily(dataset="mnist", data_dir=str(SHARED_DATA), subset=100)
+    assert own.datamodule is None  # nothing read when built
+    own.prepare_data()
+    task = own.sample(0)
+    assert isinstance(own.datamodule, ImageDataModule) and own.datamodule.name == "mnist"
+    assert task.data["train"][0] is own.datamodule.tensors["train"][0]
+    dm = FashionMNISTDataModule(data_dir=str(SHARED_DATA), subset=100)
+    fam = ImageClassificationFamily(dataset="fashion_mnist", subset=100).attach(dm)
+    assert fam.sample(1).data["val"][0] is dm.tensors["val"][0] and dm.loaded_on == fam.device
+    assert fam.data_dir == str(SHARED_DATA)  # the data: section's settings apply to the family
+    with pytest.raises(DataError, match="trains on mnist but data: holds fashion_mnist"):
+        ImageClassificationFamily(dataset="mnist").attach(dm)
+    with pytest.raises(DataError, match="subset=50 but data: sets subset=100"):
+        ImageClassificationFamily(subset=50).attach(FashionMNISTDataModule(subset=100))

@@ -20,8 +20,8 @@ from pathlib import Path
 import torch
 
 from l2l_torch.tasks.base import TEST_SEED_OFFSET
-from l2l_torch.tasks.stn import OTHER_DIGITS as AUX_DIGITS
-from l2l_torch.tasks.stn import STNFamily
+from research.tools.stn_aux import OTHER_DIGITS as AUX_DIGITS
+from research.tools.stn_aux import AuxSTNFamily as STNFamily
 
 
 def run(family: STNFamily, weight: float, seeds: int, steps: int, lr: float) -> dict[str, float]:

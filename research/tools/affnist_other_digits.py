@@ -19,8 +19,8 @@ import torch
 
 from l2l_torch.evaluation import baseline_factory, train_optimizee
 from l2l_torch.tasks.base import TEST_SEED_OFFSET
-from l2l_torch.tasks.stn import OTHER_DIGITS as AUX_DIGITS
-from l2l_torch.tasks.stn import STNFamily
+from research.tools.stn_aux import OTHER_DIGITS as AUX_DIGITS
+from research.tools.stn_aux import AuxSTNFamily as STNFamily
 
 
 def run(family: STNFamily, lr: float, average: float | None, seeds: int, steps: int) -> dict[str, float]:
