@@ -80,13 +80,12 @@ def test_print_config_shows_the_data_section():
 def test_a_mixture_takes_no_data_section(tmp_path, capsys):
     """The mixtures load each family's own dataset; a data: section there is one line, not a silent no-op."""
     import train
+    from tests.test_cli_errors import fails
 
     spec = {"class_path": "l2l_torch.data.MNISTDataModule"}
-    with pytest.raises(SystemExit) as e:
-        train.main(["--task", "hyper_adam_vision", "--out", str(tmp_path / "out"), "--data", yaml.safe_dump(spec)])
-    assert e.value.code == 2
-    err = capsys.readouterr().err.strip()
-    assert err.startswith("error: FamilyMixture takes no data: section") and len(err.splitlines()) == 1
+    err = fails(train.main, ["--task", "hyper_adam_vision", "--out", tmp_path / "out", "--data", yaml.safe_dump(spec)],
+                capsys)
+    assert err.startswith("error: FamilyMixture takes no data: section")
 
 
 @needs_data("MNIST")
