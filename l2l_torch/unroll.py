@@ -82,7 +82,8 @@ class UnrollResult:
 
 
 def truncated_unroll(lopt: LearnedOptimizerBase, state: UnrollState, num_steps: int,
-                     weights: Tensor | None = None, second_order: bool = False) -> UnrollResult:
+                     weights: Tensor | None = None, second_order: bool = False,
+                     differentiable: bool = True) -> UnrollResult:
     """Run ``num_steps`` optimizee steps with ``lopt`` and return the meta-loss.
 
     Args:
@@ -92,6 +93,9 @@ def truncated_unroll(lopt: LearnedOptimizerBase, state: UnrollState, num_steps: 
         weights: ``(K,)`` loss weights ``w_t``; defaults to ones.
         second_order: keep the graph of the optimizee gradients (second derivatives); the
             paper and the default drop them.
+        differentiable: keep the graph from theta to the meta-loss (for backpropagation). False computes
+            the same values but frees each step's graph at once, so memory does not grow with ``num_steps``
+            (PES, which needs no gradient through the unroll).
 
     Returns:
         An :class:`UnrollResult`.
@@ -107,17 +111,21 @@ def truncated_unroll(lopt: LearnedOptimizerBase, state: UnrollState, num_steps: 
     for t in range(num_steps + 1):
         loss, new_buffers = task.loss(params, buffers, task.sample_batch("train", gen))
         if t > 0:
-            losses.append(loss)
-            penalties.append(task.meta_penalty(params, buffers, gen))
+            penalty = task.meta_penalty(params, buffers, gen)
+            losses.append(loss if differentiable else loss.detach())
+            penalties.append(penalty if differentiable or penalty is None else penalty.detach())
         if t == num_steps:
             break
-        grads = torch.autograd.grad(loss, [params[n] for n in names], retain_graph=True,
+        grads = torch.autograd.grad(loss, [params[n] for n in names], retain_graph=differentiable,
                                     create_graph=second_order)
         if not second_order:
             grads = [g.detach() for g in grads]
         buffers = {k: v.detach() for k, v in new_buffers.items()}
         last_params = params
         params, lopt_state = lopt.step(params, dict(zip(names, grads)), lopt_state)
+        if not differentiable:  # the next step needs the optimizee's gradient only
+            params = {k: v.detach().requires_grad_() for k, v in params.items()}
+            lopt_state = _detach_tree(lopt_state)
     return _result(losses, penalties, weights, params, last_params,
                    UnrollState(task, params, buffers, lopt_state, state.step + num_steps, gen))
 

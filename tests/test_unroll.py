@@ -243,3 +243,17 @@ def test_meta_lr_schedule_comes_from_the_lr_scheduler_section(tmp_path, monkeypa
     smoke_train("quadratic", tmp_path, "--optimizer.lr", "0.01", "--lr_scheduler",
                 "torch.optim.lr_scheduler.CosineAnnealingLR", "--lr_scheduler.T_max", "2", "--trainer.fast_dev_run", "3")
     torch.testing.assert_close(torch.tensor(lrs), torch.tensor([0.01, 0.005, 0.0]), atol=1e-12, rtol=0)
+
+
+def test_non_differentiable_unroll_gives_the_same_values_without_a_graph():
+    """``differentiable=False`` (PES's particles) frees each step's graph: same losses, params and optimizer
+    state as the differentiable unroll, and nothing to backpropagate."""
+    torch.manual_seed(0)
+    lopt, task = LSTMOptimizer(hidden_size=4, preprocess="none"), QuadraticFamily(num=2).sample(0)
+    a = truncated_unroll(lopt, init_unroll(lopt, task, 0), 5)
+    b = truncated_unroll(lopt, init_unroll(lopt, task, 0), 5, differentiable=False)
+    assert a.meta_loss.requires_grad and not b.meta_loss.requires_grad
+    torch.testing.assert_close(a.meta_loss.detach(), b.meta_loss, rtol=0, atol=0)
+    torch.testing.assert_close(a.losses, b.losses, rtol=0, atol=0)
+    for k in a.state.params:
+        torch.testing.assert_close(a.state.params[k].detach(), b.state.params[k].detach(), rtol=0, atol=0)

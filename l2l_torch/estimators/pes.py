@@ -82,7 +82,7 @@ def pes_estimate(lopt: LearnedOptimizerBase, pairs: list[tuple[UnrollState, Unro
         pair_losses = []
         for sign, state in ((1.0, plus), (-1.0, minus)):
             vector_to_parameters(theta + sign * eps, particle.parameters())
-            r = truncated_unroll(particle, state, num_steps, weights)
+            r = truncated_unroll(particle, state, num_steps, weights, differentiable=False)
             results.append(r)
             pair_losses.append(r.meta_loss.detach())
         acc = acc + eps
