@@ -59,44 +59,24 @@ def _number(kind: type, text: Any) -> int | float:
     return x
 
 
-def positive_int(text: Any) -> int:
-    """argparse type: an integer >= 1."""
-    x = _number(int, text)
-    if x < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {x}")
-    return x
+def _bounded(kind: type, ok: Callable[[Any], bool], must: str, doc: str) -> Callable[[Any], Any]:
+    """An argparse type: a number of ``kind`` for which ``ok`` holds, else "must be ``must``, got ..."."""
+
+    def check(text: Any):
+        x = _number(kind, text)
+        if not ok(x):
+            raise argparse.ArgumentTypeError(f"must be {must}, got {x if kind is int else format(x, 'g')}")
+        return x
+
+    check.__doc__ = f"argparse type: {doc}."
+    return check
 
 
-def nonnegative_int(text: Any) -> int:
-    """argparse type: an integer >= 0."""
-    x = _number(int, text)
-    if x < 0:
-        raise argparse.ArgumentTypeError(f"must be an integer >= 0, got {x}")
-    return x
-
-
-def positive_float(text: Any) -> float:
-    """argparse type: a finite number > 0."""
-    x = _number(float, text)
-    if x <= 0:
-        raise argparse.ArgumentTypeError(f"must be a number > 0, got {x:g}")
-    return x
-
-
-def nonnegative_float(text: Any) -> float:
-    """argparse type: a finite number >= 0."""
-    x = _number(float, text)
-    if x < 0:
-        raise argparse.ArgumentTypeError(f"must be a number >= 0, got {x:g}")
-    return x
-
-
-def fraction(text: Any) -> float:
-    """argparse type: a number in [0, 1) (e.g. a decay)."""
-    x = _number(float, text)
-    if not 0.0 <= x < 1.0:
-        raise argparse.ArgumentTypeError(f"must be in [0, 1), got {x:g}")
-    return x
+positive_int = _bounded(int, lambda x: x >= 1, "a positive integer", "an integer >= 1")
+nonnegative_int = _bounded(int, lambda x: x >= 0, "an integer >= 0", "an integer >= 0")
+positive_float = _bounded(float, lambda x: x > 0, "a number > 0", "a finite number > 0")
+nonnegative_float = _bounded(float, lambda x: x >= 0, "a number >= 0", "a finite number >= 0")
+fraction = _bounded(float, lambda x: 0.0 <= x < 1.0, "in [0, 1)", "a number in [0, 1) (e.g. a decay)")
 
 
 def steps_or_unlimited(text: Any) -> int:
