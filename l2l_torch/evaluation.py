@@ -8,6 +8,7 @@ instances disjoint from the evaluation instances.
 
 from __future__ import annotations
 
+import functools
 import math
 import warnings
 from collections.abc import Callable, Mapping, Sequence
@@ -47,27 +48,18 @@ class WarmupAdam(torch.optim.Adam):
         return super().step(closure)
 
 
-def _with_defaults(cls: type[torch.optim.Optimizer], name: str, **defaults: Any) -> type[torch.optim.Optimizer]:
-    """``cls`` whose keyword defaults (other than ``lr``) are ``defaults``."""
-
-    def __init__(self, params, lr: float, **kwargs: Any) -> None:
-        cls.__init__(self, params, lr=lr, **{**defaults, **kwargs})
-
-    return type(name, (cls,), {"__init__": __init__, "__doc__": f"{cls.__name__} with {defaults}"})
-
-
 #: TensorFlow 2 Keras's optimizers, which the study used at their defaults ("The default values were left for each
 #: of the standard optimiser hyper-parameters"), as torch optimizers: Keras's learning rates (SGD 0.01, the others
 #: 0.001) and its other defaults where they differ from torch's (epsilon 1e-7, RMSprop's rho 0.9, Adagrad's initial
 #: accumulator 0.1)
-KerasAdam = _with_defaults(torch.optim.Adam, "KerasAdam", eps=1e-7)
-KerasRMSprop = _with_defaults(torch.optim.RMSprop, "KerasRMSprop", alpha=0.9, eps=1e-7)
-KerasAdagrad = _with_defaults(torch.optim.Adagrad, "KerasAdagrad", initial_accumulator_value=0.1, eps=1e-7)
+KerasAdam = functools.partial(torch.optim.Adam, eps=1e-7)
+KerasRMSprop = functools.partial(torch.optim.RMSprop, alpha=0.9, eps=1e-7)
+KerasAdagrad = functools.partial(torch.optim.Adagrad, initial_accumulator_value=0.1, eps=1e-7)
 
 #: baselines and their default learning rates (torch's own defaults); ``adam_warmup`` is Adam with the shipped
 #: learned optimizers' 10-step linear warm-up (not in evaluate.py's default list: ``--baselines adam,adam_warmup``);
 #: ``keras_*`` are the study's baselines (:data:`BASELINE_SETS` ``study_defaults``)
-BASELINES: dict[str, tuple[type[torch.optim.Optimizer], float]] = {
+BASELINES: dict[str, tuple[Callable[..., torch.optim.Optimizer], float]] = {
     "adam": (torch.optim.Adam, 1e-3),
     "rmsprop": (torch.optim.RMSprop, 1e-2),
     "sgd": (torch.optim.SGD, 1e-3),

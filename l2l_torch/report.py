@@ -84,32 +84,19 @@ def headline_table(root: Path = REPO) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _short_family(trained_on: str) -> str:
-    """``"FamilyMixture(families=[{'class': 'MLPMixtureFamily', ...}, {'class': 'STNFamily', ...}])"`` ->
-    ``"MLPMixtureFamily + STNFamily"``; a single family keeps its arguments when they are short."""
-    import re
-
-    inner = re.findall(r"'class': '(\w+)'", trained_on)
-    if inner:
-        return " + ".join(inner)
-    return trained_on if len(trained_on) <= 60 else trained_on.split("(", 1)[0]
-
-
 def pretrained_table() -> str:
-    """Markdown: the shipped optimizers (``l2l_torch/pretrained/*.json``), recommended first."""
-    from l2l_torch.pretrained import PACKAGE_DIR
+    """Markdown: the shipped optimizers (``l2l_torch/pretrained/*.json``, described by
+    :func:`l2l_torch.pretrained.describe_entry`), recommended first, each linked to its evaluation."""
+    from l2l_torch.pretrained import describe_entry, list_pretrained
 
-    metas = [json.loads(p.read_text()) for p in sorted(PACKAGE_DIR.glob("*.json"))]
-    metas.sort(key=lambda m: (not m.get("recommended", False), m["name"]))
-    lines = ["| name | architecture | meta-trained on (last stage) | use for | measured (held-out instances) |",
+    entries = sorted(list_pretrained().items(), key=lambda kv: (kv[1].get("recommended") is not True, kv[0]))
+    lines = ["| name | architecture | meta-trained on (last stage) | use for | measured: learned vs best baseline |",
              "|---|---|---|---|---|"]
-    for m in metas:
-        name = f"**{m['name']}**" if m.get("recommended") else m["name"]
-        measured = (m.get("summary", "").split("; best baseline")[0].replace("held-out instances", "instances")
-                    .replace(", diverged 0", ""))
-        src = m.get("evaluation") or m.get("source")
-        lines.append(f"| {name} | {m.get('arch', '?')} | {_short_family(m.get('trained_on', '?'))} | "
-                     f"{m.get('use_for', '')} | [{measured}]({src}/) |")
+    for name, meta in entries:
+        row = describe_entry(name, meta)
+        shown = f"**{name}**" if row["recommended"] else name
+        src = meta.get("evaluation") or meta.get("source")
+        lines.append(f"| {shown} | {row['arch']} | {row['trained_on']} | {row['use_for']} | [{row['measured']}]({src}/) |")
     return "\n".join(lines) + "\n"
 
 

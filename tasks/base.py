@@ -236,7 +236,7 @@ class DataTaskFamily(TaskFamily):
     when it first needs the data. Either way the data are loaded by the DataModule, lazily, onto
     :attr:`device`.
 
-    Subclasses set :attr:`datamodule_class`, :attr:`data_keys` and implement :meth:`make_datamodule`.
+    Subclasses set :attr:`datamodule_class` and :attr:`data_keys`; :meth:`make_datamodule` builds from them.
     """
 
     #: the DataModule class that can feed this family

@@ -219,7 +219,7 @@ def lineage(path: str | os.PathLike, meta: dict[str, Any], max_stages: int = 50)
     ``warm_started_from``. The chain ends at a fresh start, at a file that is no longer there
     (``{"file": ..., "missing": True}``), or at a file written before runs recorded their warm start
     (``"warm_started_from": "not recorded"``)."""
-    from l2l_torch.checkpoint import read_checkpoint
+    from l2l_torch.checkpoint import read_checkpoint, resolve_path
 
     stages: list[dict[str, Any]] = []
     while len(stages) < max_stages:
@@ -232,7 +232,7 @@ def lineage(path: str | os.PathLike, meta: dict[str, Any], max_stages: int = 50)
         path = meta["warm_started_from"]
         if path is None:
             break
-        if not Path(path).is_file():
+        if not resolve_path(path).is_file():  # recorded paths may predate a move (checkpoint.resolve_path)
             stages.append({"file": str(path), "missing": True})
             break
         meta = read_checkpoint(path)["meta"]  # (the metadata only: no network is built)
