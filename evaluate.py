@@ -28,11 +28,13 @@ def _reuse(a, overrides: dict) -> dict:
     if not path.is_file():
         raise UserError(f"--reuse-baselines: no results.json in {a.reuse_baselines}")
     prev = json.loads(path.read_text())
+    from l2l_torch.tasks.base import TEST_SEED_OFFSET
+
     mine = {"task": a.task, "steps": a.steps or prev["steps"], "seeds": a.seeds, "overrides": overrides,
-            "epoch_steps": a.epoch_steps, "average": a.average}
+            "epoch_steps": a.epoch_steps, "average": a.average, "first_seed": a.test_seeds_from}
     theirs = {"task": prev["task"], "steps": prev["steps"], "seeds": prev["seeds"],
               "overrides": prev.get("overrides", {}), "epoch_steps": prev.get("epoch_steps"),
-              "average": prev.get("average")}
+              "average": prev.get("average"), "first_seed": prev.get("first_seed", TEST_SEED_OFFSET)}
     if "epoch_steps" not in prev:  # written before results.json stored it: read it off the command
         cmd = shlex.split(prev.get("command", ""))
         theirs["epoch_steps"] = int(cmd[cmd.index("--epoch-steps") + 1]) if "--epoch-steps" in cmd else None
@@ -59,6 +61,7 @@ def main(argv: list[str] | None = None) -> None:
         positive_int,
         task_family_from_config,
     )
+    from l2l_torch.tasks.base import TEST_SEED_OFFSET, TUNE_SEED_OFFSET
 
     p = ArgumentParser(prog="python evaluate.py", description=__doc__,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -67,19 +70,30 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--steps", type=positive_int, help="optimizee steps (default: the config's horizon)")
     p.add_argument("--seeds", type=positive_int, default=10, help="held-out task instances per optimizer (default 10)")
+    p.add_argument("--test-seeds-from", type=positive_int, default=TEST_SEED_OFFSET, metavar="SEED",
+                   help=f"the first held-out instance (default {TEST_SEED_OFFSET}); a new range in "
+                        f"[{TEST_SEED_OFFSET}, {TUNE_SEED_OFFSET}) gives instances no earlier evaluation has seen")
     p.add_argument("--tune-seeds", type=positive_int, default=3, help="instances per learning rate in the grid search")
     p.add_argument("--tune-steps", type=positive_int, help="steps per tuning run (default: --steps)")
     p.add_argument("--no-tune", action="store_true", help="skip the tuned baselines")
+    p.add_argument("--tune-trials", type=positive_int,
+                   help="trial budget of adamw_tuned's search (Optuna TPE with successive-halving pruning; default 40)")
     p.add_argument("--tune-metric", default="train_loss",
                    help="final metric the learning-rate search minimises (default train_loss; e.g. val_loss)")
-    p.add_argument("--baselines", default="adam,rmsprop,sgd,adagrad", help="comma-separated torch.optim baselines, or a named set: study_defaults (the study's TF2 "
-                        "Keras optimizers at their defaults: Adam, RMSprop, Adagrad at 0.001, SGD at 0.01)")
+    p.add_argument("--baselines", default="adam,rmsprop,sgd,adagrad",
+                   help="comma-separated torch.optim baselines (each at its default and with its learning rate tuned), "
+                        "adamw_tuned (AdamW with lr, betas, weight decay, warm-up and schedule searched together), "
+                        "or a named set: study_defaults (the study's TF2 Keras optimizers at their defaults: Adam, "
+                        "RMSprop, Adagrad at 0.001, SGD at 0.01)")
     p.add_argument("--lr-grid", help="comma-separated starting learning-rate grid of the search (default 1e-4 ... 3; "
                    "it grows past an edge that wins either way)")
     p.add_argument("--reuse-baselines", metavar="DIR",
                    help="take the baselines (runs and tuning) from DIR/results.json of the same task, steps, seeds "
                         "and --set overrides instead of running them again; only the learned optimizer is trained, "
-                        "plus one run of the tuned Adam to check that they reproduce here (reuse_check)")
+                        "plus one run of the tuned Adam first to check that they reproduce here (reuse_check); "
+                        "refused when they do not")
+    p.add_argument("--allow-drift", action="store_true",
+                   help="with --reuse-baselines: compare against baselines that do not reproduce here")
     p.add_argument("--epoch-steps", type=positive_int, help="record validation metrics every N steps (an 'epoch')")
     p.add_argument("--average", type=fraction, metavar="DECAY",
                    help="evaluate every optimizer (learned and baselines; the baselines also tuned so) at an "
@@ -94,7 +108,11 @@ def main(argv: list[str] | None = None) -> None:
     from l2l_torch.evaluation import (
         BASELINE_SETS,
         BASELINES,
+        SEARCHED_BASELINES,
+        ReuseRefused,
+        check_test_seeds,
         evaluate_learned_optimizer,
+        meta_training_cost,
         updates_against_adam,
     )
     from l2l_torch.optim import LearnedOptimizer
@@ -105,14 +123,22 @@ def main(argv: list[str] | None = None) -> None:
         config_path(a.task)
         overrides = parse_overrides(a.set)
         baselines = [x for b in a.baselines.split(",") if b for x in BASELINE_SETS.get(b, [b])]
-        unknown = [b for b in baselines if b not in BASELINES]
+        unknown = [b for b in baselines if b not in BASELINES and b not in SEARCHED_BASELINES]
         if unknown:
-            raise UserError(f"unknown baseline(s) {unknown}; known: {sorted(BASELINES)} and the sets "
-                            f"{sorted(BASELINE_SETS)}")
+            raise UserError(f"unknown baseline(s) {unknown}; known: {sorted(BASELINES) + list(SEARCHED_BASELINES)} "
+                            f"and the sets {sorted(BASELINE_SETS)}")
+        if a.no_tune and any(b in SEARCHED_BASELINES for b in baselines):
+            raise UserError("--no-tune skips the tuned baselines, and adamw_tuned is one: drop one of the two")
+        if a.tune_trials and "adamw_tuned" not in baselines:
+            raise UserError("--tune-trials is adamw_tuned's trial budget: add adamw_tuned to --baselines")
         try:
             lr_grid = [positive_float(x) for x in a.lr_grid.split(",")] if a.lr_grid else None
         except argparse.ArgumentTypeError as e:
             raise UserError(f"--lr-grid: every learning rate {e}") from None
+        try:
+            check_test_seeds(a.test_seeds_from, a.seeds)
+        except ValueError as e:
+            raise UserError(f"--test-seeds-from {a.test_seeds_from} --seeds {a.seeds}: {e}") from None
         reuse = _reuse(a, overrides) if a.reuse_baselines else None
     except UserError as e:
         fail(str(e))
@@ -133,11 +159,16 @@ def main(argv: list[str] | None = None) -> None:
     def progress(msg: str) -> None:
         print(f"[{time.time() - t0:7.1f}s] {msg}", flush=True)
 
-    res = evaluate_learned_optimizer(
-        family, lambda groups: LearnedOptimizer(groups, lopt=lopt), steps, a.seeds, tune=not a.no_tune,
-        tune_seeds=a.tune_seeds, tune_steps=a.tune_steps, baselines=baselines, learned_name=lopt.arch_name,
-        epoch_steps=a.epoch_steps, tune_metric=a.tune_metric, progress=progress, reuse=reuse, average=a.average,
-        **({"lr_grid": lr_grid} if lr_grid else {}))
+    try:
+        res = evaluate_learned_optimizer(
+            family, lambda groups: LearnedOptimizer(groups, lopt=lopt), steps, a.seeds, tune=not a.no_tune,
+            tune_seeds=a.tune_seeds, tune_steps=a.tune_steps, baselines=baselines, learned_name=lopt.arch_name,
+            epoch_steps=a.epoch_steps, tune_metric=a.tune_metric, progress=progress, reuse=reuse, average=a.average,
+            tune_trials=a.tune_trials, allow_drift=a.allow_drift, first_seed=a.test_seeds_from,
+            **({"lr_grid": lr_grid} if lr_grid else {}))
+    except ReuseRefused as e:
+        fail(f"--reuse-baselines {a.reuse_baselines}: {e}")
+    res["optimizers"][lopt.arch_name]["meta_training_cost"] = meta_training_cost(meta)
     results = {"task": a.task, "steps": steps, "seeds": a.seeds, "checkpoint": str(a.checkpoint),
                "checkpoint_meta": meta, "family": family.describe(), "overrides": overrides, "device": str(device),
                # the metric the baselines were tuned on is the one the verdict compares
@@ -145,15 +176,16 @@ def main(argv: list[str] | None = None) -> None:
                # shell-quoted, so that `python -m l2l_torch.report` can run it again (e.g. --set 'hidden=[20, 20]')
                "command": "python evaluate.py " + shlex.join(sys.argv[1:] if argv is None else argv),
                "seconds": round(time.time() - t0, 1), "epoch_steps": a.epoch_steps, "average": a.average,
+               "first_seed": a.test_seeds_from,
                **({"baselines_from": a.reuse_baselines} if a.reuse_baselines else {}), **res}
     write_outputs(results, out)
     if not a.no_updates:
         progress("update sizes")
-        upd = updates_against_adam(family, lopt, steps, res["optimizers"])
+        upd = updates_against_adam(family, lopt, steps, res["optimizers"], seed=a.test_seeds_from)
         upd.update(task=a.task, checkpoint=str(a.checkpoint))
         write_updates(upd, out)
     grids = _image_grids(family, res["optimizers"], lambda groups: LearnedOptimizer(groups, lopt=lopt),
-                         lopt.arch_name, steps, out, progress, a.average)
+                         lopt.arch_name, steps, out, progress, a.average, a.test_seeds_from)
     _task_table(family, results, out)
     try:
         from torch.utils.tensorboard import SummaryWriter
@@ -181,14 +213,13 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def _image_grids(family, optimizers: dict, lopt_factory, learned_name: str, steps: int, out: Path, progress,
-                 average: float | None = None) -> dict:
-    """For tasks with a ``visualize(params, buffers) -> (3, H, W)`` method: train one held-out
-    instance per optimizer and save its picture (of the averaged iterates with ``average``) as
+                 average: float | None, seed: int) -> dict:
+    """For tasks with a ``visualize(params, buffers) -> (3, H, W)`` method: train the held-out instance ``seed``
+    once per optimizer and save its picture (of the averaged iterates with ``average``) as
     ``grid_<optimizer>.png``. Returns the images."""
-    from l2l_torch.evaluation import baseline_factory, train_optimizee
-    from l2l_torch.tasks.base import TEST_SEED_OFFSET
+    from l2l_torch.evaluation import train_optimizee, tuned_factory
 
-    task = family.sample(TEST_SEED_OFFSET)
+    task = family.sample(seed)
     if not hasattr(task, "visualize"):
         return {}
     from torchvision.utils import save_image
@@ -196,8 +227,8 @@ def _image_grids(family, optimizers: dict, lopt_factory, learned_name: str, step
     grids = {}
     for name, o in optimizers.items():
         progress(f"image grid {name}")
-        factory = lopt_factory if name == learned_name else baseline_factory(name.removesuffix("_tuned"), o["lr"])
-        r = train_optimizee(task, factory, steps, TEST_SEED_OFFSET, keep_params=True, average=average)
+        factory = lopt_factory if name == learned_name else tuned_factory(name, o, steps)
+        r = train_optimizee(task, factory, steps, seed, keep_params=True, average=average)
         if not r.diverged:
             grids[name] = task.visualize(r.params, r.buffers)
             save_image(grids[name], out / f"grid_{name}.png")

@@ -143,7 +143,8 @@ class UpdateRecorder:
 def train_optimizee(task: Task, make_optimizer: OptimizerFactory, steps: int, seed: int,
                     epoch_steps: int | None = None, loss_bound: float = 1e8,
                     keep_params: bool = False, record_updates: UpdateRecorder | None = None,
-                    average: float | None = None) -> RunResult:
+                    average: float | None = None,
+                    monitor: Callable[[int, Tensor], None] | None = None) -> RunResult:
     """Train a fresh optimizee of ``task`` (initialised from ``seed``) for ``steps`` steps.
 
     Args:
@@ -161,6 +162,9 @@ def train_optimizee(task: Task, make_optimizer: OptimizerFactory, steps: int, se
             after every step, starting from the initial params) is what the final metrics, the per-epoch metrics
             and ``params`` are taken at; the training losses stay those of the iterates. Buffers are the last
             iterate's. Works the same for every optimizer, learned or not.
+        monitor: if given, called as ``monitor(t, losses)`` at every divergence check after the first step (every
+            25 steps and at the end), where ``losses`` is the ``(steps + 1,)`` tensor of batch losses so far (NaN
+            beyond ``t``); it may raise to stop the run (:func:`l2l_torch.tuning.tune_adamw` prunes so).
 
     Returns:
         A :class:`RunResult`. A diverged run has ``diverged=True`` and NaN final metrics, never
@@ -184,6 +188,8 @@ def train_optimizee(task: Task, make_optimizer: OptimizerFactory, steps: int, se
             if bool(bad.any()):
                 diverged = True
                 break
+            if monitor is not None and t > 0:
+                monitor(t, losses)
         if t == steps:
             break
         buffers = {k: v.detach() for k, v in new_buffers.items()}
@@ -318,12 +324,15 @@ def summarize(runs: list[RunResult]) -> dict[str, Any]:
 
 def compare(family: TaskFamily, optimizers: dict[str, tuple[OptimizerFactory, float | None]], steps: int,
             seeds: int, epoch_steps: int | None = None,
-            progress: Callable[[str], None] | None = None, average: float | None = None) -> dict[str, Any]:
-    """Train ``seeds`` held-out instances of ``family`` with every optimizer.
+            progress: Callable[[str], None] | None = None, average: float | None = None,
+            first_seed: int = TEST_SEED_OFFSET) -> dict[str, Any]:
+    """Train ``seeds`` held-out instances of ``family`` (seeds ``first_seed``, ``first_seed + 1``, ...) with every
+    optimizer.
 
     Args:
         optimizers: name -> (factory, learning rate to report or None).
         average: metrics at an average of the iterates (:func:`train_optimizee`).
+        first_seed: the first held-out instance (:func:`check_test_seeds`).
 
     Returns:
         ``{name: {"lr", "final_loss", "diverged", <metric>: {"mean","std"}, "curve", ...}}``.
@@ -332,7 +341,7 @@ def compare(family: TaskFamily, optimizers: dict[str, tuple[OptimizerFactory, fl
     for name, (factory, lr) in optimizers.items():
         if progress:
             progress(name)
-        runs = [train_optimizee(family.sample(TEST_SEED_OFFSET + i), factory, steps, TEST_SEED_OFFSET + i,
+        runs = [train_optimizee(family.sample(first_seed + i), factory, steps, first_seed + i,
                                 epoch_steps=epoch_steps, average=average) for i in range(seeds)]
         s = summarize(runs)
         s["final_loss"] = s.get("train_loss", {"mean": float("nan"), "std": float("nan")})
@@ -354,7 +363,7 @@ def update_sizes(family: TaskFamily, optimizers: dict[str, tuple[OptimizerFactor
 
 
 def updates_against_adam(family: TaskFamily, lopt: Any, steps: int, optimizers: Mapping[str, Any] | None = None,
-                         adam_lr: float | None = None) -> dict[str, Any]:
+                         adam_lr: float | None = None, seed: int = TEST_SEED_OFFSET) -> dict[str, Any]:
     """:func:`update_sizes` of the learned optimizer ``lopt`` and of Adam: at ``adam_lr`` if given, else at
     the tuned learning rate of ``optimizers["adam_tuned"]`` (the ``optimizers`` of a ``results.json``)
     when there is one, else at Adam's default."""
@@ -368,7 +377,34 @@ def updates_against_adam(family: TaskFamily, lopt: Any, steps: int, optimizers: 
     else:
         name, lr = "adam", BASELINES["adam"][1]
     return update_sizes(family, {lopt.arch_name: (lambda groups: LearnedOptimizer(groups, lopt=lopt), None),
-                                 name: (baseline_factory("adam", lr), lr)}, steps)
+                                 name: (baseline_factory("adam", lr), lr)}, steps, seed)
+
+
+def check_test_seeds(first_seed: int, seeds: int) -> None:
+    """Raise ValueError unless the held-out instances ``first_seed ... first_seed + seeds - 1`` lie in the test range
+    ``[TEST_SEED_OFFSET, TUNE_SEED_OFFSET)``, which neither meta-training, validation nor tuning ever samples."""
+    if not TEST_SEED_OFFSET <= first_seed <= TUNE_SEED_OFFSET - seeds:
+        raise ValueError(f"held-out instances must lie in [{TEST_SEED_OFFSET}, {TUNE_SEED_OFFSET}); "
+                         f"{seeds} from {first_seed} do not")
+
+
+#: tuned baselines that are not one torch.optim baseline with its learning rate tuned: their whole recipe is searched
+#: (:mod:`l2l_torch.tuning`); there is no default-setting row of them
+SEARCHED_BASELINES: tuple[str, ...] = ("adamw_tuned",)
+
+
+class ReuseRefused(RuntimeError):
+    """``reuse`` baselines that do not reproduce on this machine (:func:`check_reuse`), refused by default."""
+
+
+def tuned_factory(name: str, entry: Mapping[str, Any], steps: int) -> OptimizerFactory:
+    """The optimizer of a tuned baseline as ``results.json`` records it (``entry``: its ``optimizers[name]``):
+    ``adamw_tuned`` from its ``hparams``, ``<baseline>_tuned`` (or a default-setting baseline) from its ``lr``."""
+    if name == "adamw_tuned":
+        from l2l_torch.tuning import adamw_factory
+
+        return adamw_factory(entry["hparams"], steps)
+    return baseline_factory(name.removesuffix("_tuned"), entry["lr"])
 
 
 def evaluate_learned_optimizer(family: TaskFamily, lopt_factory: OptimizerFactory, steps: int, seeds: int,
@@ -376,13 +412,20 @@ def evaluate_learned_optimizer(family: TaskFamily, lopt_factory: OptimizerFactor
                                baselines: Sequence[str] = tuple(BASELINES), learned_name: str = "lstm",
                                epoch_steps: int | None = None, tune_metric: str = "train_loss",
                                progress: Callable[[str], None] | None = None, lr_grid: Sequence[float] = LR_GRID,
-                               reuse: Mapping[str, Any] | None = None,
-                               average: float | None = None) -> dict[str, Any]:
+                               reuse: Mapping[str, Any] | None = None, average: float | None = None,
+                               tune_trials: int | None = None, allow_drift: bool = False,
+                               first_seed: int = TEST_SEED_OFFSET) -> dict[str, Any]:
     """The full comparison of ``evaluate.py``: the learned optimizer against every baseline at its
     default learning rate and (``tune``) at its learning rate tuned on separate instances.
 
+    ``baselines`` names :data:`BASELINES` (a default row and an lr-tuned ``<name>_tuned`` row each) and
+    :data:`SEARCHED_BASELINES` (``adamw_tuned``: AdamW's whole recipe searched with ``tune_trials`` Optuna trials,
+    :func:`l2l_torch.tuning.tune_adamw`; only when ``tune``). Every tuned row records ``tuning_cost``: the
+    optimizee steps its tuning took, comparable with a learned optimizer's meta-training cost.
+
     ``average``: every optimizer, learned or not, is evaluated (and the baselines tuned) at an exponential
-    moving average of its iterates with this decay (:func:`train_optimizee`).
+    moving average of its iterates with this decay (:func:`train_optimizee`). ``first_seed``: the first of the
+    ``seeds`` held-out instances (:func:`check_test_seeds`); tuning always uses ``TUNE_SEED_OFFSET + i``.
 
     ``tune_metric`` is the final metric the learning-rate search minimises (``train_loss``, or e.g.
     ``val_loss``); ``lr_grid`` is the starting grid of that search (it still grows past an edge).
@@ -390,25 +433,38 @@ def evaluate_learned_optimizer(family: TaskFamily, lopt_factory: OptimizerFactor
     tuning are taken as they are, so only the learned optimizer is trained; it must come from the same
     code and settings (``evaluate.py --reuse-baselines`` checks the settings). A run is deterministic per
     seed on one machine, but another CPU (its BLAS code path) or library version can round differently,
-    and on some tasks (the STN) that drifts a 200-step run far: so one reused run is trained again and the
-    result says whether it came out the same (``"reuse_check"``, :func:`check_reuse`).
-    Returns the ``optimizers`` part of ``results.json`` plus ``"tuning"``: ``{name: {lr: score}}``.
+    and on some tasks (the STN) that drifts a 200-step run far: so one reused run is trained again first
+    (:func:`check_reuse`, recorded as ``"reuse_check"``), and unless ``allow_drift`` a reuse that does not
+    reproduce, or cannot be checked, raises :class:`ReuseRefused`.
+    Returns the ``optimizers`` part of ``results.json`` plus ``"tuning"``: ``{name: {lr: score}}`` (``adamw_tuned``:
+    its search record).
     """
+    check_test_seeds(first_seed, seeds)
     optimizers: dict[str, tuple[OptimizerFactory, float | None]] = {learned_name: (lopt_factory, None)}
-    tuning: dict[str, dict[str, float]] = {}
+    tuning: dict[str, Any] = {}
+    held_out = {"epoch_steps": epoch_steps, "progress": progress, "average": average, "first_seed": first_seed}
     if reuse is not None:
-        results = compare(family, optimizers, steps, seeds, epoch_steps=epoch_steps, progress=progress,
-                          average=average)
-        kept = {k: v for k, v in reuse["optimizers"].items() if k.removesuffix("_tuned") in baselines}
+        kept = {k: v for k, v in reuse["optimizers"].items() if k in baselines or k.removesuffix("_tuned") in baselines}
+        check = check_reuse(family, kept, steps, progress, average=average, seed=first_seed)
+        if not check.get("reproduced") and not allow_drift:
+            why = (f"do not reproduce here: {check['optimizer']} on seed {check['seed']} differs by "
+                   f"{check['max_rel_diff']:.2g} (relative)") if check.get("reproduced") is False else (
+                   "cannot be checked here (no tuned baseline with per-seed figures to train again)")
+            raise ReuseRefused(f"the reused baselines {why}; they came from another machine, library version or code. "
+                               "Run the evaluation without --reuse-baselines (or pass --allow-drift to compare "
+                               "against them anyway, which mixes two environments)")
+        results = compare(family, optimizers, steps, seeds, **held_out)
         return {"optimizers": {**results, **kept},
-                "tuning": {k: v for k, v in reuse.get("tuning", {}).items() if k in baselines},
-                "reuse_check": check_reuse(family, kept, steps, progress, average=average)}
-    runs_done, bound = 0, tune_runs_bound(lr_grid, tune_seeds) * len(baselines)
-    if tune and baselines and progress:
-        progress(f"tuning lr for {len(baselines)} optimizer{'s' if len(baselines) > 1 else ''}: up to {bound} runs "
-                 f"of {tune_steps or steps} steps ({tune_seeds} per learning rate; {len(lr_grid)} learning rates, "
-                 "more past an edge of the grid that wins)")
-    for i, name in enumerate(baselines):
+                "tuning": {k: v for k, v in reuse.get("tuning", {}).items() if k in kept or f"{k}_tuned" in kept},
+                "reuse_check": check}
+    grid_baselines = [b for b in baselines if b not in SEARCHED_BASELINES]
+    runs_done, bound = 0, tune_runs_bound(lr_grid, tune_seeds) * len(grid_baselines)
+    if tune and grid_baselines and progress:
+        progress(f"tuning lr for {len(grid_baselines)} optimizer{'s' if len(grid_baselines) > 1 else ''}: up to "
+                 f"{bound} runs of {tune_steps or steps} steps ({tune_seeds} per learning rate; {len(lr_grid)} "
+                 "learning rates, more past an edge of the grid that wins)")
+    extra: dict[str, dict[str, Any]] = {}  # what results.json records of each tuned row besides its runs
+    for i, name in enumerate(grid_baselines):
         optimizers[name] = (baseline_factory(name), BASELINES[name][1])
         if tune:
             def tuned(lr: float, score: float, name: str = name, i: int = i) -> None:
@@ -416,7 +472,7 @@ def evaluate_learned_optimizer(family: TaskFamily, lopt_factory: OptimizerFactor
                 runs_done += tune_seeds
                 if progress:
                     result = f"{tune_metric} {score:.4g}" if math.isfinite(score) else "diverged"
-                    progress(f"tuning {name} ({i + 1}/{len(baselines)}): lr {lr:.3g} -> {result}"
+                    progress(f"tuning {name} ({i + 1}/{len(grid_baselines)}): lr {lr:.3g} -> {result}"
                              f"  [{runs_done} of at most {bound} runs]")
 
             best, scores = tune_lr(family, name, tune_steps or steps, tune_seeds, grid=lr_grid, metric=tune_metric,
@@ -425,8 +481,39 @@ def evaluate_learned_optimizer(family: TaskFamily, lopt_factory: OptimizerFactor
                 progress(f"tuning {name}: best lr {best:.3g} of {len(scores)} tried")
             tuning[name] = {str(k): v for k, v in scores.items()}
             optimizers[f"{name}_tuned"] = (baseline_factory(name, best), best)
-    results = compare(family, optimizers, steps, seeds, epoch_steps=epoch_steps, progress=progress, average=average)
+            extra[f"{name}_tuned"] = {"tuning_cost": {"runs": len(scores) * tune_seeds,
+                                                      "optimizee_steps": len(scores) * tune_seeds * (tune_steps or steps)}}
+    if tune and "adamw_tuned" in baselines:
+        from l2l_torch.tuning import DEFAULT_TRIALS, adamw_factory, tune_adamw
+
+        hp, record = tune_adamw(family, tune_steps or steps, tune_trials or DEFAULT_TRIALS, tune_seeds, tune_metric,
+                                average=average, progress=progress)
+        if progress:
+            progress(f"tuning adamw: best {hp} ({record['cost']['optimizee_steps']} optimizee steps)")
+        tuning["adamw_tuned"] = record
+        optimizers["adamw_tuned"] = (adamw_factory(hp, steps), hp["lr"])
+        extra["adamw_tuned"] = {"hparams": hp, "tuning_cost": record["cost"]}
+    results = compare(family, optimizers, steps, seeds, **held_out)
+    for name, e in extra.items():
+        results[name].update(e)
     return {"optimizers": results, "tuning": tuning}
+
+
+def meta_training_cost(meta: Mapping[str, Any]) -> dict[str, Any] | None:
+    """What meta-training a learned optimizer cost, in optimizee steps, from its checkpoint metadata (the ``meta``
+    of :func:`l2l_torch.checkpoint.read_learned_optimizer`): ``global_step`` meta-steps, each running
+    ``tasks_per_step`` task instances (times the estimator's particles per instance, 2 for PES) for ``unroll``
+    steps. Validation runs and the stages of a warm start's lineage are not counted (``"warm_started_from"`` says
+    when there were some); a file that does not record its estimator counts one optimizee per instance. None when
+    the metadata lacks the figures."""
+    try:
+        particles = 2 if meta.get("estimator") == "PES" else 1
+        steps = int(meta["global_step"]) * int(meta["tasks_per_step"]) * particles * int(meta["unroll"])
+    except (KeyError, TypeError, ValueError):
+        return None
+    return {"optimizee_steps": steps, "meta_steps": int(meta["global_step"]),
+            "counted": "this stage's meta-training, without validation", "estimator": meta.get("estimator"),
+            "warm_started_from": meta.get("warm_started_from")}
 
 
 #: relative difference above which a reused baseline run counts as not reproduced
@@ -434,8 +521,9 @@ REUSE_RTOL = 1e-4
 
 
 def check_reuse(family: TaskFamily, reused: Mapping[str, Any], steps: int,
-                progress: Callable[[str], None] | None = None, average: float | None = None) -> dict[str, Any]:
-    """Train the first held-out instance again with one reused baseline (``adam_tuned`` if there is one) and
+                progress: Callable[[str], None] | None = None, average: float | None = None,
+                seed: int = TEST_SEED_OFFSET) -> dict[str, Any]:
+    """Train the first held-out instance (``seed``) again with one reused baseline (``adam_tuned`` if there is one) and
     compare its final metrics with the stored ones.
 
     Returns ``{"optimizer", "lr", "seed", "stored", "rerun", "max_rel_diff", "reproduced"}``, ``reproduced``
@@ -449,11 +537,9 @@ def check_reuse(family: TaskFamily, reused: Mapping[str, Any], steps: int,
     entry = reused.get(name) if name else None
     if entry is None or not entry.get("per_seed"):  # nothing to compare with (results.json without per-seed figures)
         return {"optimizer": name, "reproduced": None}
-    seed = TEST_SEED_OFFSET
     if progress:
         progress(f"checking that the reused {name} reproduces (seed {seed})")
-    r = train_optimizee(family.sample(seed), baseline_factory(name.removesuffix("_tuned"), entry["lr"]), steps, seed,
-                        average=average)
+    r = train_optimizee(family.sample(seed), tuned_factory(name, entry, steps), steps, seed, average=average)
     stored = {k: v[0] for k, v in entry["per_seed"].items() if k in r.final and v and v[0] is not None}
     if not stored:  # that seed had diverged in the stored run
         return {"optimizer": name, "lr": entry["lr"], "seed": seed, "reproduced": None}

@@ -30,32 +30,39 @@ def _fmt(stat: dict[str, float] | None, pct: bool = False) -> str:
     return f"{stat['mean']:.4g} ± {stat['std']:.2g}"
 
 
+#: the tuned baselines every row of a results table is compared with, where the evaluation ran them
+REFERENCES: tuple[str, ...] = ("adam_tuned", "adamw_tuned")
+
+
 def markdown_table(results: dict[str, Any]) -> str:
-    """One row per optimizer: lr, final training loss, val/test metrics where present, and, against tuned Adam on
-    the same seeds, the paired difference in final training loss with its 95 % CI, the Holm-corrected p-value
-    (paired t-test, corrected over the table's rows) and the verdict (:mod:`l2l_torch.stats`)."""
+    """One row per optimizer: lr, final training loss, val/test metrics where present, and, against each tuned
+    reference on the same seeds (:data:`REFERENCES`: lr-tuned Adam, and ``adamw_tuned`` when it ran), the paired
+    difference in final training loss with its 95 % CI, the Holm-corrected p-value (paired t-test, corrected over
+    every comparison of the table) and the verdict (:mod:`l2l_torch.stats`)."""
     from l2l_torch.stats import holm, paired_comparison, verdict
 
     opts = results["optimizers"]
     metrics = [m for m in ("val_loss", "test_loss", "test_accuracy", "test_ssim") if any(m in o for o in opts.values())]
-    ref = opts.get("adam_tuned", {}).get("per_seed", {}).get("train_loss")
-    tests = {n: paired_comparison(o["per_seed"]["train_loss"], ref) for n, o in opts.items()
-             if ref and n != "adam_tuned" and len(o.get("per_seed", {}).get("train_loss", [])) == len(ref)}
+    refs = [r for r in REFERENCES if opts.get(r, {}).get("per_seed", {}).get("train_loss")]
+    tests = {(n, r): paired_comparison(o["per_seed"]["train_loss"], opts[r]["per_seed"]["train_loss"])
+             for r in refs for n, o in opts.items()
+             if n != r and len(o.get("per_seed", {}).get("train_loss", [])) == len(opts[r]["per_seed"]["train_loss"])}
     p_adj = dict(zip(tests, holm([t["p"] for t in tests.values()])))
     head = ["optimizer", "lr", "final train loss", *[m.replace("_", " ") for m in metrics], "diverged"]
-    if tests:
-        head += ["vs tuned Adam [95 % CI]", "p (Holm)", "verdict"]
+    for r in refs:
+        label = "tuned Adam" if r == "adam_tuned" else r
+        head += [f"vs {label} [95 % CI]", "p (Holm)", "verdict"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for name, o in opts.items():
         lr = "learned" if o.get("lr") is None else f"{o['lr']:g}"
         cells = [name, lr, _fmt(o.get("final_loss"))]
         cells += [_fmt(o.get(m), pct=m.endswith("accuracy")) for m in metrics]
         cells.append(str(o.get("diverged", 0)))
-        if tests:
-            t = tests.get(name)
+        for r in refs:
+            t = tests.get((name, r))
             cells += (["–", "–", "–"] if t is None or math.isnan(t["p"]) else
-                      [f"{t['mean_diff']:+.3g} [{t['ci_low']:+.3g}, {t['ci_high']:+.3g}]", f"{p_adj[name]:.2g}",
-                       verdict(t["mean_diff"], p_adj[name])])
+                      [f"{t['mean_diff']:+.3g} [{t['ci_low']:+.3g}, {t['ci_high']:+.3g}]", f"{p_adj[(name, r)]:.2g}",
+                       verdict(t["mean_diff"], p_adj[(name, r)])])
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 

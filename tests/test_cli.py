@@ -109,11 +109,18 @@ def test_evaluate_reuses_baselines(tmp_path):
     assert check["optimizer"] == "adam_tuned" and check["reproduced"] and check["max_rel_diff"] <= 1e-4
     assert check["rerun"]["train_loss"] == first["optimizers"]["adam_tuned"]["per_seed"]["train_loss"][0]
     assert "does not reproduce" not in r.stderr
-    # a stored run that came out otherwise (another machine's rounding, here tampered) is flagged
+    # a stored run that came out otherwise (another machine's rounding, here tampered) is refused, before the
+    # learned optimizer is trained, with what to do instead
     first["optimizers"]["adam_tuned"]["per_seed"]["train_loss"][0] *= 1.01
     (tmp_path / "a" / "results.json").write_text(json.dumps(first))
     r = run("evaluate.py", *common, "--out", str(tmp_path / "d"), "--baselines", "adam",
             "--reuse-baselines", str(tmp_path / "a"))
+    assert r.returncode != 0 and "do not reproduce here: adam_tuned on seed" in r.stderr
+    assert "without --reuse-baselines" in r.stderr and "Traceback" not in r.stderr
+    assert not (tmp_path / "d" / "results.json").exists()
+    # ... unless asked for, and then the results say it
+    r = run("evaluate.py", *common, "--out", str(tmp_path / "d"), "--baselines", "adam",
+            "--reuse-baselines", str(tmp_path / "a"), "--allow-drift")
     assert r.returncode == 0, r.stderr
     assert "does not reproduce" in r.stderr
     check = json.loads((tmp_path / "d" / "results.json").read_text())["reuse_check"]
