@@ -77,7 +77,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--tune-steps", type=positive_int, help="steps per tuning run (default: --steps)")
     p.add_argument("--no-tune", action="store_true", help="skip the tuned baselines")
     p.add_argument("--tune-trials", type=positive_int,
-                   help="trial budget of adamw_tuned's search (Optuna TPE with successive-halving pruning; default 40)")
+                   help="trial budget of adamw_tuned's search (Optuna TPE with successive-halving pruning; default 100)")
     p.add_argument("--tune-metric", default="train_loss",
                    help="final metric the learning-rate search minimises (default train_loss; e.g. val_loss)")
     p.add_argument("--baselines", default="adam,rmsprop,sgd,adagrad",

@@ -270,6 +270,8 @@ def main(argv: list[str] | None = None) -> None:
               f"(to continue that run instead: --ckpt_path last)", flush=True)
     if trainer.is_global_zero and cli.model.task.data_source:
         print(f"data: {cli.model.task.data_source}", flush=True)
+    if trainer.is_global_zero:
+        print(plan(out, trainer, cli.model), flush=True)
     if not ckpt and (cli.model.lopt.warm_started_from or args.validate_first):
         # the starting point is a candidate too (meta-step 0): if meta-training here only makes it worse,
         # the exported optimizer.pt is the starting point itself, and optimizer.json says so (meta_step 0)
@@ -293,6 +295,25 @@ def main(argv: list[str] | None = None) -> None:
         stop.restore_signal_handlers()
     if trainer.is_global_zero:
         print(summary(args.task, out, trainer, cli.model))
+
+
+def plan(out: Path, trainer, module) -> str:
+    """What the run will do, said once before it starts: its limits, how the optimizer is selected, where it goes."""
+    import datetime
+
+    from lightning.pytorch.callbacks import Timer
+
+    timer = next((c for c in trainer.callbacks if isinstance(c, Timer)), None)
+    seconds = getattr(timer, "_duration", None)
+    limits = [f"{trainer.max_steps} meta-steps"] if trainer.max_steps > 0 else []
+    if seconds:
+        limits.append(f"{datetime.timedelta(seconds=int(seconds))} (h:mm:ss)")
+    hp = module.hparams
+    start = f", warm-started from {module.lopt.warm_started_from}" if module.lopt.warm_started_from else ""
+    return (f"plan: meta-train {module.lopt.arch_name} ({type(module.estimator).__name__}{start}) for at most "
+            + (" or ".join(limits) or "an unlimited number of meta-steps") + ", whichever comes first\n"
+            f"      every {hp.get('val_every')} meta-steps it validates on {hp.get('val_tasks')} held-out task "
+            f"instances; the best so far is written to {out / 'optimizer.pt'}")
 
 
 def summary(task: str, out: Path, trainer, module, interrupted: dict | None = None) -> str:

@@ -162,8 +162,11 @@ class MetaStepProgressBar(TQDMProgressBar):
 
 
 class LogSTNGrid(L.Callback):
-    """After each validation of meta-training, log the warped digits of one held-out STN trained by
-    the current learned optimizer to TensorBoard (``val/stn_grid``) and its foreground-mass ratio.
+    """After each validation of meta-training, train one held-out STN (the first validation instance) with the
+    current learned optimizer and log to TensorBoard: its warped digits (``val/stn_grid``), the SSIM and the
+    foreground-mass ratio of each digit set (``val/stn/<set>_ssim``, ``val/stn/<set>_mass_ratio``; for monitoring,
+    selection uses ``val/loss`` alone), and a histogram of the ``log10 |update|`` of every coordinate at every step
+    (``val/stn_log10_update``).
 
     Args:
         steps: optimizee steps of that run (default: the module's validation horizon).
@@ -178,7 +181,7 @@ class LogSTNGrid(L.Callback):
             return
         import torch
 
-        from l2l_torch.evaluation import train_optimizee
+        from l2l_torch.evaluation import UpdateRecorder, train_optimizee
         from l2l_torch.optim import LearnedOptimizer
         from l2l_torch.tasks.base import VAL_SEED_OFFSET
 
@@ -188,16 +191,33 @@ class LogSTNGrid(L.Callback):
         if not hasattr(task, "visualize"):
             return
         steps = self.steps or hp.get("val_horizon") or pl_module.truncation.horizon
+        rec = UpdateRecorder()
         with torch.enable_grad():
-            r = train_optimizee(task, lambda g: LearnedOptimizer(g, lopt=pl_module.lopt), steps, seed, keep_params=True)
+            r = train_optimizee(task, lambda g: LearnedOptimizer(g, lopt=pl_module.lopt), steps, seed, keep_params=True,
+                                record_updates=rec)
         if r.diverged:
             return
         img = task.visualize(r.params, r.buffers, self.n)
+        hist = rec.to_dict()
         for logger in trainer.loggers:
             exp = getattr(logger, "experiment", None)
             if hasattr(exp, "add_image"):
                 exp.add_image("val/stn_grid", img, global_step=trainer.global_step)
             if hasattr(exp, "add_scalar"):
-                for k in ("val_mass_ratio", "val_ssim"):
-                    if k in r.final and math.isfinite(r.final[k]):
-                        exp.add_scalar(f"val/stn_{k[4:]}", r.final[k], global_step=trainer.global_step)
+                for k, v in r.final.items():
+                    if k.endswith(("_ssim", "_mass_ratio")) and math.isfinite(v):
+                        exp.add_scalar(f"val/stn/{k}", v, global_step=trainer.global_step)
+            if hasattr(exp, "add_histogram_raw") and sum(hist["counts"]):
+                _add_log_histogram(exp, "val/stn_log10_update", hist, trainer.global_step)
+
+
+def _add_log_histogram(exp: Any, tag: str, hist: dict[str, Any], step: int) -> None:
+    """A histogram of :class:`~l2l_torch.evaluation.UpdateRecorder`'s binned ``log10 |update|`` (exact zeros left
+    out) as TensorBoard's raw histogram; its sums use the bins' centres."""
+    edges, counts = hist["edges"], hist["counts"]
+    centres = [(a + b) / 2 for a, b in zip(edges[:-1], edges[1:])]
+    used = [i for i, c in enumerate(counts) if c]
+    exp.add_histogram_raw(tag, min=edges[used[0]], max=edges[used[-1] + 1], num=sum(counts),
+                          sum=sum(c * x for c, x in zip(counts, centres)),
+                          sum_squares=sum(c * x * x for c, x in zip(counts, centres)),
+                          bucket_limits=edges[1:], bucket_counts=counts, global_step=step)

@@ -49,7 +49,7 @@ SEARCH_SPACE: dict[str, tuple] = {
 DEFAULT_TRIAL: dict[str, Any] = {"lr": 1e-3, "one_minus_beta1": 0.1, "one_minus_beta2": 1e-3, "weight_decay": 1e-2,
                                  "warmup": 0.0, "schedule": "constant"}
 #: trials of the search unless ``evaluate.py --tune-trials`` says otherwise
-DEFAULT_TRIALS = 40
+DEFAULT_TRIALS = 100
 
 
 class ScheduledAdamW(torch.optim.AdamW):

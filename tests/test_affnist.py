@@ -197,3 +197,41 @@ def test_stn_family_loads_through_its_datamodule():
         STNFamily(n_train=32).attach(AffNISTDataModule(n_train=16))
     with pytest.raises(DataError, match="6000 requested"):  # checked by prepare_data, before any training
         STNFamily(data_dir=str(SHARED_DATA), n_train=5786).prepare_data()
+
+
+def test_stn_grid_callback_logs_every_digit_set_and_the_update_sizes():
+    """LogSTNGrid after a validation: the grid, SSIM and mass ratio of each digit set, and a histogram of the
+    learned optimizer's update sizes counting every coordinate of every step."""
+    from types import SimpleNamespace
+
+    from l2l_torch.callbacks import LogSTNGrid
+
+    class Experiment:
+        def __init__(self):
+            self.images, self.scalars, self.histograms = {}, {}, {}
+
+        def add_image(self, tag, img, global_step):
+            self.images[tag] = img
+
+        def add_scalar(self, tag, value, global_step):
+            self.scalars[tag] = value
+
+        def add_histogram_raw(self, tag, global_step, **kw):
+            self.histograms[tag] = kw
+
+    sets = fake_sets()
+    family = SimpleNamespace(sample=lambda seed: STNTask(sets, seed=seed, batch_size=4))
+    module = SimpleNamespace(hparams={"val_seed": 0, "val_horizon": 3}, task=family,
+                             lopt=LSTMOptimizer(hidden_size=4, output_scale=0.01), truncation=None)
+    exp = Experiment()
+    trainer = SimpleNamespace(sanity_checking=False, is_global_zero=True, global_step=5,
+                              loggers=[SimpleNamespace(experiment=exp)])
+    LogSTNGrid(n=3).on_validation_end(trainer, module)
+    assert exp.images["val/stn_grid"].shape[0] == 3
+    for split in ("val", "test8", "test1"):
+        for metric in ("ssim", "mass_ratio"):
+            assert f"val/stn/{split}_{metric}" in exp.scalars
+    numel = sum(p.numel() for p in STNTask(sets, seed=0).init_params(0)[0].values())
+    h = exp.histograms["val/stn_log10_update"]
+    assert 0 < h["num"] <= 3 * numel and sum(h["bucket_counts"]) == h["num"]
+    assert h["min"] < h["max"] and len(h["bucket_limits"]) == len(h["bucket_counts"])

@@ -234,6 +234,15 @@ def test_checkpoint_names_and_optimizer_json_agree_on_the_step(finished_run):
     assert torch.load(out / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 7
 
 
+def test_train_says_its_plan_once_before_it_starts(finished_run):
+    out, output = finished_run
+    assert output.count("plan: meta-train lstm (TruncatedBPTT) for at most 7 meta-steps or 0:30:00 (h:mm:ss), "
+                        "whichever comes first") == 1
+    assert re.search(rf"every 3 meta-steps it validates on \d+ held-out task instances; the best so far is written to "
+                     rf"{re.escape(str(out / 'optimizer.pt'))}\n", output)
+    assert output.index("plan: ") < output.index("meta-step")
+
+
 def test_train_says_where_its_outputs_went(finished_run):
     out, output = finished_run
     assert "done: meta-step 7 of 7" in output
