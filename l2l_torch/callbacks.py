@@ -181,9 +181,9 @@ class LogSTNGrid(L.Callback):
             return
         import torch
 
-        from l2l_torch.evaluation import UpdateRecorder, train_optimizee
         from l2l_torch.optim import LearnedOptimizer
         from l2l_torch.tasks.base import VAL_SEED_OFFSET
+        from l2l_torch.training import UpdateRecorder, train_optimizee
 
         hp = pl_module.hparams
         seed = VAL_SEED_OFFSET + hp.get("val_seed", 0)  # the first validation instance
@@ -212,7 +212,7 @@ class LogSTNGrid(L.Callback):
 
 
 def _add_log_histogram(exp: Any, tag: str, hist: dict[str, Any], step: int) -> None:
-    """A histogram of :class:`~l2l_torch.evaluation.UpdateRecorder`'s binned ``log10 |update|`` (exact zeros left
+    """A histogram of :class:`~l2l_torch.training.UpdateRecorder`'s binned ``log10 |update|`` (exact zeros left
     out) as TensorBoard's raw histogram; its sums use the bins' centres."""
     edges, counts = hist["edges"], hist["counts"]
     centres = [(a + b) / 2 for a, b in zip(edges[:-1], edges[1:])]

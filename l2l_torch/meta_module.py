@@ -13,12 +13,12 @@ import torch
 from torch.utils.data import DataLoader
 
 from l2l_torch.estimators import GradientEstimator, TruncatedBPTT, set_flat_grad
-from l2l_torch.evaluation import train_optimizee
 from l2l_torch.learned_optimizers import LearnedOptimizerBase
 from l2l_torch.optim import LearnedOptimizer
 from l2l_torch.run_state import restore_optimizees, rng_state, save_optimizees, set_rng_state
 from l2l_torch.tasks.base import TEST_SEED_OFFSET, VAL_SEED_OFFSET, TaskFamily
 from l2l_torch.tasks.family_mixture import FamilyMixture
+from l2l_torch.training import train_optimizee
 from l2l_torch.truncation import TruncationSchedule
 from l2l_torch.unroll import UnrollState, init_unroll
 

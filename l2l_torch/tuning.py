@@ -127,7 +127,7 @@ def tune_adamw(family, steps: int, trials: int = DEFAULT_TRIALS, seeds: int = 3,
 
     A trial trains ``seeds`` instances ``TUNE_SEED_OFFSET + i`` for ``steps`` steps each, one after another, and
     scores the mean final ``metric`` (a diverged run scores +inf). While it runs it reports its smoothed training
-    loss (the mean of the last 25 batch losses) at every check of :func:`~l2l_torch.evaluation.train_optimizee`, at
+    loss (the mean of the last 25 batch losses) at every check of :func:`~l2l_torch.training.train_optimizee`, at
     step ``i * steps + t``, so that all trials are compared on the same instance at the same step; the pruner
     (rungs at ``steps / 4`` times powers of 3) stops the trials that fall behind.
 
@@ -137,7 +137,7 @@ def tune_adamw(family, steps: int, trials: int = DEFAULT_TRIALS, seeds: int = 3,
         trials: the trial budget (pruned trials count).
         seeds: tuning instances per trial.
         metric: the final metric minimised (``train_loss``, or e.g. ``val_loss``).
-        average: tune at an average of the iterates (:func:`~l2l_torch.evaluation.train_optimizee`).
+        average: tune at an average of the iterates (:func:`~l2l_torch.training.train_optimizee`).
         seed: the sampler's seed (the search is deterministic given it).
         progress: called with one line per trial.
 
@@ -148,8 +148,8 @@ def tune_adamw(family, steps: int, trials: int = DEFAULT_TRIALS, seeds: int = 3,
     """
     import optuna
 
-    from l2l_torch.evaluation import train_optimizee
     from l2l_torch.tasks.base import TUNE_SEED_OFFSET
+    from l2l_torch.training import train_optimizee
 
     if trials < 1:
         raise ValueError(f"trials must be >= 1, got {trials}")

@@ -248,7 +248,19 @@ def test_lstm_warm_start_single_to_per_kind(tmp_path):
     with pytest.raises(Exception, match="no weights"):
         LSTMOptimizer(init_from=str(tmp_path / "kinds.pt"))
     with pytest.raises(Exception, match="differs"):
-        LSTMOptimizer(per_kind=True, output_scale=0.01, init_from=str(tmp_path / "single.pt"))
+        LSTMOptimizer(per_kind=True, hidden_size=8, init_from=str(tmp_path / "single.pt"))
+
+
+def test_lstm_warm_start_with_another_output_scale_makes_the_same_updates(tmp_path):
+    torch.manual_seed(3)
+    src = LSTMOptimizer(output_scale=0.1)
+    save_learned_optimizer(src, tmp_path / "a.pt")
+    warm = LSTMOptimizer(per_kind=True, output_scale=0.01, init_from=str(tmp_path / "a.pt"))
+    torch.testing.assert_close(warm.nets["dense"].head.weight, 10 * src.nets["all"].head.weight)
+    torch.testing.assert_close(warm.nets["conv"].cells[0].weight_ih, src.nets["all"].cells[0].weight_ih)  # unchanged
+    _assert_same_updates(src, warm)
+    with pytest.raises(Exception, match="differs"):  # other differences still refused
+        LSTMOptimizer(output_scale=0.01, preprocess_p=5.0, init_from=str(tmp_path / "a.pt"))
 
 
 def test_tensor_scale_features_are_the_log_rms_per_tensor():

@@ -8,7 +8,7 @@ import math
 import pytest
 import torch
 
-from l2l_torch import evaluation, tuning
+from l2l_torch import evaluation, training, tuning
 from l2l_torch.checkpoint import save_learned_optimizer
 from l2l_torch.learned_optimizers import LSTMOptimizer
 from l2l_torch.tasks.base import TEST_SEED_OFFSET, TUNE_SEED_OFFSET
@@ -93,7 +93,8 @@ def test_evaluation_tunes_on_tuning_seeds_and_tests_on_held_out_ones(monkeypatch
         calls.append(seed)
         return real(task, factory, steps, seed, **kw)
 
-    monkeypatch.setattr(evaluation, "train_optimizee", recording)
+    monkeypatch.setattr(evaluation, "train_optimizee", recording)  # held-out runs and the lr grid
+    monkeypatch.setattr(training, "train_optimizee", recording)  # the search's runs
     fam = QuadraticFamily()
     res = evaluation.evaluate_learned_optimizer(
         fam, lambda g: torch.optim.SGD(g, lr=0.01), steps=10, seeds=3, tune_seeds=2, baselines=["adamw_tuned"],

@@ -10,6 +10,7 @@ from collections.abc import Mapping
 import torch
 from torch import Tensor, nn
 
+from l2l_torch.checkpoint import CheckpointError
 from l2l_torch.learned_optimizers.base import LearnedOptimizerBase, LOptState, group_by_kind, register
 
 PREPROCESS_MODES = ("log_sign", "none")
@@ -329,6 +330,19 @@ class LSTMOptimizer(LearnedOptimizerBase):
                                                          recompute_gates) for k in kinds})
         if init_from:
             self.warm_start(init_from)
+
+    def _warm_start_weights(self, other: LearnedOptimizerBase, path: str) -> dict[str, Tensor]:
+        """As the base class, and the stored LSTM may also differ in ``output_scale``: its heads are multiplied by
+        ``other.output_scale / self.output_scale``, so that the warm start makes exactly the stored optimizer's
+        updates (e.g. an LSTM meta-trained on MLPs at 0.1 as the start of one for the STN at 0.01)."""
+        theirs = other.config()
+        if theirs.get("output_scale") == self.output_scale:
+            return super()._warm_start_weights(other, path)
+        same = {k: v for k, v in self.config().items() if k not in ("per_kind", "output_scale")}
+        if same != {k: v for k, v in theirs.items() if k not in ("per_kind", "output_scale")}:
+            raise CheckpointError(f"init_from={path}: its architecture {theirs} differs from {self.config()}")
+        ratio = theirs["output_scale"] / self.output_scale
+        return {k: v * ratio if k.rsplit(".", 2)[-2:-1] == ["head"] else v for k, v in other.state_dict().items()}
 
     @property
     def tasks_batchable(self) -> bool:
