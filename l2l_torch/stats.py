@@ -5,6 +5,8 @@ data order and initial weights), so their final figures are paired. :func:`paire
 paired t-test of :func:`scipy.stats.ttest_rel` and its 95 % confidence interval on the mean difference;
 :func:`holm` adjusts the p-values of a table's rows (Holm-Bonferroni step-down, family-wise error at
 ``alpha``); :func:`verdict` says "better", "level" or "worse" from the adjusted p-value alone.
+:func:`unpaired_comparison` is the fallback for figures stored as mean, std and count only (no per-seed values):
+Welch's t-test of :func:`scipy.stats.ttest_ind_from_stats`, with the same keys as :func:`paired_comparison`.
 
 Example:
     >>> rows = [paired_comparison([0.50, 0.52, 0.49], [0.55, 0.56, 0.54])]
@@ -57,6 +59,39 @@ def paired_comparison(learned: Sequence[float | None], baseline: Sequence[float 
     res = stats.ttest_rel(a, b)
     ci = res.confidence_interval(confidence)
     out.update(ci_low=float(ci.low), ci_high=float(ci.high), p=float(res.pvalue))
+    return out
+
+
+def unpaired_comparison(learned: tuple[float, float, int], baseline: tuple[float, float, int],
+                        confidence: float = 0.95, population_std: bool = True) -> dict[str, Any]:
+    """Welch's (unequal-variance) t-test of ``learned - baseline`` from summary figures alone.
+
+    Args:
+        learned, baseline: ``(mean, std, n)`` of each optimizer's final figure over its ``n`` finished seeds.
+        population_std: the stored ``std`` divides by ``n`` (``torch.std(unbiased=False)``, as ``evaluate.py``
+            writes it); it is converted to the sample std, ``std * sqrt(n / (n - 1))``, first. ``False``: ``std``
+            is already the sample std.
+
+    Returns:
+        The keys of :func:`paired_comparison`; ``"n"`` is the smaller of the two counts. The interval is Welch's,
+        on the Welch-Satterthwaite degrees of freedom; the last four values are ``nan`` when either count is
+        below two or both spreads are zero (``mean_diff`` is still given then, with two or more on each side).
+    """
+    (ma, sa, na), (mb, sb, nb) = learned, baseline
+    nan = float("nan")
+    out: dict[str, Any] = {"n": min(na, nb), "mean_diff": nan, "ci_low": nan, "ci_high": nan, "p": nan}
+    if na < 2 or nb < 2:
+        return out
+    if population_std:
+        sa, sb = sa * math.sqrt(na / (na - 1)), sb * math.sqrt(nb / (nb - 1))
+    out["mean_diff"] = ma - mb
+    va, vb = sa ** 2 / na, sb ** 2 / nb
+    if va + vb == 0:
+        return out
+    res = stats.ttest_ind_from_stats(ma, sa, na, mb, sb, nb, equal_var=False)
+    df = (va + vb) ** 2 / (va ** 2 / (na - 1) + vb ** 2 / (nb - 1))
+    half = stats.t.ppf(0.5 + confidence / 2, df) * math.sqrt(va + vb)
+    out.update(ci_low=ma - mb - half, ci_high=ma - mb + half, p=float(res.pvalue))
     return out
 
 

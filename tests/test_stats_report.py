@@ -99,3 +99,25 @@ def test_study_defaults_are_the_keras_optimizers_at_their_documented_defaults():
         assert group["lr"] == lr and all(group[k] == v for k, v in extra.items()), (name, group)
     tuned = baseline_factory("keras_rmsprop", 0.03)([{"params": list(nn.Linear(2, 1).parameters())}])
     assert tuned.param_groups[0]["lr"] == 0.03 and tuned.param_groups[0]["alpha"] == 0.9
+
+
+def test_unpaired_comparison_is_scipys_welch_test_on_the_sample_std():
+    from l2l_torch.stats import unpaired_comparison
+
+    learned = [0.50, 0.52, 0.47, 0.51, 0.49]
+    adam = [0.55, 0.53, 0.52, 0.56, 0.50, 0.58]
+
+    def summary(xs):  # what evaluate.py stores: mean and the population std (unbiased=False)
+        m = sum(xs) / len(xs)
+        return m, math.sqrt(sum((x - m) ** 2 for x in xs) / len(xs)), len(xs)
+
+    got = unpaired_comparison(summary(learned), summary(adam))
+    ref = sps.ttest_ind(learned, adam, equal_var=False)
+    ci = ref.confidence_interval(0.95)
+    assert got["n"] == 5 and got["p"] == pytest.approx(ref.pvalue)
+    assert got["mean_diff"] == pytest.approx(sum(learned) / 5 - sum(adam) / 6)
+    assert (got["ci_low"], got["ci_high"]) == (pytest.approx(ci.low), pytest.approx(ci.high))
+    sample = sps.ttest_ind_from_stats(0.5, 0.02, 5, 0.55, 0.03, 6, equal_var=False).pvalue
+    assert unpaired_comparison((0.5, 0.02, 5), (0.55, 0.03, 6), population_std=False)["p"] == pytest.approx(sample)
+    assert math.isnan(unpaired_comparison((0.5, 0.02, 1), (0.55, 0.03, 6))["p"])
+    assert math.isnan(unpaired_comparison((0.5, 0.0, 3), (0.55, 0.0, 3))["p"])

@@ -64,13 +64,46 @@ def test_report_quick_and_markdown(tmp_path, tiny_ckpt, capsys):
     assert text.startswith("# Results") and "| [quadratic](experiments/quadratic/)" in text
 
 
-def test_verdict_paired_and_unpaired():
+def test_compare_and_judge_paired_unpaired_and_special_cases():
     a = {"final_loss": {"mean": 1.0, "std": 0.1}, "per_seed": {"train_loss": [1.0, 1.1, 0.9, 1.0]}}
     b = {"final_loss": {"mean": 2.0, "std": 0.1}, "per_seed": {"train_loss": [2.0, 2.1, 1.9, 2.05]}}
-    assert report.verdict(a, b, 4) == "better"
-    assert report.verdict(b, a, 4) == "worse"
-    assert report.verdict(a, a, 4) in ("within noise", "too few seeds")
-    assert report.verdict({"final_loss": {"mean": None}}, b, 4) == "diverged"
+    tests = [report.compare(a, b, 4), report.compare(b, a, 4), report.compare(a, a, 4),
+             report.compare({"final_loss": {"mean": None}}, b, 4), report.compare(a, {"final_loss": {"mean": None}}, 4),
+             report.compare({"final_loss": {"mean": 1.0, "std": 0.1}, "per_seed": {"train_loss": [1.0]}},
+                            {"final_loss": {"mean": 2.0, "std": 0.1}, "per_seed": {"train_loss": [2.0]}}, 1)]
+    assert all(t["paired"] for t in tests)
+    assert [v for v, _ in report.judge(tests)] == ["better", "worse", "level", "diverged", "better (Adam diverged)",
+                                                   "level (too few seeds)"]
+    # old results.json without per-seed values: Welch's test on mean and population std over n seeds
+    from scipy import stats as sps
+
+    u = report.compare({"final_loss": {"mean": 1.0, "std": 0.1}}, {"final_loss": {"mean": 1.2, "std": 0.1}}, 5)
+    s = 0.1 * math.sqrt(5 / 4)
+    assert not u["paired"] and u["p"] == pytest.approx(sps.ttest_ind_from_stats(1.0, s, 5, 1.2, s, 5, False).pvalue)
+    rows, unpaired = report.summary_rows({"x": {"steps": 1, "seeds": 5, "optimizers": {
+        "lopt": {"lr": None, "final_loss": {"mean": 1.0, "std": 0.1}},
+        "adam_tuned": {"lr": 0.01, "final_loss": {"mean": 1.2, "std": 0.1}}}}})
+    assert unpaired and " †" in rows[0]
+
+
+def test_holm_corrected_t_test_overrules_the_old_two_standard_error_rule():
+    """Hand-made paired values: three rows of a table, three seeds each. The old rule (paired mean beyond two
+    standard errors, no correction) called every row "better"; the t distribution with 2 degrees of freedom and
+    Holm's correction across the three rows make them "level"."""
+    adam = [0.50, 0.52, 0.51]
+    rows = [[0.40, 0.40, 0.44], [0.41, 0.40, 0.45], [0.41, 0.47, 0.42]]
+    for learned in rows:  # the old rule, by hand: every row "better"
+        d = [x - y for x, y in zip(learned, adam)]
+        md = sum(d) / 3
+        se = math.sqrt(sum((x - md) ** 2 for x in d) / 2 / 3)
+        assert md < -2 * se
+    opt = lambda v, lr: {"lr": lr, "per_seed": {"train_loss": v},  # noqa: E731
+                         "final_loss": {"mean": sum(v) / len(v), "std": 0.0}}
+    tests = [report.compare(opt(r, None), opt(adam, 0.01), 3) for r in rows]
+    assert all(t["p"] < 0.05 for t in tests)  # each row would pass alone, uncorrected
+    judged = report.judge(tests)
+    assert [v for v, _ in judged] == ["level"] * 3
+    assert all(p >= 0.05 for _, p in judged)
 
 
 def test_update_recorder_counts_every_coordinate_and_step():
@@ -273,15 +306,16 @@ def test_family_rows_table_reads_rows_from_per_row_evaluations(tmp_path, capsys)
 
     for a in ("sigmoid", "tanh", "relu"):
         for s in (100, 200):
-            _results_json(tmp_path / f"fmnist_t1_{a}_{s}", {"train_loss": [0.4, 0.41, 0.4]},
-                          {"train_loss": [0.5, 0.5, 0.52]})
-    _results_json(tmp_path / "fmnist_t1_sigmoid_2000", {"train_loss": [0.6, 0.6]}, {"train_loss": [0.3, 0.31]})
+            _results_json(tmp_path / f"fmnist_t1_{a}_{s}", {"train_loss": [0.4, 0.41, 0.4, 0.39, 0.41]},
+                          {"train_loss": [0.5, 0.5, 0.52, 0.5, 0.51]})
+    _results_json(tmp_path / "fmnist_t1_sigmoid_2000", {"train_loss": [0.6, 0.6, 0.61]}, {"train_loss": [0.3, 0.31, 0.3]})
     t8.main(["--long", "2000", str(tmp_path)])
     out = capsys.readouterr().out.splitlines()
     assert "sigmoid 2,000" in out[0]
-    assert out[2].split(" | ")[1:7] == ["0.507"] * 6  # tuned Adam, MLP rows
+    assert out[2].split(" | ")[1:7] == ["0.506"] * 6  # tuned Adam, MLP rows
     cells = out[3].split(" | ")[1:]
-    assert cells[:6] == ["**0.403**"] * 6 and cells[6] == "0.600 (w)" and cells[7] == "–"
+    assert cells[:6] == ["**0.402**"] * 6 and cells[6] == "0.603 (w)" and cells[7] == "–"
+    assert "Holm-corrected across the 7 tested cells" in out[-1]
 
 
 def test_schedule_control_adam_schedule_and_output_layer_rate():
@@ -355,18 +389,17 @@ def test_affnist_frontier_judges_both_goals_and_counts_reused_runs_once(tmp_path
 
 
 def test_summary_row_flags_reused_baselines_that_did_not_reproduce():
-    from research.tools.research_report import summary_row
+    from research.tools.research_report import summary_rows
 
-    per_seed = {"train_loss": [0.4, 0.41, 0.4]}
     opt = lambda v, lr: {"lr": lr, "per_seed": {"train_loss": v},  # noqa: E731
                          "final_loss": {"mean": sum(v) / len(v), "std": 0.0}}
-    res = {"steps": 10, "seeds": 3, "optimizers": {"small_fc": opt(per_seed["train_loss"], None),
-                                                   "adam_tuned": opt([0.5, 0.52, 0.5], 0.01)}}
-    assert summary_row("x", res).endswith("| better |")
+    res = {"steps": 10, "seeds": 4, "optimizers": {"small_fc": opt([0.4, 0.41, 0.4, 0.42], None),
+                                                   "adam_tuned": opt([0.5, 0.52, 0.5, 0.51], 0.01)}}
+    assert summary_rows({"x": res})[0][0].endswith(" | better |")
     res["reuse_check"] = {"reproduced": True, "max_rel_diff": 0.0}
-    assert summary_row("x", res).endswith("| better |")
+    assert summary_rows({"x": res})[0][0].endswith(" | better |")
     res["reuse_check"] = {"reproduced": False, "max_rel_diff": 0.011}
-    assert summary_row("x", res).endswith("| better (reused baselines off by 1.1 %) |")
+    assert summary_rows({"x": res})[0][0].endswith(" | better (reused baselines off by 1.1 %) |")
 
 
 @pytest.mark.slow

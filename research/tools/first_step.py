@@ -25,8 +25,9 @@ from l2l_torch.checkpoint import load_learned_optimizer
 from l2l_torch.cli import task_family_from_config
 from l2l_torch.evaluation import compare
 from l2l_torch.optim import LearnedOptimizer
+from l2l_torch.stats import paired_comparison
 from l2l_torch.tasks.base import TEST_SEED_OFFSET
-from research.tools.research_report import learned_name, paired_difference, verdict_of
+from research.tools.research_report import judge, learned_name, p_cell
 
 
 def first_step(ckpt: str, task, params, buffers, grads, loss_of) -> dict:
@@ -91,14 +92,17 @@ def against(evaluation: str, runs: dict[str, list[float]]) -> dict[str, dict[str
     res = json.load(open(evaluation))
     adam = res["optimizers"]["adam_tuned"]["per_seed"]["train_loss"]
     rows = {"as evaluated": res["optimizers"][learned_name(res)]["per_seed"]["train_loss"], **runs}
+    tests = {label: {**paired_comparison(losses, adam), "paired": True, "lower_is_better": True, "status": None}
+             for label, losses in rows.items()}
     out = {}
-    for label, losses in rows.items():
-        d, se = paired_difference(losses, adam)
-        out[label] = {"mean": sum(losses) / len(losses), "d": d, "se": se, "verdict": verdict_of(d, se),
+    for (label, losses), t, (v, p_adj) in zip(rows.items(), tests.values(), judge(list(tests.values()))):
+        out[label] = {"mean": sum(losses) / len(losses), "d": t["mean_diff"], "ci": [t["ci_low"], t["ci_high"]],
+                      "p": t["p"], "p_holm": p_adj, "verdict": v,
                       "seeds_lower": sum(x < y for x, y in zip(losses, adam))}
         r, n = out[label], min(len(losses), len(adam))
         print(f"  vs tuned Adam of {evaluation} ({sum(adam) / len(adam):.4f}): {label} {r['mean']:.4f}, "
-              f"d {d:+.4f}, SE {se:.4f}, {r['seeds_lower']}/{n} seeds lower, {r['verdict']}")
+              f"d {t['mean_diff']:+.4f}, 95 % CI [{t['ci_low']:+.4f}, {t['ci_high']:+.4f}], {r['seeds_lower']}/{n} "
+              f"seeds lower, p (Holm across {len(rows)}) {p_cell(p_adj)}, {v}")
     return out
 
 

@@ -1,4 +1,4 @@
-"""Paired verdicts against tuned Adam, with the mean difference and its standard error.
+"""Paired verdicts against tuned Adam, with the mean difference, its 95 % interval and the Holm-adjusted p-value.
 
     python -m research.tools.paired_verdicts research/experiments/NAME/comparison.json COLUMN > research/experiments/NAME/paired.txt
     python -m research.tools.paired_verdicts research/experiments/NAME/EVAL/results.json [...] [OPTIMIZER] [--key test8_ssim] [--seeds 5:10]
@@ -6,8 +6,9 @@
 
 The first form takes one column of a ``python -m research.tools.compare`` table (one row per evaluation), the second
 one row per ``evaluate.py`` output (the learned optimizer by default). Per row: the mean over seeds of (COLUMN - tuned
-Adam) final training loss, its standard error, and the verdict used across the project's tables
-(:func:`research.tools.research_report.verdict`: better / worse when the mean difference exceeds 2 SE, else within noise).
+Adam) final training loss, its 95 % confidence interval, the paired t-test's p-value, that p-value Holm-corrected across
+the rows printed together (one family of tests), and the verdict of ``l2l_torch.stats``: better / worse where the adjusted
+p-value is below 0.05, else level.
 
 ``--key`` judges another per-seed metric of an ``evaluate.py`` output (``*_ssim`` and ``*_accuracy`` are higher
 is better: the difference is then tuned Adam minus COLUMN, so a negative d still means "better"). ``--seeds K:L``
@@ -21,11 +22,8 @@ from __future__ import annotations
 import argparse
 import json
 
-from research.tools.research_report import learned_name, paired_difference, verdict_of
-
-
-def higher_is_better(key: str) -> bool:
-    return key.endswith(("_ssim", "_accuracy"))
+from l2l_torch.stats import paired_comparison
+from research.tools.research_report import higher_is_better, judge, learned_name, p_cell
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -57,15 +55,19 @@ def main(argv: list[str] | None = None) -> None:
     what = f"{a.against} - {column}" if flip else f"{column} - {a.against}"
     key = "" if a.key == "train_loss" else f", {a.key}"
     seeds = f", seeds {a.seeds}" if a.seeds else ""
-    print(f"{'evaluation':<26} {'d (mean)':>9} {'SE':>7}  verdict   ({what}{key}, paired over seeds{seeds})")
+    tests = []
     for row in rows:
         mine, adam = row[column][cut], row["adam_tuned"][cut]
-        pd = paired_difference(adam, mine) if flip else paired_difference(mine, adam)
-        if pd is None:
-            print(f"{row['eval']:<26} {'–':>9} {'–':>7}  fewer than two seeds")
+        t = paired_comparison(adam, mine) if flip else paired_comparison(mine, adam)
+        tests.append({**t, "paired": True, "lower_is_better": True, "status": None})
+    print(f"{'evaluation':<26} {'d (mean)':>9} {'95 % CI':>19} {'p':>7} {'p (Holm)':>8}  verdict   "
+          f"({what}{key}, paired over seeds{seeds}; Holm across {len(rows)} row{'s' * (len(rows) > 1)})")
+    for row, t, (v, p_adj) in zip(rows, tests, judge(tests)):
+        if t["n"] < 2:
+            print(f"{row['eval']:<26} {'–':>9} {'–':>19} {'–':>7} {'–':>8}  fewer than two seeds")
             continue
-        print(f"{row['eval']:<26} {pd[0]:>+9.4f} {pd[1]:>7.4f}  {verdict_of(*pd)}")
-
+        ci = "–" if t["ci_low"] != t["ci_low"] else f"[{t['ci_low']:+.4f}, {t['ci_high']:+.4f}]"
+        print(f"{row['eval']:<26} {t['mean_diff']:>+9.4f} {ci:>19} {p_cell(t['p']):>7} {p_cell(p_adj):>8}  {v}")
 
 if __name__ == "__main__":
     main()

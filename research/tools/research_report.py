@@ -22,6 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from l2l_torch.plots import epoch_table, markdown_table, update_summary
+from l2l_torch.stats import holm, paired_comparison, unpaired_comparison
+from l2l_torch.stats import verdict as stats_verdict
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -33,49 +35,57 @@ STUDY_REFERENCE: dict[str, dict[str, float]] = {
 }
 
 
-def verdict(learned: dict[str, Any], adam: dict[str, Any], n: int, key: str = "final_loss",
-            lower_is_better: bool = True) -> str:
-    """``better``/``within noise``/``worse`` than tuned Adam: a difference beyond two standard errors.
+def compare(learned: dict[str, Any], adam: dict[str, Any], n: int, key: str = "final_loss",
+            lower_is_better: bool = True) -> dict[str, Any]:
+    """One test of a learned optimizer against tuned Adam on ``key``, for :func:`judge` to correct with its table's.
 
-    When both carry per-seed values (same seeds for every optimizer), the test is paired: the mean of
-    the per-seed differences against two standard errors of that mean. Otherwise it is unpaired.
+    Paired (:func:`l2l_torch.stats.paired_comparison`) when both carry per-seed values over the same seeds; otherwise
+    (old results.json files) Welch's unpaired test on the stored mean, population std and the ``n`` seeds less the
+    diverged ones (:func:`l2l_torch.stats.unpaired_comparison`). Returns the comparison's keys plus ``paired``,
+    ``lower_is_better`` and ``status``: ``"diverged"`` or ``"better (Adam diverged)"`` where there is nothing to test.
     """
+    nan = float("nan")
+    out: dict[str, Any] = {"n": 0, "mean_diff": nan, "ci_low": nan, "ci_high": nan, "p": nan, "paired": True,
+                           "lower_is_better": lower_is_better, "status": None}
     a, b = learned.get(key), adam.get(key)
     if not a or a.get("mean") is None:
-        return "diverged"
+        return {**out, "status": "diverged"}
     if not b or b.get("mean") is None:
-        return "better (Adam diverged)"
+        return {**out, "status": "better (Adam diverged)"}
     seed_key = "train_loss" if key == "final_loss" else key
     pa, pb = learned.get("per_seed", {}).get(seed_key), adam.get("per_seed", {}).get(seed_key)
     if pa and pb and len(pa) == len(pb):
-        stats = paired_difference(pa, pb)
-        if stats is None:
-            return "too few seeds"
-        md, se = stats
-        diff = md * (1 if lower_is_better else -1)
-    else:
-        se = math.sqrt((a["std"] ** 2 + b["std"] ** 2) / max(n, 1))
-        diff = (a["mean"] - b["mean"]) * (1 if lower_is_better else -1)
-    return verdict_of(diff, se)
+        return {**out, **paired_comparison(pa, pb)}
+    na, nb = n - (learned.get("diverged") or 0), n - (adam.get("diverged") or 0)
+    return {**out, **unpaired_comparison((a["mean"], a["std"], na), (b["mean"], b["std"], nb)), "paired": False}
 
 
-def paired_difference(learned: list, adam: list) -> tuple[float, float] | None:
-    """Mean and standard error of the per-seed differences ``learned - adam`` (same seeds; ``None`` entries,
-    i.e. diverged runs, are left out); ``None`` with fewer than two pairs."""
-    d = [x - y for x, y in zip(learned, adam) if x is not None and y is not None]
-    if len(d) < 2:
-        return None
-    md = sum(d) / len(d)
-    return md, math.sqrt(sum((x - md) ** 2 for x in d) / (len(d) - 1) / len(d))
+def judge(tests: list[dict[str, Any]]) -> list[tuple[str, float]]:
+    """``(verdict, Holm-adjusted p)`` of each of a table's tests (:func:`compare`), corrected across all of them.
+
+    The verdict is :func:`l2l_torch.stats.verdict`'s "better" / "level" / "worse" at family-wise 5 %; a test
+    without a p-value is "level" (adjusted p ``nan``), labelled "level (too few seeds)" below two seeds, and the
+    special cases of :func:`compare` keep their label.
+    """
+    adjusted = holm([t["p"] if t["status"] is None else float("nan") for t in tests])
+    out = []
+    for t, p in zip(tests, adjusted):
+        if t["status"] is not None:
+            out.append((t["status"], p))
+        elif t["n"] < 2:
+            out.append(("level (too few seeds)", p))
+        else:
+            out.append((stats_verdict(t["mean_diff"], p, t["lower_is_better"]), p))
+    return out
 
 
-def verdict_of(diff: float, se: float) -> str:
-    """The project's verdict of a difference (lower is better) against two standard errors."""
-    if diff < -2 * se:
-        return "better"
-    if diff > 2 * se:
-        return "worse"
-    return "within noise"
+def p_cell(p: float, paired: bool = True) -> str:
+    """An adjusted p-value as a table cell (``n/a`` without one; ``†`` marks an unpaired test)."""
+    return ("n/a" if math.isnan(p) else f"{p:.2g}") + ("" if paired else " †")
+
+
+UNPAIRED_NOTE = ("† unpaired: no per-seed values stored, so Welch's t-test on the stored mean and std "
+                 "(converted from the population std to the sample std).")
 
 
 def learned_name(res: dict[str, Any]) -> str:
@@ -87,7 +97,20 @@ def primary(res: dict[str, Any]) -> str:
     return res.get("primary_metric", "final_loss")
 
 
-def summary_row(name: str, res: dict[str, Any]) -> str:
+def higher_is_better(key: str) -> bool:
+    """SSIM and accuracy figures are better high; losses low."""
+    return key.endswith(("_ssim", "_accuracy"))
+
+
+def primary_test(res: dict[str, Any], key: str | None = None) -> dict[str, Any]:
+    """:func:`compare` of an evaluation's learned optimizer with its tuned Adam on ``key`` (default: its primary metric)."""
+    key = key or primary(res)
+    return compare(res["optimizers"][learned_name(res)], res["optimizers"].get("adam_tuned", {}), res["seeds"], key,
+                   not higher_is_better(key))
+
+
+def summary_row(name: str, res: dict[str, Any], test: dict[str, Any], judged: tuple[str, float]) -> str:
+    """One row of the summary table; ``test`` is :func:`primary_test` of ``res``, ``judged`` its entry of :func:`judge`."""
     lo = res["optimizers"][learned_name(res)]
     ad = res["optimizers"].get("adam_tuned", {})
     key = primary(res)
@@ -96,7 +119,14 @@ def summary_row(name: str, res: dict[str, Any]) -> str:
     label = "train loss" if key == "final_loss" else key.replace("_", " ")
     return (f"| [{name}](experiments/{name}/) | {res['steps']} | {res['seeds']} | {label} | {f(lo.get(key))} | "
             f"{f(ad.get(key))} (lr {ad.get('lr', float('nan')):g}) | {acc(lo)} | {acc(ad)} | "
-            f"{verdict(lo, ad, res['seeds'], key)}{reuse_note(res)} |")
+            f"{p_cell(judged[1], test['paired'])} | {judged[0]}{reuse_note(res)} |")
+
+
+def summary_rows(results: dict[str, dict[str, Any]]) -> tuple[list[str], bool]:
+    """The rows of one table of evaluations, Holm-corrected across them, and whether any test is unpaired."""
+    tests = [primary_test(r) for r in results.values()]
+    rows = [summary_row(n, r, t, j) for (n, r), t, j in zip(results.items(), tests, judge(tests))]
+    return rows, any(not t["paired"] and t["status"] is None for t in tests)
 
 
 def reuse_note(res: dict[str, Any]) -> str:
@@ -140,6 +170,23 @@ def provenance_lines(res: dict[str, Any], rel: str, folder: Path | None) -> list
     return out + [""] if out else []
 
 
+def section_verdicts(res: dict[str, Any]) -> str:
+    """The sentence of an experiment's section that judges it against tuned Adam: its primary metric and, where
+    evaluated, test accuracy, Holm-corrected across these (the section's own family of tests)."""
+    keys = [primary(res)] + (["test_accuracy"] if "test_accuracy" in res["optimizers"][learned_name(res)] else [])
+    tests = [primary_test(res, k) for k in keys]
+    parts = []
+    for k, t, (v, p) in zip(keys, tests, judge(tests)):
+        ci = "" if math.isnan(t["ci_low"]) else f", 95 % CI [{t['ci_low']:+.3g}, {t['ci_high']:+.3g}]"
+        d = "" if math.isnan(t["mean_diff"]) else f"difference {t['mean_diff']:+.3g}{ci}, "
+        how = "paired t-test" if t["paired"] else "unpaired Welch t-test (no per-seed values)"
+        parts.append(f"on {'train loss' if k == 'final_loss' else k.replace('_', ' ')} **{v}** "
+                     f"({d}{how}, p (Holm) {p_cell(p)})")
+    family = "" if len(tests) == 1 else f"; Holm-corrected across these {len(tests)} tests"
+    return (f"Verdict against tuned Adam (difference: learned minus tuned Adam{family}): "
+            + "; ".join(parts) + f"{reuse_note(res)}.")
+
+
 def experiment_section(name: str, res: dict[str, Any], rel: str, folder: Path | None = None) -> str:
     """Markdown of one experiment. ``folder`` (the experiment's results folder) adds the per-epoch and
     update-size figures where it holds them."""
@@ -151,12 +198,7 @@ def experiment_section(name: str, res: dict[str, Any], rel: str, folder: Path | 
              f"{averaged}.", ""]
     lines += provenance_lines(res, rel, folder)
     lines.append(markdown_table(res))
-    lo, ad = res["optimizers"][learned_name(res)], res["optimizers"].get("adam_tuned", {})
-    key = primary(res)
-    lines.append(f"Verdict against tuned Adam ({key.replace('_', ' ')}, difference beyond 2 standard errors): "
-                 f"**{verdict(lo, ad, res['seeds'], key)}**{reuse_note(res)}.")
-    if "test_accuracy" in lo:
-        lines.append(f" On test accuracy: **{verdict(lo, ad, res['seeds'], 'test_accuracy', False)}**.")
+    lines.append(section_verdicts(res))
     ref = STUDY_REFERENCE.get(name)
     if ref:
         ours = {k: res["optimizers"].get(k if k != "lstm" else learned_name(res), {}).get("test_accuracy")
@@ -301,30 +343,39 @@ def generalization_table(results: dict[str, dict[str, Any]]) -> str | None:
         names = [r["name"] for r in (yaml.safe_load((REPO / suite).read_text()) or {}).get("rows", [])]
         order = {n: i for i, n in enumerate(names)}
     lines = ["Generalisation suite (`python -m research.tools.generalize research/experiments/generalization/suite.yaml`): the optimizer "
-             "meta-trained on the base setting, evaluated on a changed one against baselines tuned there:", "",
+             "meta-trained on the base setting, evaluated on a changed one against baselines tuned there (verdicts Holm-corrected "
+             "across this table's rows):", "",
              "| what changes | from | to | steps | learned | tuned Adam | learned: test acc | tuned Adam: test acc "
-             "| verdict vs tuned Adam |", "|---|---|---|---|---|---|---|---|---|"]
-    for name, res in sorted(rows.items(), key=lambda kv: (order.get(kv[0].split("/")[-1], len(order)), kv[0])):
+             "| p (Holm) | verdict vs tuned Adam |", "|---|---|---|---|---|---|---|---|---|---|"]
+    ordered = dict(sorted(rows.items(), key=lambda kv: (order.get(kv[0].split("/")[-1], len(order)), kv[0])))
+    table, unpaired = summary_rows(ordered)
+    for (name, res), row in zip(ordered.items(), table):
         g = res["generalization"]
-        cells = summary_row(name, res).split(" | ")  # | [name](...) | steps | seeds | metric | learned | adam | acc | acc | verdict |
+        cells = row.split(" | ")  # | [name](...) | steps | seeds | metric | learned | adam | acc | acc | p | verdict |
         lines.append(f"| [{g.get('what')}](experiments/{name}/) | {g.get('from')} | {g.get('to')} | {res['steps']} | "
                      + " | ".join(cells[4:]))
-    return "\n".join(lines + [""])
+    return "\n".join(lines + ([""] + [UNPAIRED_NOTE] if unpaired else []) + [""])
 
 
 def write_report(root: Path) -> str:
     """Write ``RESULTS.md`` beside ``root`` (the experiments folder) and return its summary table."""
     results = find_results(root)
     head = ["| experiment | steps | seeds | metric (final) | learned | tuned Adam | "
-            "learned: test acc | tuned Adam: test acc | verdict vs tuned Adam |", "|---|---|---|---|---|---|---|---|---|"]
-    summary = "\n".join(head + [summary_row(n, r) for n, r in results.items()]) + "\n"
+            "learned: test acc | tuned Adam: test acc | p (Holm) | verdict vs tuned Adam |",
+            "|---|---|---|---|---|---|---|---|---|---|"]
+    rows, unpaired = summary_rows(results)
+    summary = "\n".join(head + rows) + "\n" + (f"\n{UNPAIRED_NOTE}\n" if unpaired else "")
     for extra in (study_table(results), generalization_table(results)):
         if extra:
             summary += "\n" + extra
     body = ["# Results of every committed evaluation", "",
             "Generated by `python -m research.tools.research_report --no-rerun` from "
-            "`research/experiments/*/results.json`; do not edit. Verdicts: paired mean difference beyond two standard "
-            "errors, not corrected for multiple comparisons (a working rule; the README's table is stricter).", "",
+            "`research/experiments/*/results.json`; do not edit. Verdicts (the rule of the README's tables, "
+            "`l2l_torch/stats.py`): a paired t-test of learned minus tuned Adam over the same held-out seeds, "
+            "Holm-corrected across the rows of each table (each table is one family of tests, family-wise error 5 %); "
+            "\"better\" / \"worse\" where the adjusted p-value is below 0.05, else \"level\". Each experiment's "
+            "section corrects across its own tests only, so its verdict can be stronger than its row's in the "
+            "summary table, which corrects across every row.", "",
             summary, ""]
     body += [experiment_section(n, r, f"experiments/{n}", root / n) for n, r in results.items()]
     (root.parent / "RESULTS.md").write_text("\n".join(body))

@@ -18,7 +18,7 @@ The default grid has 144 configurations (:data:`GRID`); ``--lrs``, ``--beta1s``,
 
 The best configuration is then trained on the held-out instances of an ``evaluate.py`` output (its task, steps and
 seeds, the same initial weights and batches), and the table compares it with that output's tuned Adam and learned
-optimizers (paired differences, verdict at 2 SE). The JSON adds it, as ``adam_sched``, to the output's
+optimizers (paired differences; verdicts by paired t-test, Holm-corrected across the table's rows). The JSON adds it, as ``adam_sched``, to the output's
 ``optimizers``, so ``research/tools/paired_verdicts.py OUT.json --against adam_sched`` judges any optimizer against it.
 """
 
@@ -33,8 +33,9 @@ from typing import Any
 
 from l2l_torch.cli import task_family_from_config
 from l2l_torch.evaluation import WarmupAdam, compare, train_optimizee
+from l2l_torch.stats import paired_comparison
 from l2l_torch.tasks.base import TUNE_SEED_OFFSET
-from research.tools.research_report import paired_difference, verdict_of
+from research.tools.research_report import judge, p_cell
 
 
 class ScheduledAdam(WarmupAdam):
@@ -78,6 +79,41 @@ def factory(cfg: dict[str, Any], steps: int):
     return lambda groups: ScheduledAdam(groups, steps=steps, **cfg)
 
 
+def table(out: dict[str, Any], report_keys: list[str]) -> str:
+    """Markdown: each optimizer of ``out`` (schedule_control's JSON) against Adam with the tuned schedule, paired over
+    the same seeds; the training-loss verdicts are Holm-corrected across the table's rows (``l2l_torch.stats``)."""
+    sched = out["optimizers"]["adam_sched"]["per_seed"]
+    names = [n for n, r in out["optimizers"].items() if "per_seed" in r and n != "adam"]
+    judged_names = [n for n in names if n != "adam_sched"]
+    tests = {n: {**paired_comparison(out["optimizers"][n]["per_seed"]["train_loss"], sched["train_loss"]),
+                 "paired": True, "lower_is_better": True, "status": None} for n in judged_names}
+    judged = dict(zip(judged_names, judge(list(tests.values()))))
+
+    def d(t: dict[str, Any]) -> str:
+        if math.isnan(t["ci_low"]):
+            return f"{t['mean_diff']:+.4f}"
+        return f"{t['mean_diff']:+.4f} [{t['ci_low']:+.4f}, {t['ci_high']:+.4f}]"
+
+    lines = [f"\n{out['task']}, {out['steps']} steps, {out['seeds']} held-out seeds; d: paired difference of the row "
+             "minus Adam with the tuned schedule (adam_sched) [95 % CI]; verdict on the training loss, paired t-test "
+             f"Holm-corrected across the {len(judged_names)} rows\n",
+             "| optimizer | final train loss | d loss [95 % CI] | p (Holm) | verdict (loss) | "
+             + " | ".join(f"{k} | d {k} [95 % CI]" for k in report_keys) + " |",
+             "|---|---|---|---|---|" + "---|---|" * len(report_keys)]
+    for name in names:
+        res = out["optimizers"][name]
+        seeds = res["per_seed"]
+        if name == "adam_sched":
+            cells = [f"{res['train_loss']['mean']:.4f}", "–", "–", "–"]
+        else:
+            v, p_adj = judged[name]
+            cells = [f"{res['train_loss']['mean']:.4f}", d(tests[name]), p_cell(p_adj), v]
+        for k in report_keys:
+            cells += [f"{res[k]['mean']:.4f}", d(paired_comparison(seeds[k], sched[k]))]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("against", help="an evaluate.py results.json (task, steps, seeds and optimizers to compare with)")
@@ -116,23 +152,7 @@ def main() -> None:
            "tuning": {"seeds": a.tune_seeds, "metric": "train_loss", "best": mine["adam_sched"]["config"],
                       "grid": grid, "scores": [{**candidates[i], "score": sc} for sc, i in scores]},
            "optimizers": {**prev["optimizers"], **mine}}
-    sched = mine["adam_sched"]["per_seed"]
-    print(f"\n{prev['task']}, {steps} steps, {prev['seeds']} held-out seeds; d: paired difference of the row minus "
-          "Adam with the tuned schedule (adam_sched); verdict on the training loss at 2 SE\n")
-    print("| optimizer | final train loss | d loss (SE) | verdict (loss) | "
-          + " | ".join(f"{k} | d {k} (SE)" for k in a.report_keys) + " |")
-    print("|---|---|---|---|" + "---|---|" * len(a.report_keys))
-    for name, res in out["optimizers"].items():
-        if "per_seed" not in res or name == "adam":
-            continue
-        seeds = res["per_seed"]
-        dl = paired_difference(seeds["train_loss"], sched["train_loss"])
-        cells = [f"{res['train_loss']['mean']:.4f}", f"{dl[0]:+.4f} ({dl[1]:.4f})",
-                 "–" if name == "adam_sched" else verdict_of(*dl)]
-        for k in a.report_keys:
-            dk = paired_difference(seeds[k], sched[k])
-            cells += [f"{res[k]['mean']:.4f}", f"{dk[0]:+.4f} ({dk[1]:.4f})"]
-        print(f"| {name} | " + " | ".join(cells) + " |")
+    print(table(out, a.report_keys))
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
     Path(a.out).write_text(json.dumps(out, indent=1))
 

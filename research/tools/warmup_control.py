@@ -18,10 +18,35 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+from typing import Any
 
 from l2l_torch.cli import task_family_from_config
 from l2l_torch.evaluation import WarmupAdam, compare
-from research.tools.research_report import paired_difference, verdict_of
+from l2l_torch.stats import paired_comparison
+from research.tools.research_report import judge, p_cell
+
+
+def table(out: dict[str, Any]) -> str:
+    """Markdown: each optimizer of ``out`` (warmup_control's JSON) against the tuned Adam it was compared with, paired
+    over the same seeds; the loss verdicts are Holm-corrected across the table's rows (``l2l_torch.stats``)."""
+    adam = out["optimizers"]["adam_tuned"]["per_seed"]
+    names = [n for n, r in out["optimizers"].items() if n not in ("adam", "adam_tuned") and "per_seed" in r]
+    tests = [{**paired_comparison(out["optimizers"][n]["per_seed"]["train_loss"], adam["train_loss"]),
+              "paired": True, "lower_is_better": True, "status": None} for n in names]
+    lines = [f"\n{out['task']}, {out['steps']} steps, {out['seeds']} held-out seeds; d: paired difference to tuned Adam "
+             f"(lr {out['optimizers']['adam_tuned']['lr']}, no warm-up) [95 % CI]; verdict on the loss, paired t-test "
+             f"Holm-corrected across the {len(names)} rows\n",
+             "| optimizer | final train loss | d loss [95 % CI] | p (Holm) | verdict (loss) | test accuracy "
+             "| d accuracy, points [95 % CI] |", "|---|---|---|---|---|---|---|"]
+    for name, t, (v, p_adj) in zip(names, tests, judge(tests)):
+        res = out["optimizers"][name]
+        acc = res["per_seed"].get("test_accuracy")
+        da = paired_comparison(acc, adam["test_accuracy"]) if acc else None
+        lines.append(f"| {name} | {res['train_loss']['mean']:.4f} | {t['mean_diff']:+.4f} [{t['ci_low']:+.4f}, "
+                     f"{t['ci_high']:+.4f}] | {p_cell(p_adj)} | {v} | "
+                     + (f"{100 * res['test_accuracy']['mean']:.1f} % | {100 * da['mean_diff']:+.1f} "
+                        f"[{100 * da['ci_low']:+.1f}, {100 * da['ci_high']:+.1f}] |" if da else "– | – |"))
+    return "\n".join(lines) + "\n"
 
 
 def main() -> None:
@@ -41,22 +66,7 @@ def main() -> None:
            "against": a.against, "command": "python -m research.tools.warmup_control " + " ".join(
                [a.against, "--lrs", *map(str, a.lrs), "--warmup", f"{a.warmup:g}", "--out", a.out]),
            "optimizers": {**prev["optimizers"], **mine}}
-    adam = prev["optimizers"]["adam_tuned"]["per_seed"]
-    print(f"\n{prev['task']}, {prev['steps']} steps, {prev['seeds']} held-out seeds; d: paired difference to tuned Adam "
-          f"(lr {prev['optimizers']['adam_tuned']['lr']}, no warm-up), verdict at 2 SE\n")
-    print("| optimizer | final train loss | d loss (SE) | test accuracy | d accuracy, points (SE) | verdict (loss) |")
-    print("|---|---|---|---|---|---|")
-    for name, res in out["optimizers"].items():
-        if name in ("adam", "adam_tuned") or "per_seed" not in res:
-            continue
-        seeds = res["per_seed"]
-        dl = paired_difference(seeds["train_loss"], adam["train_loss"])
-        acc = seeds.get("test_accuracy")
-        da = paired_difference(acc, adam["test_accuracy"]) if acc else None
-        print(f"| {name} | {res['train_loss']['mean']:.4f} | {dl[0]:+.4f} ({dl[1]:.4f}) | "
-              + (f"{100 * res['test_accuracy']['mean']:.1f} % | {100 * da[0]:+.1f} ({100 * da[1]:.1f}) |"
-                 if da else "– | – |")
-              + f" {verdict_of(*dl)} |")
+    print(table(out))
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
     Path(a.out).write_text(json.dumps(out, indent=1))
     print(f"\nwrote {a.out}")
