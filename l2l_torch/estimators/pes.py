@@ -16,6 +16,9 @@ through the unroll (no memory that grows with the truncation) and no gradient of
 ``theta`` at all, so it also works where the unroll is not differentiable or its gradients explode; its
 price is variance, which grows with the number of parameters and with the accumulated truncations.
 :func:`pes_estimate` reports it. :class:`PES` is the estimator object that meta-training uses.
+
+The particles are independent, so they run all at once where they allow it: one vectorised call per optimizee step
+for all of them (:mod:`l2l_torch.vmap_unroll`), with the same values as one by one.
 """
 
 from __future__ import annotations
