@@ -4,11 +4,14 @@
 
 For each row, one meta-step's meta-gradient on fresh task instances: truncated BPTT (one optimizee, ``unroll``
 steps forward, then the backward through them) against PES with ``pairs`` antithetic pairs (2 x pairs particles,
-``unroll`` steps each, forward only; :class:`l2l_torch.estimators.PES`). Rows: ``hyper_adam`` on fmnist_t1
-(``configs/hyper_adam_fmnist_t1.yaml``) and ``small_fc`` (the shipped ``small_fc_warmup_pes``) on the CIFAR-10
-conv+dense CNN (``configs/cifar_convdense.yaml``). Reports the median wall seconds of each and their ratio; the
-target is a PES meta-step with 8 pairs in at most 3x one BPTT truncation. With ``--out DIR`` it writes
-``DIR/pes_cost.json``; without it, no file.
+``unroll`` steps each, forward only; :class:`l2l_torch.estimators.PES`), both with its particles unrolled one by
+one (``PES(batched=False)``) and all at once (``PES()``, one vectorised call per optimizee step:
+:mod:`l2l_torch.vmap_unroll`). Rows: ``hyper_adam`` on fmnist_t1 (``configs/hyper_adam_fmnist_t1.yaml``) and
+``small_fc`` (the shipped ``small_fc_warmup_pes``) on the CIFAR-10 conv+dense CNN (``configs/cifar_convdense.yaml``).
+The three are timed in turn, ``repeats`` times, so all see the same machine load. Reports the median wall seconds of
+each and the ratios of PES to BPTT (``ratio``: batched, ``ratio_sequential``: one by one); the target is a PES
+meta-step with 8 pairs in at most 3x one BPTT truncation. With ``--out DIR`` it writes ``DIR/pes_cost.json``;
+without it, no file.
 """
 
 from __future__ import annotations
@@ -60,16 +63,20 @@ def bench(name: str, config: str, spec, pairs: int, unroll: int, repeats: int, d
     family = task_family_from_config(config)
     family.to(device)
     lopt = _lopt(config, spec).to(device)
-    bptt, pes = TruncatedBPTT(), PES(sigma=0.01)
-    one_step(bptt, lopt, family, 1, 2, device), one_step(pes, lopt, family, 1, 2, device)  # warm-up
-    tb, tp = [], []
-    for _ in range(repeats):  # alternated, so both see the same machine load
+    bptt, pes, pes_seq = TruncatedBPTT(), PES(sigma=0.01), PES(sigma=0.01, batched=False)
+    for est in (bptt, pes, pes_seq):  # warm-up
+        one_step(est, lopt, family, 1, 2, device)
+    tb, tp, ts = [], [], []
+    for _ in range(repeats):  # alternated, so all see the same machine load
         tb.append(one_step(bptt, lopt, family, 1, unroll, device))
+        ts.append(one_step(pes_seq, lopt, family, pairs, unroll, device))
         tp.append(one_step(pes, lopt, family, pairs, unroll, device))
-    b, p = statistics.median(tb), statistics.median(tp)
-    print(f"{name:32s} bptt {b:7.2f} s   pes ({pairs} pairs) {p:7.2f} s   ratio {p / b:5.2f}x", flush=True)
+    b, p, q = statistics.median(tb), statistics.median(tp), statistics.median(ts)
+    print(f"{name:32s} bptt {b:7.2f} s   pes ({pairs} pairs) batched {p:7.2f} s ({p / b:5.2f}x)   "
+          f"one by one {q:7.2f} s ({q / b:5.2f}x)", flush=True)
     return {"row": name, "config": config, "arch": lopt.arch_name, "unroll": unroll, "pairs": pairs,
-            "bptt_s": b, "pes_s": p, "ratio": p / b, "bptt_runs_s": tb, "pes_runs_s": tp}
+            "bptt_s": b, "pes_s": p, "ratio": p / b, "pes_sequential_s": q, "ratio_sequential": q / b,
+            "bptt_runs_s": tb, "pes_runs_s": tp, "pes_sequential_runs_s": ts}
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -14,7 +14,7 @@ range of seeds and validation instances from a disjoint range.
 from __future__ import annotations
 
 import abc
-from collections.abc import Mapping
+from collections.abc import Hashable, Mapping
 from typing import Any
 
 import torch
@@ -153,6 +153,14 @@ class Task(abc.ABC):
         return 1
 
     # ------------------------------------------------------------------ meta-objective
+    def loss_signature(self) -> Hashable | None:
+        """A key that two instances share exactly when their :meth:`loss` is the same function of
+        ``(params, buffers, batch)``: all that differs between them (weights, data, batch order) comes in through
+        those arguments, not through attributes of the instance. One instance's :meth:`loss` can then be
+        vectorised (``torch.func.vmap``) over the stacked params, buffers and batches of all of them
+        (:mod:`l2l_torch.vmap_unroll`). ``None`` (the default): not known, only the instance itself qualifies."""
+        return None
+
     def meta_penalty(self, params: Mapping[str, Tensor], buffers: Mapping[str, Tensor],
                      generator: torch.Generator) -> Tensor | None:
         """An extra term of the meta-loss at ``params`` (each optimizee step of an unroll), or ``None``.

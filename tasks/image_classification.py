@@ -70,6 +70,11 @@ class ImageClassificationTask(Task):
     def loss_from_output(self, output: Tensor, batch: tuple[Tensor, Tensor]) -> Tensor:
         return F.cross_entropy(output, batch[1])
 
+    def loss_signature(self) -> tuple[Any, ...]:
+        """The class and the network's architecture (its ``repr``: layers, sizes, activations): the data and
+        batch order of an instance come in through the batch."""
+        return (type(self), repr(self.module))
+
     def to(self, device: torch.device | str) -> ImageClassificationTask:
         super().to(device)
         # a no-op when the data is already there (the usual case: the family shares its tensors)

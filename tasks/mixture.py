@@ -44,6 +44,9 @@ class ScaledClassificationTask(ImageClassificationTask):
         loss, new_buffers = super().loss(params, buffers, batch, train)
         return loss * self.loss_scale, new_buffers
 
+    def loss_signature(self) -> tuple[Any, ...]:
+        return (*super().loss_signature(), self.loss_scale)
+
     def describe(self) -> dict[str, Any]:
         return {**super().describe(), **self.config, "loss_scale": self.loss_scale}
 

@@ -62,6 +62,10 @@ class QuadraticTask(Task):
         out, _ = self.forward(params, buffers, (self.w, self.y), train=False)
         return {"loss": float(out.pow(2).sum() / self.num)}
 
+    def loss_signature(self):
+        """The class and the shapes: ``W`` and ``y`` come in as the batch."""
+        return (type(self), self.dim, self.num)
+
     def describe(self):
         return {**super().describe(), "dim": self.dim, "num": self.num}
 

@@ -16,11 +16,15 @@ through the unroll (no memory that grows with the truncation) and no gradient of
 ``theta`` at all, so it also works where the unroll is not differentiable or its gradients explode; its
 price is variance, which grows with the number of parameters and with the accumulated truncations.
 :func:`pes_estimate` reports it. :class:`PES` is the estimator object that meta-training uses.
+
+The particles are independent, so they run all at once where they allow it: one vectorised call per optimizee step
+for all of them (:mod:`l2l_torch.vmap_unroll`), with the same values as one by one.
 """
 
 from __future__ import annotations
 
 import copy
+import logging
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -31,6 +35,11 @@ from torch.nn.utils import parameters_to_vector, vector_to_parameters
 from l2l_torch.estimators.base import Estimate, GradientEstimator
 from l2l_torch.learned_optimizers.base import LearnedOptimizerBase
 from l2l_torch.unroll import UnrollResult, UnrollState, truncated_unroll
+from l2l_torch.vmap_unroll import obstacle, vmapped_unroll
+
+log = logging.getLogger(__name__)
+#: reasons for unrolling the particles one by one that have been logged (each once per process)
+_LOGGED: set[str] = set()
 
 
 @dataclass
@@ -52,11 +61,12 @@ def antithetic_pair(state: UnrollState) -> tuple[UnrollState, UnrollState]:
 
 
 def pes_estimate(lopt: LearnedOptimizerBase, pairs: list[tuple[UnrollState, UnrollState]], xi: list[Tensor],
-                 num_steps: int, sigma: float, weights: Tensor | None = None) -> PESResult:
+                 num_steps: int, sigma: float, weights: Tensor | None = None, batched: bool = True) -> PESResult:
     """One PES estimate of the meta-gradient from ``len(pairs)`` antithetic pairs of particles.
 
     Args:
-        lopt: the learned optimizer; its ``theta`` is read, never modified (the particles run on a copy).
+        lopt: the learned optimizer; its ``theta`` is read, never modified (the particles run on a copy, or
+            with their own ``theta`` through ``torch.func.functional_call``).
         pairs: per pair, the ``(+, -)`` particles' states (from :func:`antithetic_pair` when the
             optimizee starts, then the ``results`` of the previous call).
         xi: per pair, the accumulated perturbation ``(P,)`` of the ``+`` particle (zeros when its optimizee
@@ -64,30 +74,42 @@ def pes_estimate(lopt: LearnedOptimizerBase, pairs: list[tuple[UnrollState, Unro
         num_steps: truncation length ``K``.
         sigma: standard deviation of the perturbations.
         weights: ``(K,)`` loss weights, as in :func:`~l2l_torch.unroll.truncated_unroll`.
+        batched: unroll all ``2 * len(pairs)`` particles at once, one vectorised call per optimizee step
+            (:func:`~l2l_torch.vmap_unroll.vmapped_unroll`), where they allow it
+            (:func:`~l2l_torch.vmap_unroll.obstacle`; otherwise one by one, with one log line per reason). Either
+            way the same perturbations and, up to float rounding, the same results.
 
     Returns:
-        A :class:`PESResult`. The perturbations come from torch's global RNG (checkpointed with a run).
+        A :class:`PESResult`. The perturbations come from torch's global RNG (checkpointed with a run): all of
+        them first, one per pair in order.
     """
     if sigma <= 0:
         raise ValueError(f"sigma must be > 0, got {sigma}")
     if len(pairs) != len(xi):
         raise ValueError(f"one accumulated perturbation per pair: {len(pairs)} pairs, {len(xi)} xi")
     theta = parameters_to_vector(lopt.parameters()).detach()
-    # particles run on a copy whose parameters need no gradient: no graph through theta is built
-    particle = copy.deepcopy(lopt).requires_grad_(False)
-    results: list[UnrollResult] = []
+    eps = [torch.randn_like(theta) * sigma for _ in pairs]
+    thetas = [theta + sign * e for e in eps for sign in (1.0, -1.0)]  # particle order: + then - per pair
+    states = [s for pair in pairs for s in pair]
+    reason = obstacle(lopt, states) if batched else "batched=False"
+    if reason is None:
+        results = vmapped_unroll(lopt, torch.stack(thetas), states, num_steps, weights)
+    else:
+        if batched and reason not in _LOGGED:
+            _LOGGED.add(reason)
+            log.info("PES unrolls its particles one by one: %s", reason)
+        # particles run on a copy whose parameters need no gradient: no graph through theta is built
+        particle = copy.deepcopy(lopt).requires_grad_(False)
+        results = []
+        for theta_b, state in zip(thetas, states):
+            vector_to_parameters(theta_b, particle.parameters())
+            results.append(truncated_unroll(particle, state, num_steps, weights, differentiable=False))
     new_xi, terms = [], []
-    for (plus, minus), acc in zip(pairs, xi):
-        eps = torch.randn_like(theta) * sigma
-        pair_losses = []
-        for sign, state in ((1.0, plus), (-1.0, minus)):
-            vector_to_parameters(theta + sign * eps, particle.parameters())
-            r = truncated_unroll(particle, state, num_steps, weights, differentiable=False)
-            results.append(r)
-            pair_losses.append(r.meta_loss.detach())
-        acc = acc + eps
+    for i, (e, acc) in enumerate(zip(eps, xi)):
+        acc = acc + e
         new_xi.append(acc)
-        terms.append(acc * ((pair_losses[0] - pair_losses[1]) / (2 * sigma**2)))
+        diff = results[2 * i].meta_loss.detach() - results[2 * i + 1].meta_loss.detach()
+        terms.append(acc * (diff / (2 * sigma**2)))
     stacked = torch.stack(terms)
     n = stacked.shape[0]
     variance = stacked.var(dim=0).mean() / n if n > 1 else torch.full((), float("nan"), device=theta.device)
@@ -101,14 +123,17 @@ class PES(GradientEstimator):
 
     Args:
         sigma: standard deviation of the perturbations of theta.
+        batched: unroll all particles at once, one vectorised call per optimizee step, where they allow it (see
+            :func:`pes_estimate`); the same results as one by one, up to float rounding.
     """
 
     particles_per_task = 2
 
-    def __init__(self, sigma: float = 0.01) -> None:
+    def __init__(self, sigma: float = 0.01, batched: bool = True) -> None:
         if sigma <= 0:
             raise ValueError(f"sigma must be > 0, got {sigma}")
         self.sigma = sigma
+        self.batched = batched
         self.xi: list[Tensor] = []  #: per pair, the + particle's accumulated perturbation (P,)
 
     def start(self, lopt: LearnedOptimizerBase, states: list[UnrollState]) -> list[UnrollState]:
@@ -118,7 +143,8 @@ class PES(GradientEstimator):
 
     def estimate(self, lopt: LearnedOptimizerBase, states: list[UnrollState], num_steps: int,
                  weights: Tensor | None) -> Estimate:
-        est = pes_estimate(lopt, list(zip(states[0::2], states[1::2])), self.xi, num_steps, self.sigma, weights)
+        est = pes_estimate(lopt, list(zip(states[0::2], states[1::2])), self.xi, num_steps, self.sigma, weights,
+                           self.batched)
         self.xi = est.xi
         meta_loss = torch.stack([r.meta_loss.detach() for r in est.results]).mean()  # the gradient is est.grad
         return Estimate(est.results, meta_loss, est.grad, {"pes_var": est.variance})

@@ -67,6 +67,11 @@ class LearnedOptimizerBase(nn.Module, abc.ABC):
     #: the same result (see :func:`l2l_torch.unroll.batched_unroll`): True only if :meth:`step` never
     #: mixes coordinates (no statistics over coordinates or tensors, no shared counters)
     tasks_batchable: bool = False
+    #: whether :meth:`step` runs under ``torch.func.vmap`` over ``theta`` (through :meth:`forward` and
+    #: ``torch.func.functional_call``) and over the params, gradients and tensors of the state, with the values of
+    #: one step per particle (:mod:`l2l_torch.vmap_unroll`): no ``.item()``, no Python control flow on tensor values,
+    #: no in-place writes into tensors that are not the step's own, no custom autograd functions on that path
+    vmap_safe: bool = False
     #: the learned-optimizer file :meth:`warm_start` copied ``theta`` from (``None``: a fresh start)
     warm_started_from: str | None = None
     #: config keys with no weights behind them (a fixed schedule or step scale): a warm start may differ in them

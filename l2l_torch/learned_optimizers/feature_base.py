@@ -51,6 +51,8 @@ class FeatureOptimizerBase(LearnedOptimizerBase):
         self.feats = feats
         self.kinds = ("conv", "dense") if per_kind else ("all",)
 
+    vmap_safe = True  # the features and the networks are out-of-place tensor maths (the LSTM: see lstm_cell_t)
+
     #: config keys that only choose features: a warm start may differ in them (see :meth:`_warm_start_weights`)
     FEATURE_KEYS = ("features",)
     #: ``step_mult`` only scales the update, so a warm start may rescale the stored optimizer's steps

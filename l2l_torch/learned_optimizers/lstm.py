@@ -225,8 +225,12 @@ def lstm_cell_t(x: Tensor, h: Tensor, c: Tensor, cell: nn.LSTMCell,
     works on strided column blocks, which is several times slower on CPUs for large ``N``. Same
     weights, same formula: results equal ``nn.LSTMCell`` up to float rounding (tested). With autograd
     on, the cell is one :class:`_FusedLSTMCell` (hand-written backward; ``recompute`` trades speed for
-    memory there).
+    memory there). Under a ``torch.func`` transform (e.g. ``vmap`` over perturbed weights, as in
+    :mod:`l2l_torch.vmap_unroll`), which neither the fused cell nor the scratch buffers support, it computes the
+    same operations out of place (:func:`_lstm_cell_plain`).
     """
+    if any(torch._C._functorch.is_functorch_wrapped_tensor(t) for t in (x, h, c, cell.weight_ih)):
+        return _lstm_cell_plain(_ifog_weights(cell), x, h, c)
     if torch.is_grad_enabled():
         return _FusedLSTMCell.apply(_ifog_weights(cell), x, h, c, recompute)
     # deployment (no autograd graph): the gates never leave this call, so they live in a scratch buffer (a fresh
@@ -236,6 +240,20 @@ def lstm_cell_t(x: Tensor, h: Tensor, c: Tensor, cell: nn.LSTMCell,
     i, f, o, g = acts.chunk(4, 0)
     c_new = f.mul(c).addcmul_(i, g)
     return _tanh(c_new).mul_(o), c_new
+
+
+def _lstm_cell_plain(w: Tensor, x: Tensor, h: Tensor, c: Tensor) -> tuple[Tensor, Tensor]:
+    """The cell of :func:`lstm_cell_t` in out-of-place operations only (no scratch buffers, no custom autograd
+    function), for ``torch.func`` transforms: ``w`` ``(4H, F+H+1)`` from :func:`_ifog_weights`, ``x`` ``(F, N)``,
+    ``h``, ``c`` ``(H, N)`` -> ``(h', c')``, each ``(H, N)``. The same operations as the other paths (the gates
+    from one product with ``[x; h; 1]``, ``tanh`` by :func:`_tanh`), so the same values up to the rounding of the
+    matrix product."""
+    hs = h.shape[0]
+    acts = torch.mm(w, torch.cat([x, h, torch.ones_like(h[:1])]))
+    i, f, o = acts[: 3 * hs].sigmoid().chunk(3, 0)
+    g = _tanh(acts[3 * hs:])
+    c_new = f.mul(c).addcmul(i, g)
+    return _tanh(c_new).mul(o), c_new
 
 
 class CoordinatewiseLSTM(nn.Module):
@@ -343,6 +361,8 @@ class LSTMOptimizer(LearnedOptimizerBase):
             raise CheckpointError(f"init_from={path}: its architecture {theirs} differs from {self.config()}")
         ratio = theirs["output_scale"] / self.output_scale
         return {k: v * ratio if k.rsplit(".", 2)[-2:-1] == ["head"] else v for k, v in other.state_dict().items()}
+
+    vmap_safe = True  # lstm_cell_t takes its plain-tensor path under torch.func transforms
 
     @property
     def tasks_batchable(self) -> bool:
