@@ -18,6 +18,7 @@ ROOT = Path(__file__).resolve().parents[2] / "research" / "experiments"
 #: (study table, task, our study-defaults evaluation, our evaluation with tuned learning rates)
 ROWS = [
     ("Table 1 (100 steps, batch 512)", "fmnist_t1", "study_defaults/fmnist_t1", "fmnist_t1"),
+    ("Table 2 (5 epochs of 422 steps, batch 128)", "fmnist_t2", "study_defaults/fmnist_t2", "fmnist_t2"),
     ("Table 3 (100 steps, batch 512)", "fmnist_t3", "study_defaults/fmnist_t3", "fmnist_t3"),
     ("Table 3 (1 epoch: 422 steps, batch 128)", "fmnist_t3", "study_defaults/fmnist_t3_1epoch", None),
 ]
