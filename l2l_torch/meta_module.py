@@ -78,11 +78,12 @@ class MetaModule(L.LightningModule):
     def training_step(self, batch: Any, batch_idx: int) -> None:
         if self._pending is not None:
             self._states, self._pending = restore_optimizees(self.task, self._pending), None
-        horizon = self.truncation.horizon_at(self.global_step)
+        horizon = self._horizon()
         if not self._states or self._states[0].step >= horizon:
             seeds = [self._next_seed() for _ in range(self.hparams.tasks_per_step)]
             self._state_seeds = [s for s in seeds for _ in range(self.estimator.particles_per_task)]
             self._states = self.estimator.start(self.lopt, [self._new_optimizee(s) for s in seeds])
+            horizon = self._horizon()
         start = self._states[0].step
         k = self.truncation.length(horizon - start)
         est = self.estimator.estimate(self.lopt, self._states, k, self.truncation.weights(k, start, horizon, self.device))
@@ -103,6 +104,9 @@ class MetaModule(L.LightningModule):
             scheduler.step()
         self._states = [r.state for r in est.results]
         self._log_step(est, gnorm, opt.param_groups[0]["lr"])
+
+    def _horizon(self) -> int:  # the optimizees of one meta-step share the first one's (TruncationSchedule.horizon_of)
+        return self.truncation.horizon_of(self._state_seeds[0] if self._state_seeds else None, self.global_step)
 
     def _next_seed(self) -> int:
         """The next training instance's seed: below the validation seeds, distinct across DDP ranks."""
@@ -146,7 +150,7 @@ class MetaModule(L.LightningModule):
         task = self.task.sample(seed)
         with torch.enable_grad():
             r = train_optimizee(task, lambda groups: LearnedOptimizer(groups, lopt=self.lopt),
-                                self.hparams.val_horizon or self.truncation.horizon, seed, keep_params=True)
+                                self.hparams.val_horizon or self.truncation.horizon_of(seed), seed, keep_params=True)
         # held-out loss of the trained optimizee (Task.validation_loss); a diverged run counts as very bad, never good
         val_loss = float("nan") if r.diverged else task.validation_loss(r.final, r.params, r.buffers)
         bad = r.diverged or not math.isfinite(val_loss)
@@ -192,6 +196,7 @@ class MetaModule(L.LightningModule):
         groups = self.trainer.optimizers[0].param_groups if self._trainer is not None and self.trainer.optimizers else []
         lr = groups[0].get("initial_lr", groups[0]["lr"]) if groups else None
         return {"task": self.task.describe(), "horizon": self.truncation.horizon, "unroll": self.truncation.unroll,
+                **({"min_horizon": self.truncation.min_horizon} if self.truncation.min_horizon else {}),
                 "tasks_per_step": self.hparams.tasks_per_step, "meta_lr": lr, "global_step": int(self.global_step),
                 "param_kinds": sorted(self._kinds_seen), "warm_started_from": self.lopt.warm_started_from,
                 "estimator": type(self.estimator).__name__}

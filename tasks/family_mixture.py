@@ -88,8 +88,8 @@ class FamilyMixture(TaskFamily):
 
     @property
     def data_source(self) -> str | None:
-        sources = [s for s in (family.data_source for family in self.families) if s]
-        return "; ".join(dict.fromkeys(sources)) or None
+        sources = [part for family in self.families if family.data_source for part in family.data_source.split("; ")]
+        return "; ".join(dict.fromkeys(sources)) or None  # each dataset once, though several families read it
 
     def describe(self) -> dict[str, Any]:
         return {**super().describe(), "families": [f.describe() for f in self.families],

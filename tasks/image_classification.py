@@ -19,7 +19,7 @@ from torch import Tensor, nn
 
 from l2l_torch.data import DATASETS, SOURCES, DataError, ImageDataModule
 from l2l_torch.tasks import DataTaskFamily, Task
-from l2l_torch.tasks.models import ACTIVATIONS, MODELS, build_model
+from l2l_torch.tasks.models import ACTIVATIONS, MODELS, POOLINGS, build_model
 
 Data = dict[str, tuple[Tensor, Tensor]]
 
@@ -39,14 +39,18 @@ class ImageClassificationTask(Task):
         batch_size: training batch size.
         train_eval_size: training images used for the final training loss.
         eval_batch_size: chunk size of exact evaluation (bounds activation memory).
+        normalization: the per-channel ``(mean, std)`` the images were standardised with (``x * std + mean``
+            gives the pixels in ``[0, 1]`` again; :class:`~l2l_torch.tasks.task_augmentation.AugmentedFamily` uses
+            it), or None when unknown.
     """
 
     has_accuracy = True
 
     def __init__(self, seed: int, data: Data, module: nn.Module, batch_size: int = 128,
-                 train_eval_size: int = 10_000, eval_batch_size: int = 5_000) -> None:
+                 train_eval_size: int = 10_000, eval_batch_size: int = 5_000,
+                 normalization: tuple[tuple[float, ...], tuple[float, ...]] | None = None) -> None:
         super().__init__(seed)
-        self.data, self.module = data, module
+        self.data, self.module, self.normalization = data, module, normalization
         self.batch_size, self.train_eval_size, self.eval_batch_size = batch_size, train_eval_size, eval_batch_size
         self.device = data["train"][0].device
         self._full: dict[str, list[tuple[Tensor, Tensor]]] = {}
@@ -100,10 +104,14 @@ class ImageClassificationFamily(DataTaskFamily):
         source: CIFAR-10 only: ``"auto"``, ``"torchvision"`` (official files) or ``"folder"``
             (the JPEG image-folder copy ``data_dir/CIFAR-10-images``).
         data_dir: dataset root; default ``$L2L_DATA_DIR``, else ``./data``.
-        model: ``"mlp"``, ``"conv"`` (study 6.5.1) or ``"convdense"`` (study 6.5.2).
+        model: ``"mlp"``, ``"conv"`` (study 6.5.1), ``"convdense"`` (study 6.5.2) or ``"cnn"``
+            (:func:`~l2l_torch.tasks.models.cnn`: ``channels``, ``batchnorm``, ``pooling``).
         hidden: MLP hidden widths (``[20]``: one hidden layer of 20); for ``convdense`` the
-            dense width is ``hidden[0]``.
-        activation: MLP activation, ``"sigmoid"``, ``"tanh"`` or ``"relu"``.
+            dense width is ``hidden[0]``; for ``cnn`` the dense layers after the convolutions (default none).
+        activation: MLP and ``cnn`` activation, one of :data:`~l2l_torch.tasks.models.ACTIVATIONS`
+            (``"sigmoid"``, ``"tanh"``, ``"relu"``, ``"gelu"``, ...).
+        channels, batchnorm, pooling: ``cnn`` only: the conv widths (default ``[16, 32]``), whether each conv is
+            followed by BatchNorm, and ``"max"`` or ``"avg"`` pooling.
         batch_size: training batch size.
         val_fraction: share of the training set held out as the validation split.
         split_seed: seed of that split (the same for every instance).
@@ -119,7 +127,8 @@ class ImageClassificationFamily(DataTaskFamily):
     def __init__(self, dataset: str = "fashion_mnist", source: str = "auto", data_dir: str | None = None,
                  model: str = "mlp", hidden: list[int] | None = None, activation: str = "sigmoid",
                  batch_size: int = 128, val_fraction: float = 0.1, split_seed: int = 0,
-                 train_eval_size: int = 10_000, eval_batch_size: int = 5_000, subset: int | None = None) -> None:
+                 train_eval_size: int = 10_000, eval_batch_size: int = 5_000, subset: int | None = None,
+                 channels: list[int] | None = None, batchnorm: bool = True, pooling: str = "max") -> None:
         super().__init__()
         if dataset not in DATASETS:
             raise ValueError(f"dataset must be one of {sorted(DATASETS)}, got {dataset!r}")
@@ -130,11 +139,19 @@ class ImageClassificationFamily(DataTaskFamily):
         if activation not in ACTIVATIONS:
             raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}, got {activation!r}")
         self.dataset, self.source, self.data_dir = dataset, source, data_dir
-        self.model, self.hidden, self.activation = model, list(hidden) if hidden is not None else [20], activation
+        if pooling not in POOLINGS:
+            raise ValueError(f"pooling must be one of {sorted(POOLINGS)}, got {pooling!r}")
+        self.model, self.activation = model, activation
+        self.hidden = list(hidden) if hidden is not None else ([] if model == "cnn" else [20])
+        self.channels = list(channels) if channels is not None else None
+        self.batchnorm, self.pooling = batchnorm, pooling
         self.batch_size, self.val_fraction, self.split_seed = batch_size, val_fraction, split_seed
         self.train_eval_size, self.eval_batch_size, self.subset = train_eval_size, eval_batch_size, subset
         widths = "x".join(map(str, self.hidden))
         self.name = f"{dataset}_{model}" + (f"_{widths}_{activation}" if model == "mlp" else "")
+        if model == "cnn":
+            self.name += (f"_{'x'.join(map(str, self.channels or [16, 32]))}{'_bn' if batchnorm else ''}_{pooling}"
+                          f"{'_' + widths if widths else ''}_{activation}")
 
     def make_datamodule(self) -> ImageDataModule:
         return ImageDataModule(self.dataset, self.data_dir, self.source, self.val_fraction, self.split_seed,
@@ -152,10 +169,12 @@ class ImageClassificationFamily(DataTaskFamily):
 
     def sample(self, seed: int) -> ImageClassificationTask:
         info = DATASETS[self.dataset]
-        module = build_model(self.model, info.shape, info.num_classes, self.hidden, self.activation)
+        module = build_model(self.model, info.shape, info.num_classes, self.hidden, self.activation, self.channels,
+                             self.batchnorm, self.pooling)
         return ImageClassificationTask(seed, self.data(), module, self.batch_size, self.train_eval_size,
-                                       self.eval_batch_size)
+                                       self.eval_batch_size, (info.mean, info.std))
 
     def describe(self) -> dict[str, Any]:
+        cnn = {"channels": self.channels, "batchnorm": self.batchnorm, "pooling": self.pooling} if self.model == "cnn" else {}
         return {**super().describe(), "dataset": self.dataset, "source": self.source, "model": self.model,
-                "hidden": self.hidden, "activation": self.activation, "batch_size": self.batch_size}
+                "hidden": self.hidden, "activation": self.activation, "batch_size": self.batch_size, **cnn}

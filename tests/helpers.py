@@ -49,7 +49,8 @@ def needs_data(*folders: str) -> pytest.MarkDecorator:
 
 
 #: default datasets of the task families whose constructor does not name one
-_DEFAULT_DATASETS = {"ImageClassificationFamily": ["fashion_mnist"], "MLPMixtureFamily": ["fashion_mnist", "mnist"]}
+_DEFAULT_DATASETS = {"ImageClassificationFamily": ["fashion_mnist"], "MLPMixtureFamily": ["fashion_mnist", "mnist"],
+                     "CNNMixtureFamily": ["fashion_mnist", "mnist", "cifar10"]}
 
 
 def data_folders(spec: dict[str, Any], written_by_test: tuple[str, ...] = ()) -> list[str]:
@@ -64,6 +65,8 @@ def data_folders(spec: dict[str, Any], written_by_test: tuple[str, ...] = ()) ->
     if cls == "FamilyMixture":
         found = [f for fam in init.get("families", []) for f in data_folders(fam, written_by_test)]
         return sorted(set(found))
+    if cls == "AugmentedFamily":
+        return data_folders(init["family"], written_by_test)
     if init.get("data_dir"):
         return []
     if cls == "STNFamily":

@@ -26,10 +26,15 @@ def small_family(spec: dict, tmp_path) -> dict:
         if init.get("dataset") == "cifar10":  # decoding the 60,000 JPEGs is too slow for a smoke test
             write_jpeg_folder(tmp_path / "data" / "CIFAR-10-images", {"train": 6, "test": 2})
             init["data_dir"] = str(tmp_path / "data")
+    elif cls == "CNNMixtureFamily":  # its MNIST-style datasets only (a CIFAR-10 folder would replace their data_dir)
+        init.update(subset=600, train_eval_size=200,
+                    datasets=[d for d in init.get("datasets", ["fashion_mnist", "mnist"]) if d != "cifar10"])
     elif cls == "STNFamily":
         init.update(n_train=64, n_val=16, n_test=16)
     elif cls == "FamilyMixture":
         init["families"] = [small_family(f, tmp_path) for f in init["families"]]
+    elif cls == "AugmentedFamily":
+        init["family"] = small_family(init["family"], tmp_path)
     return {**spec, "init_args": init}
 
 

@@ -59,6 +59,8 @@ def test_data_folders_of_each_family_kind():
     assert data_folders(_family("MLPMixtureFamily")) == ["FashionMNIST", "MNIST"]
     assert data_folders(_family("MLPMixtureFamily", datasets=["mnist"])) == ["MNIST"]
     assert data_folders(_family("STNFamily")) == ["MNIST"]
+    assert data_folders(_family("CNNMixtureFamily")) == ["CIFAR-10-images", "FashionMNIST", "MNIST"]
+    assert data_folders(_family("AugmentedFamily", family=_family("CNNMixtureFamily", datasets=["mnist"]))) == ["MNIST"]
     assert data_folders(_family("STNFamily", source="mat")) == ["affNIST"]
     assert data_folders(_family("QuadraticFamily", dim=3)) == []
     mix = _family("FamilyMixture", families=[_family("STNFamily"), _family("ImageClassificationFamily", dataset="cifar10"),

@@ -129,7 +129,9 @@ def test_bad_family_arguments():
     with pytest.raises(ValueError, match="model"):
         ImageClassificationFamily(model="resnet")
     with pytest.raises(ValueError, match="activation"):
-        ImageClassificationFamily(activation="gelu")
+        ImageClassificationFamily(activation="softsign")
+    with pytest.raises(ValueError, match="pooling"):
+        ImageClassificationFamily(model="cnn", pooling="median")
     with pytest.raises(ValueError, match="source"):
         ImageClassificationFamily(source="ftp")
     with pytest.raises(ValueError, match="activation"):

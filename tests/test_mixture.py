@@ -57,7 +57,7 @@ def test_sampled_task_shapes_and_scaled_training_loss(family):
 @needs_mix_data
 def test_bad_mixture_config(family):
     with pytest.raises(ValueError, match="activations"):
-        MLPMixtureFamily(activations=["gelu"], data_dir=str(SHARED_DATA))
+        MLPMixtureFamily(activations=["softsign"], data_dir=str(SHARED_DATA))
     with pytest.raises(ValueError, match="loss_scale"):
         MLPMixtureFamily(loss_scale_min=2.0, loss_scale_max=1.0, data_dir=str(SHARED_DATA))
 

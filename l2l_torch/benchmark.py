@@ -1,0 +1,248 @@
+"""Benchmarks of a learned optimizer on problems outside its meta-training distribution.
+
+    python -m l2l_torch.benchmark heldout --checkpoint small_fc_warmup_pes --out DIR [--seeds 5] [--models a,b]
+        [--tune-trials 40]
+
+``heldout`` trains every model of :data:`l2l_torch.heldout.HELDOUT_MODELS` (or those of ``--models``) with the learned
+optimizer, with Adam at its learning rate tuned by grid search (``adam_tuned``, :func:`l2l_torch.evaluation.tune_lr`)
+and with AdamW's whole recipe tuned (``adamw_tuned``, :func:`l2l_torch.tuning.tune_adamw`), all through
+:func:`l2l_torch.evaluation.evaluate_learned_optimizer`: tuning on the tuning instances, evaluation on ``--seeds``
+held-out instances (the same seeds for every optimizer, so the final training losses pair). Per model it reports the
+ratio of the learned optimizer's mean final training loss to ``adam_tuned``'s (target below
+:data:`TARGET_RATIO`) and, against each tuned reference, the paired t-test of :mod:`l2l_torch.stats` with Holm's
+correction over every comparison of the table. A learned run that diverges (a non-finite or exploding loss) is a
+failure of its model: that row's verdict is ``diverged`` and its target is not met; the row is never left out.
+
+Writes ``DIR/heldout.json`` (everything, per seed) and ``DIR/heldout.md`` (the table).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from l2l_torch.heldout import HELDOUT_MODELS, HELDOUT_VERSION, HeldOutModel
+
+#: the tuned references every model is compared with
+REFERENCES: tuple[str, ...] = ("adam_tuned", "adamw_tuned")
+#: the learned optimizer's mean final training loss should be below this fraction of adam_tuned's
+TARGET_RATIO = 0.95
+#: the name of the learned optimizer's rows
+LEARNED = "learned"
+#: what results keep of each optimizer's summary (the per-seed finals, the means and the mean loss curve)
+_KEEP = ("lr", "hparams", "diverged", "per_seed", "train_loss", "val_loss", "test_loss", "train_accuracy",
+         "val_accuracy", "test_accuracy", "curve", "tuning_cost")
+
+
+def _finite(x: Any) -> Any:
+    """``x`` with every non-finite float replaced by None (strict JSON)."""
+    if isinstance(x, float):
+        return x if math.isfinite(x) else None
+    if isinstance(x, dict):
+        return {k: _finite(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_finite(v) for v in x]
+    return x
+
+
+def per_seed_losses(summary: dict[str, Any], seeds: int) -> list[float | None]:
+    """The final training loss of each held-out seed (None where the run diverged)."""
+    return list(summary.get("per_seed", {}).get("train_loss") or [None] * seeds)
+
+
+def compare_models(models: dict[str, dict[str, Any]], seeds: int) -> list[dict[str, Any]]:
+    """The table's comparisons: for every model and reference, the paired t-test of the learned optimizer's final
+    training losses against the reference's, Holm-adjusted over all of them, and the verdict (``diverged`` where a
+    learned run diverged)."""
+    from l2l_torch.stats import holm, paired_comparison, verdict
+
+    rows = []
+    for name, res in models.items():
+        opts = res["optimizers"]
+        learned = per_seed_losses(opts[LEARNED], seeds)
+        for ref in REFERENCES:
+            if ref in opts:
+                rows.append({"model": name, "reference": ref,
+                             **paired_comparison(learned, per_seed_losses(opts[ref], seeds)),
+                             "learned_diverged": opts[LEARNED]["diverged"], "reference_diverged": opts[ref]["diverged"]})
+    for row, p in zip(rows, holm([r["p"] for r in rows]), strict=True):
+        row["p_holm"] = p
+        row["verdict"] = "diverged" if row["learned_diverged"] else verdict(row["mean_diff"], p)
+    return rows
+
+
+def ratio_to_adam(optimizers: dict[str, Any]) -> float | None:
+    """Learned mean final training loss / ``adam_tuned``'s; None when a learned run diverged (a failure) or there is
+    no finite reference."""
+    learned, adam = optimizers[LEARNED], optimizers.get("adam_tuned")
+    if learned["diverged"] or adam is None or "train_loss" not in learned or "train_loss" not in adam:
+        return None
+    den = adam["train_loss"]["mean"]
+    return learned["train_loss"]["mean"] / den if den > 0 else None
+
+
+def run_heldout(lopt_factory: Callable, models: Sequence[HeldOutModel], seeds: int = 5, steps: int | None = None,
+                tune_seeds: int = 3, tune_trials: int | None = None, lr_grid: Sequence[float] | None = None,
+                device: Any = "cpu", data_dir: str | None = None, subset: int | None = None,
+                check: Callable[[Any, HeldOutModel], None] | None = None,
+                progress: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """Evaluate the learned optimizer of ``lopt_factory`` (param groups -> optimizer) on ``models``.
+
+    Args:
+        seeds: held-out instances per model (``TEST_SEED_OFFSET + i``).
+        steps: optimizee steps of every model (default: each model's own).
+        tune_seeds, tune_trials, lr_grid: tuning instances, ``adamw_tuned``'s trial budget and the starting
+            learning-rate grid of ``adam_tuned`` (defaults of :func:`~l2l_torch.evaluation.evaluate_learned_optimizer`).
+        device, data_dir, subset: where the models train, their data, and a slice of it (quick runs only).
+        check: called with each model's family (on ``device``) before its runs, e.g. to check that the optimizer
+            can train its parameters.
+
+    Returns:
+        The content of ``heldout.json``: ``{"version", "seeds", "models": {name: {"model", "steps", "optimizers",
+        "tuning", "ratio_to_adam_tuned", "target_met"}}, "comparisons", "summary"}``.
+    """
+    from l2l_torch.evaluation import LR_GRID, evaluate_learned_optimizer
+
+    out: dict[str, Any] = {}
+    for i, m in enumerate(models):
+        say = (lambda msg, m=m, i=i: progress(f"[{i + 1}/{len(models)} {m.name}] {msg}")) if progress else None
+        family = m.family(data_dir, subset).to(device)
+        if check is not None:
+            check(family, m)
+        n = steps or m.steps
+        start = time.perf_counter()
+        res = evaluate_learned_optimizer(family, lopt_factory, n, seeds, tune=True, tune_seeds=tune_seeds,
+                                         baselines=("adam", "adamw_tuned"), learned_name=LEARNED, progress=say,
+                                         lr_grid=tuple(lr_grid or LR_GRID), tune_trials=tune_trials)
+        opts = {k: {f: v[f] for f in _KEEP if f in v} for k, v in res["optimizers"].items()}
+        ratio = ratio_to_adam(opts)
+        out[m.name] = {"model": m.describe(), "steps": n, "optimizers": opts, "tuning": res["tuning"],
+                       "ratio_to_adam_tuned": ratio, "target_met": ratio is not None and ratio < TARGET_RATIO,
+                       "seconds": round(time.perf_counter() - start, 1)}
+    comparisons = compare_models(out, seeds)
+    verdicts = [c["verdict"] for c in comparisons]
+    summary = {"models": len(out), "target_met": sum(r["target_met"] for r in out.values()),
+               "learned_diverged_models": sum(bool(r["optimizers"][LEARNED]["diverged"]) for r in out.values()),
+               **{v: verdicts.count(v) for v in ("better", "level", "worse", "diverged")}}
+    return {"version": HELDOUT_VERSION, "seeds": seeds, "tune_seeds": tune_seeds, "target_ratio": TARGET_RATIO,
+            "models": out, "comparisons": comparisons, "summary": summary}
+
+
+def _num(x: float | None, fmt: str = ".4g") -> str:
+    return "—" if x is None or not math.isfinite(x) else format(x, fmt)
+
+
+def markdown(result: dict[str, Any], header: str = "") -> str:
+    """``heldout.md``: one row per model, the learned optimizer against both tuned references."""
+    comps = {(c["model"], c["reference"]): c for c in result["comparisons"]}
+
+    def loss(o: dict[str, Any] | None) -> str:
+        if o is None:
+            return "—"
+        s = o.get("train_loss")
+        text = f"{_num(s['mean'])} ± {_num(s['std'], '.2g')}" if s else "all diverged"
+        return text + (f" ({o['diverged']} div.)" if o["diverged"] and s else "")
+
+    def vs(model: str, ref: str) -> str:
+        c = comps.get((model, ref))
+        if c is None:
+            return "—"
+        return f"{c['verdict']} (Δ {_num(c['mean_diff'], '+.3g')}, p_holm {_num(c['p_holm'], '.2g')}, n {c['n']})"
+
+    s = result["summary"]
+    lines = [f"# Held-out benchmark, version {result['version']}", "", header,
+             f"Final training loss, mean ± std over {result['seeds']} held-out seeds (the same for every optimizer). "
+             f"Verdicts: paired t-test of learned − reference per seed, Holm-adjusted over the table's "
+             f"{len(result['comparisons'])} comparisons, at 0.05; a learned run that diverged makes its row "
+             f"`diverged`. Target: learned / adam_tuned < {result['target_ratio']}.", "",
+             f"**Target met on {s['target_met']} of {s['models']} models**; verdicts: {s['better']} better, "
+             f"{s['level']} level, {s['worse']} worse, {s['diverged']} diverged.", "",
+             "| model | outside meta-training | steps | learned | adam_tuned | ratio | target | vs adam_tuned "
+             "| adamw_tuned | vs adamw_tuned |",
+             "|---|---|---:|---|---|---:|:---:|---|---|---|"]
+    for name, r in result["models"].items():
+        o = r["optimizers"]
+        lines.append(f"| {name} | {r['model']['outside']} | {r['steps']} | {loss(o[LEARNED])} | "
+                     f"{loss(o.get('adam_tuned'))} (lr {_num(o.get('adam_tuned', {}).get('lr'), '.2g')}) | "
+                     f"{_num(r['ratio_to_adam_tuned'], '.3f')} | {'yes' if r['target_met'] else 'no'} | "
+                     f"{vs(name, 'adam_tuned')} | {loss(o.get('adamw_tuned'))} | {vs(name, 'adamw_tuned')} |")
+    return "\n".join(lines) + "\n"
+
+
+def _heldout_main(a) -> None:
+    from l2l_torch.checkpoint import CheckpointError, check_compatible
+    from l2l_torch.cli import UserError, fail, load_checkpoint
+    from l2l_torch.data import DataError
+    from l2l_torch.evaluation import check_test_seeds
+    from l2l_torch.heldout import model
+    from l2l_torch.optim import LearnedOptimizer
+    from l2l_torch.pretrained import list_pretrained, pretrained_path
+    from l2l_torch.tasks.base import TEST_SEED_OFFSET
+
+    try:
+        models = [model(n) for n in a.models.split(",") if n] if a.models else list(HELDOUT_MODELS)
+        check_test_seeds(TEST_SEED_OFFSET, a.seeds)
+        lr_grid = [float(x) for x in a.lr_grid.split(",")] if a.lr_grid else None
+    except ValueError as e:
+        fail(str(e))
+    checkpoint = a.checkpoint
+    if not Path(checkpoint).exists() and checkpoint in list_pretrained():
+        checkpoint = str(pretrained_path(checkpoint))
+    lopt, meta, device = load_checkpoint(checkpoint)
+
+    def check(family, m: HeldOutModel) -> None:
+        try:
+            family.prepare_data()
+            check_compatible(lopt, meta, family.sample(TEST_SEED_OFFSET).param_kinds())
+        except DataError as e:
+            raise UserError(str(e)) from None
+        except CheckpointError as e:
+            raise UserError(f"checkpoint {a.checkpoint} cannot optimize held-out model {m.name}: {e}") from None
+
+    def progress(msg: str) -> None:
+        print(msg, file=sys.stderr, flush=True)
+
+    try:
+        result = run_heldout(lambda groups: LearnedOptimizer(groups, lopt=lopt), models, a.seeds, a.steps,
+                             a.tune_seeds, a.tune_trials, lr_grid, device, None, a.subset, check, progress)
+    except UserError as e:
+        fail(str(e))
+    result = {"checkpoint": a.checkpoint, "command": " ".join(["python -m l2l_torch.benchmark", *a.argv]),
+              "device": str(device), **result}
+    out = Path(a.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "heldout.json").write_text(json.dumps(_finite(result), indent=1, allow_nan=False) + "\n")
+    header = f"Learned optimizer: `{a.checkpoint}`. Command: `{result['command']}`.\n"
+    (out / "heldout.md").write_text(markdown(result, header))
+    print(f"wrote {out / 'heldout.json'} and {out / 'heldout.md'}: target met on {result['summary']['target_met']} "
+          f"of {len(models)} models")
+
+
+def main(argv: list[str] | None = None) -> None:
+    from l2l_torch.cli import ArgumentParser, positive_int
+
+    p = ArgumentParser(prog="python -m l2l_torch.benchmark", description=__doc__.split("\n\n")[0])
+    sub = p.add_subparsers(dest="benchmark", required=True)
+    h = sub.add_parser("heldout", help="the held-out models against lr-tuned Adam and tuned AdamW")
+    h.add_argument("--checkpoint", required=True, help="learned-optimizer file, or the name of a shipped one")
+    h.add_argument("--out", required=True, help="output folder (heldout.json, heldout.md)")
+    h.add_argument("--seeds", type=positive_int, default=5, help="held-out instances per model (default 5)")
+    h.add_argument("--models", help="comma-separated model names (default: all of l2l_torch.heldout)")
+    h.add_argument("--tune-trials", type=positive_int, help="adamw_tuned's trial budget (default 40)")
+    h.add_argument("--tune-seeds", type=positive_int, default=3, help="tuning instances per trial (default 3)")
+    h.add_argument("--lr-grid", help="comma-separated starting learning-rate grid of adam_tuned")
+    h.add_argument("--steps", type=positive_int, help="optimizee steps of every model (quick runs; default: each "
+                                                       "model's own)")
+    h.add_argument("--subset", type=positive_int, help="use only this many images per split (quick runs)")
+    a = p.parse_args(argv)
+    a.argv = list(sys.argv[1:] if argv is None else argv)
+    _heldout_main(a)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,109 @@
+"""The held-out benchmark: its models lie outside configs/general.yaml's meta-training distribution, the verdicts
+count a diverged learned run as a failure, and a tiny run of ``python -m l2l_torch.benchmark heldout`` writes its
+table."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from l2l_torch import benchmark
+from l2l_torch.cli import instantiate, load_config
+from l2l_torch.heldout import HELDOUT_MODELS, HELDOUT_VERSION, model
+from l2l_torch.tasks.family_mixture import FamilyMixture
+from l2l_torch.tasks.image_mixture import ImageMixtureFamily
+from l2l_torch.tasks.task_augmentation import AugmentedFamily
+from tests.helpers import SHARED_DATA, needs_data
+
+
+def _image_families(family) -> list[ImageMixtureFamily]:
+    """The image families inside a (mixed, augmented) family."""
+    if isinstance(family, AugmentedFamily):
+        return _image_families(family.family)
+    if isinstance(family, FamilyMixture):
+        return [f for member in family.families for f in _image_families(member)]
+    return [family] if isinstance(family, ImageMixtureFamily) else []
+
+
+def test_no_heldout_model_is_in_the_meta_training_distribution():
+    config = load_config("general")
+    families = _image_families(instantiate(config["model"]["task"]))  # builds the families; loads no data
+    assert {type(f).__name__ for f in families} == {"MLPMixtureFamily", "CNNMixtureFamily"}
+    for m in HELDOUT_MODELS:
+        assert not any(f.can_sample(m.config()) for f in families), f"{m.name} can be sampled in meta-training"
+    # the same checks accept what the families do draw (so they are not vacuous)
+    for f in families:
+        assert all(f.can_sample(f.config_of(s)) for s in range(50))
+    # at least one model trains past the longest meta-training horizon, up to 2,000 steps
+    horizon = config["model"]["truncation"]["init_args"]["horizon"]
+    assert max(m.steps for m in HELDOUT_MODELS) >= 2000 > horizon
+
+
+def test_heldout_models_are_varied_and_frozen():
+    names = [m.name for m in HELDOUT_MODELS]
+    assert len(names) >= 8 and len(set(names)) == len(names)
+    assert {m.dataset for m in HELDOUT_MODELS} == {"mnist", "fashion_mnist", "cifar10"}
+    assert len({m.activation for m in HELDOUT_MODELS}) >= 4
+    assert len({m.batch_size for m in HELDOUT_MODELS}) >= 5 and len({m.steps for m in HELDOUT_MODELS}) >= 4
+    assert {m.model for m in HELDOUT_MODELS} >= {"mlp", "cnn"}
+    assert HELDOUT_VERSION[:2] == "20"
+    with pytest.raises(ValueError, match="known"):
+        model("no_such_model")
+    with pytest.raises(Exception):  # noqa: B017  (frozen dataclass)
+        HELDOUT_MODELS[0].steps = 3
+
+
+def _summary(losses: list[float | None]) -> dict:
+    ok = [x for x in losses if x is not None]
+    s = {"diverged": len(losses) - len(ok), "per_seed": {"train_loss": losses}}
+    if ok:
+        s["train_loss"] = {"mean": sum(ok) / len(ok), "std": 0.0}
+    return s
+
+
+def test_a_diverged_learned_run_fails_its_model_and_the_table_is_holm_corrected():
+    results = {
+        "good": {"optimizers": {"learned": _summary([0.50, 0.52, 0.49, 0.51]),
+                                "adam_tuned": _summary([0.60, 0.63, 0.61, 0.62]),
+                                "adamw_tuned": _summary([0.55, 0.58, 0.55, 0.57])}},
+        "bad": {"optimizers": {"learned": _summary([0.10, None, 0.10, 0.11]),
+                               "adam_tuned": _summary([0.60, 0.61, 0.62, 0.60]),
+                               "adamw_tuned": _summary([0.60, 0.61, 0.62, 0.60])}},
+    }
+    rows = benchmark.compare_models(results, seeds=4)
+    assert len(rows) == 4
+    verdicts = {(r["model"], r["reference"]): r["verdict"] for r in rows}
+    assert verdicts[("bad", "adam_tuned")] == verdicts[("bad", "adamw_tuned")] == "diverged"
+    assert verdicts[("good", "adam_tuned")] == "better"
+    assert all(r["p_holm"] >= r["p"] for r in rows)
+    assert benchmark.ratio_to_adam(results["bad"]["optimizers"]) is None  # a failure, never a good-looking number
+    assert benchmark.ratio_to_adam(results["good"]["optimizers"]) == pytest.approx(0.505 / 0.615)
+
+
+@needs_data("MNIST")
+def test_tiny_heldout_run_writes_json_and_markdown(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("L2L_DATA_DIR", str(SHARED_DATA))
+    models = "mnist_mlp_512_tanh,mnist_mlp_128x64_silu_b1024"
+    benchmark.main(["heldout", "--checkpoint", "small_fc_warmup_pes", "--out", str(tmp_path), "--seeds", "2",
+                    "--models", models, "--steps", "4", "--subset", "300", "--tune-trials", "2", "--tune-seeds", "1",
+                    "--lr-grid", "0.001,0.01"])
+    result = json.loads((tmp_path / "heldout.json").read_text())
+    assert result["version"] == HELDOUT_VERSION and list(result["models"]) == models.split(",")
+    for r in result["models"].values():
+        assert r["steps"] == 4
+        assert {"learned", "adam", "adam_tuned", "adamw_tuned"} <= set(r["optimizers"])
+        assert len(r["optimizers"]["learned"]["per_seed"]["train_loss"]) == 2
+        assert r["optimizers"]["adamw_tuned"]["tuning_cost"]["trials"] == 2
+    assert len(result["comparisons"]) == 4 and all("p_holm" in c and c["verdict"] for c in result["comparisons"])
+    table = (tmp_path / "heldout.md").read_text()
+    assert all(f"| {name} |" in table for name in models.split(",")) and "Holm" in table
+    assert "target met on" in capsys.readouterr().out
+
+
+def test_unknown_model_is_one_line_error(tmp_path, capsys):
+    with pytest.raises(SystemExit) as e:
+        benchmark.main(["heldout", "--checkpoint", "small_fc_warmup_pes", "--out", str(tmp_path),
+                        "--models", "mnist_mlp_512_tanh,nope"])
+    assert e.value.code == 2
+    assert "unknown held-out model 'nope'" in capsys.readouterr().err
