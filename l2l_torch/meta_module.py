@@ -38,8 +38,7 @@ class MetaModule(L.LightningModule):
         val_every: meta-steps between validations (one Lightning "epoch").
         val_tasks: held-out task instances per validation.
         val_horizon: optimizee steps in validation (default: the truncation's horizon).
-        val_seed: validation uses the instances ``VAL_SEED_OFFSET + val_seed + i``; a fine-tune should validate on
-            other instances than its warm start was selected on.
+        val_seed: validation uses instances ``VAL_SEED_OFFSET + val_seed + i`` (a fine-tune: not its warm start's).
         seed: base seed of the training task instances.
     """
 
@@ -48,9 +47,8 @@ class MetaModule(L.LightningModule):
                  loss_bound: float = 1e6, val_every: int = 50, val_tasks: int = 8, val_horizon: int | None = None,
                  val_seed: int = 0, seed: int = 0) -> None:
         super().__init__()
-        if not 0 <= val_seed <= TEST_SEED_OFFSET - VAL_SEED_OFFSET - val_tasks:
-            raise ValueError(f"val_seed must be in [0, {TEST_SEED_OFFSET - VAL_SEED_OFFSET - val_tasks}] (validation "
-                             f"seeds stay below the evaluation seeds), got {val_seed}")
+        if val_seed > (top := TEST_SEED_OFFSET - VAL_SEED_OFFSET - val_tasks) or val_seed < 0:
+            raise ValueError(f"val_seed must be in [0, {top}] (below the evaluation seeds), got {val_seed}")
         self.save_hyperparameters(ignore=["task", "lopt", "estimator", "truncation"])
         self.automatic_optimization = False
         self.task, self.lopt = task, lopt
@@ -75,6 +73,7 @@ class MetaModule(L.LightningModule):
 
     def setup(self, stage: str) -> None:
         self.task.to(self.device)
+
     def training_step(self, batch: Any, batch_idx: int) -> None:
         if self._pending is not None:
             self._states, self._pending = restore_optimizees(self.task, self._pending), None
@@ -123,8 +122,8 @@ class MetaModule(L.LightningModule):
         if est.grad is None:
             return self.manual_backward(est.meta_loss)
         # computed by the estimator: no backward, so no DDP all-reduce; average the ranks' estimates here
-        many = self.trainer.world_size > 1
-        set_flat_grad(self.lopt, self.trainer.strategy.reduce(est.grad, reduce_op="mean") if many else est.grad)
+        set_flat_grad(self.lopt, est.grad if self.trainer.world_size == 1 else
+                      self.trainer.strategy.reduce(est.grad, reduce_op="mean"))
 
     def _any_rank(self, flag: torch.Tensor) -> bool:  # one host sync; with DDP every rank takes the same branch
         return bool(self.trainer.strategy.reduce(flag.float(), reduce_op="sum") > 0 if self.trainer.world_size > 1 else flag)
@@ -142,8 +141,7 @@ class MetaModule(L.LightningModule):
                    "lopt/update_size": torch.stack([r.update_size for r in est.results]).mean(),
                    "meta_train/lr": lr, "meta_train/skipped": float(self.skipped),
                    **{f"meta_train/{name}": value for name, value in est.logs.items()}}
-        for name, value in figures.items():
-            self.log(name, value)
+        self.log_dict(figures)
 
     def validation_step(self, batch: Any, batch_idx: int) -> None:
         seed = VAL_SEED_OFFSET + self.hparams.val_seed + int(batch)
@@ -162,13 +160,11 @@ class MetaModule(L.LightningModule):
         if "val_accuracy" in r.final and not bad:
             self.log("val/accuracy", r.final["val_accuracy"], **log)
         if isinstance(self.task, FamilyMixture):  # which family gained or lost: its unweighted held-out loss
-            i = self.task.family_index(seed)
-            self.log(f"val/loss_{i}_{self.task.families[i].name}", 1e9 if bad else val_loss, **log)
+            self.log(f"val/loss_{self.task.family_label(seed)}", 1e9 if bad else val_loss, **log)
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        for name, p in self.lopt.named_parameters():
-            if not bool(torch.isfinite(p).all()):  # never write a checkpoint with NaN/Inf theta
-                raise RuntimeError(f"theta has non-finite values ({name}); not writing a checkpoint")
+        if bad := [n for n, p in self.lopt.named_parameters() if not bool(torch.isfinite(p).all())]:
+            raise RuntimeError(f"theta has non-finite values ({', '.join(bad)}); not writing a checkpoint")
         # enough to rebuild theta's architecture without the YAML (see `python -m l2l_torch.export`)
         checkpoint["l2l"] = {"next_task": self._next_task, "skipped": self.skipped,
                              "lopt_arch": self.lopt.arch_name, "lopt_config": self.lopt.config(),

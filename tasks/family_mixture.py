@@ -70,6 +70,11 @@ class FamilyMixture(TaskFamily):
         u = math.fmod(seed * _PHI, 1.0)
         return next((i for i, edge in enumerate(self._edges) if u < edge), len(self._edges) - 1)
 
+    def family_label(self, seed: int) -> str:
+        """``"<index>_<name>"`` of the family that instance ``seed`` comes from (e.g. ``"0_mlp_mixture"``)."""
+        i = self.family_index(seed)
+        return f"{i}_{self.families[i].name}"
+
     def sample(self, seed: int) -> Task:
         i = self.family_index(seed)
         task = self.families[i].sample(seed)
