@@ -198,3 +198,14 @@ def test_truncated_bptt_population_switch(monkeypatch):
     estimate(TruncatedBPTT(population=True), [quadratic64(0), _mlps()[0]])  # cannot stack: one by one
     with pytest.raises(ValueError, match="population"):
         TruncatedBPTT(population="yes")
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("arch", ["lstm_flat", "small_fc"])
+def test_population_equals_one_by_one_on_cuda(arch):
+    """On CUDA (torch's LSTM cell there, :func:`~l2l_torch.learned_optimizers.lstm.cell_backend`), float64 MLPs."""
+    make, mode = LOPTS[arch]
+    _compare(make().double().cuda(), lambda: [t.to("cuda") for t in _mlps()], mode, rtol=1e-7, atol=1e-9)
+    lopt = make().double().cuda()
+    states = [init_unroll(lopt, t.to("cuda"), i) for i, t in enumerate(_mlps())]
+    assert TruncatedBPTT().use_population(lopt, states)  # the default there
