@@ -64,6 +64,15 @@ def obstacle(lopt: LearnedOptimizerBase, states: Sequence[UnrollState]) -> str |
         return "no particles"
     if not lopt.vmap_safe:
         return f"{type(lopt).__name__} is not vmap_safe"
+    return stack_obstacle(states)
+
+
+def stack_obstacle(states: Sequence[UnrollState]) -> str | None:
+    """Why these unroll states cannot be stacked into one ``(B, ...)`` tensor per param, buffer and optimizer-state
+    leaf with one task's loss vectorised over them (``None``: they can): the task-side part of :func:`obstacle`,
+    which :mod:`l2l_torch.population_unroll` shares."""
+    if not states:
+        return "no particles"
     first = states[0]
     if type(first.task).meta_penalty is not Task.meta_penalty:
         return f"{type(first.task).__name__} has a meta_penalty"
@@ -129,13 +138,15 @@ def _unstack_state(spec: TreeSpec, leaves: list[Any], b: int) -> LOptState:
 _TENSOR = object()
 
 
-def _lopt_step(lopt: LearnedOptimizerBase, thetas: Tensor, params: dict[str, Tensor], grads: dict[str, Tensor],
+def _lopt_step(lopt: LearnedOptimizerBase, thetas: Tensor | None, params: dict[str, Tensor], grads: dict[str, Tensor],
                spec: TreeSpec, leaves: list[Any]) -> tuple[dict[str, Tensor], TreeSpec, list[Any]]:
     """One step of the learned optimizer for every particle: particle ``b`` runs ``lopt.step`` with the flat
     parameters ``thetas[b]``.
 
     Args:
-        thetas: ``(B, P)``, flat as ``parameters_to_vector(lopt.parameters())``.
+        thetas: ``(B, P)``, flat as ``parameters_to_vector(lopt.parameters())``; ``None``: every particle runs
+            ``lopt``'s own parameters, which stay outside ``vmap`` (closed over), so autograd reaches them (the
+            meta-gradient of :func:`~l2l_torch.population_unroll.population_unroll`).
         params, grads: name -> ``(B, *shape)``.
         spec, leaves: the stacked optimizer state (:func:`_stack_state`).
 
@@ -149,16 +160,23 @@ def _lopt_step(lopt: LearnedOptimizerBase, thetas: Tensor, params: dict[str, Ten
     args, dims = _vmap_leaves(leaves)
     out: dict[str, Any] = {}
 
-    def step(theta: Tensor, p: dict[str, Tensor], g: dict[str, Tensor], tensors: list[Tensor]):
+    def step(theta: Tensor | None, p: dict[str, Tensor], g: dict[str, Tensor], tensors: list[Tensor]):
         it = iter(tensors)
         state = tree_unflatten([next(it) if isinstance(x, Tensor) else x for x in leaves], spec)
-        weights = {n: t.view(s) for n, t, s in zip(names, theta.split(sizes), shapes)}
-        new_params, new_state = functional_call(lopt, weights, (p, g, state))
+        if theta is None:
+            new_params, new_state = lopt.step(p, g, state)
+        else:
+            weights = {n: t.view(s) for n, t, s in zip(names, theta.split(sizes), shapes)}
+            new_params, new_state = functional_call(lopt, weights, (p, g, state))
         new_leaves, out["spec"] = tree_flatten(new_state)
         out["leaves"] = [_TENSOR if isinstance(x, Tensor) else x for x in new_leaves]  # (vmap returns tensors only)
         return new_params, [x for x in new_leaves if isinstance(x, Tensor)]
 
-    new_params, tensors = vmap(step, in_dims=(0, 0, 0, dims), randomness="error")(thetas, params, grads, args)
+    if thetas is None:
+        new_params, tensors = vmap(lambda p, g, a: step(None, p, g, a), in_dims=(0, 0, dims),
+                                   randomness="error")(params, grads, args)
+    else:
+        new_params, tensors = vmap(step, in_dims=(0, 0, 0, dims), randomness="error")(thetas, params, grads, args)
     it = iter(tensors)
     return new_params, out["spec"], [next(it) if x is _TENSOR else x for x in out["leaves"]]
 

@@ -225,3 +225,58 @@ def test_recompute_gates_same_meta_gradient(on_device):
         meta.backward()
     for pa, pb in zip(a.parameters(), b.parameters()):
         torch.testing.assert_close(pa.grad, pb.grad)
+
+
+def _unroll_with_cell(backend: str, monkeypatch, dtype: torch.dtype, no_grad: bool = False):
+    """Updates, final LSTM state and meta-gradient of a 4-step unroll with the LSTM cell forced to ``backend``."""
+    from l2l_torch.learned_optimizers import lstm
+
+    monkeypatch.setattr(lstm, "FORCE_CELL", backend)
+    torch.manual_seed(0)
+    lopt = LSTMOptimizer(hidden_size=6, output_scale=0.5).to(dtype)
+    target = torch.randn(50, dtype=dtype)
+    w = torch.zeros(50, dtype=dtype, requires_grad=not no_grad)
+    state = lopt.init_state({"w": w})
+    meta, ws = 0, []
+    with torch.set_grad_enabled(not no_grad):
+        for _ in range(4):
+            g = 2 * (w.detach() - target)
+            new, state = lopt.step({"w": w}, {"w": g}, state)
+            w = new["w"]
+            ws.append(w.detach())
+            meta = meta + ((w - target) ** 2).sum()
+    grads = [] if no_grad else torch.autograd.grad(meta, list(lopt.parameters()))
+    return ws, [t.detach() for hc in state["hidden"]["all"] for t in hc], grads
+
+
+@pytest.mark.parametrize("no_grad", [False, True], ids=["meta_training", "deployment"])
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_torch_cell_matches_fused_cell(dtype, no_grad, monkeypatch):
+    """The cell CUDA runs (torch's own, ``torch._VF.lstm_cell``) and the hand-written CPU cell give the same
+    updates, states and meta-gradient; both forced on the CPU."""
+    from l2l_torch.learned_optimizers import lstm
+
+    fused = _unroll_with_cell("fused", monkeypatch, dtype, no_grad)
+    calls = []
+    original = lstm._lstm_cell_torch
+    monkeypatch.setattr(lstm, "_lstm_cell_torch", lambda *a: calls.append(1) or original(*a))
+    ours = _unroll_with_cell("torch", monkeypatch, dtype, no_grad)
+    assert len(calls) == 8  # 2 layers x 4 steps
+    tol = {} if dtype == torch.float32 else {"rtol": 1e-10, "atol": 1e-12}
+    for a, b in zip(ours, fused, strict=True):
+        assert len(a) == len(b)
+        for x, y in zip(a, b, strict=True):
+            torch.testing.assert_close(x, y, **tol)
+    assert float(fused[0][-1].abs().max()) > 0.1  # the optimizer moved
+
+
+def test_cell_backend_by_device(monkeypatch):
+    from l2l_torch.learned_optimizers import lstm
+
+    assert lstm.cell_backend(torch.device("cpu")) == "fused"
+    assert lstm.cell_backend(torch.device("cuda")) == "torch"
+    monkeypatch.setattr(lstm, "FORCE_CELL", "torch")
+    assert lstm.cell_backend(torch.device("cpu")) == "torch"
+    monkeypatch.setattr(lstm, "FORCE_CELL", "cudnn")
+    with pytest.raises(ValueError, match="FORCE_CELL"):
+        lstm.cell_backend(torch.device("cpu"))

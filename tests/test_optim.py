@@ -262,3 +262,50 @@ def test_from_lightning_configure_optimizers(tmp_path):
     assert not torch.equal(before, model.net.weight)
     opt = trainer.optimizers[0]
     assert isinstance(opt, LearnedOptimizer) and model.net.weight in opt.state
+
+
+def _apply_one_by_one(items, names, params, new_params) -> None:
+    """The deployment step's former application, parameter by parameter (the reference of the foreach one)."""
+    for n, (p, g) in zip(names, items):
+        lr, wd = g["lr"], g["weight_decay"]
+        if lr == 1.0 and not wd:
+            p.copy_(new_params[n])
+            continue
+        update = new_params[n] - params[n]
+        if wd:
+            p.mul_(1.0 - lr * wd)
+        p.add_(update, alpha=lr)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_foreach_application_equals_one_by_one(dtype, monkeypatch, on_device):
+    """All parameters of one (lr, weight_decay) are written with torch._foreach_* ops: bit for bit the values of
+    the parameter-by-parameter loop, with three groups (the meta-trained step, a scaled one, one with weight
+    decay) over several steps."""
+    import l2l_torch.optim as optim_module
+
+    foreach = optim_module._apply
+
+    def run(apply) -> list[torch.Tensor]:
+        monkeypatch.setattr(optim_module, "_apply", apply)
+        model = nn.Sequential(nn.Linear(4, 5), nn.Tanh(), nn.Linear(5, 3), nn.Tanh(), nn.Linear(3, 2)).to(dtype)
+        torch.manual_seed(0)
+        for p in model.parameters():
+            p.data.normal_()
+        groups = [{"params": list(model[0].parameters())}, {"params": list(model[2].parameters()), "lr": 0.5},
+                  {"params": list(model[4].parameters()), "lr": 2.0, "weight_decay": 0.1}]
+        opt = LearnedOptimizer(groups, lopt=_lopt())
+        start = [p.detach().clone() for p in model.parameters()]
+        for t in range(3):
+            opt.zero_grad()
+            _loss(model(_batch(_mlp(), t).to(dtype))).backward()
+            opt.step()
+        return start, [p.detach().clone() for p in model.parameters()]
+
+    calls = []
+    start, ours = run(lambda *a: calls.append(1) or foreach(*a))
+    _, ref = run(_apply_one_by_one)
+    assert len(calls) == 3
+    for a, b, s in zip(ours, ref, start, strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+        assert not torch.equal(a, s)  # every group moved

@@ -153,6 +153,8 @@ def _tanh(t: Tensor, out: Tensor | None = None) -> Tensor:
     """
     if t.device.type != "cpu":
         return torch.tanh(t) if out is None else torch.tanh(t, out=out)
+    if out is None and torch.is_grad_enabled():  # in-place passes would break autograd (the plain cell)
+        return torch.sigmoid(t * 2.0) * 2.0 - 1.0
     return (torch.mul(t, 2.0) if out is None else torch.mul(t, 2.0, out=out)).sigmoid_().mul_(2.0).sub_(1.0)
 
 
@@ -216,6 +218,34 @@ class _FusedLSTMCell(torch.autograd.Function):
         return dw, dx, dh_prev, dc_prev if ctx.needs_input_grad[3] else None, None
 
 
+#: the cell :func:`lstm_cell_t` runs outside ``torch.func`` transforms: ``None`` chooses by device (:func:`cell_backend`);
+#: ``"fused"`` or ``"torch"`` forces one (the tests compare the two on a CPU)
+FORCE_CELL: str | None = None
+CELL_BACKENDS = ("fused", "torch")
+
+
+def cell_backend(device: torch.device) -> str:
+    """The LSTM cell used on ``device``: ``"fused"`` (:class:`_FusedLSTMCell`, hand-written for CPUs, where it
+    measured 2x the plain ``nn.LSTMCell``) on CPUs, ``"torch"`` (:func:`_lstm_cell_torch`, torch's fused cell: on CUDA
+    two matrix products and one elementwise kernel, forward and backward) elsewhere, where the hand-written cell's
+    many small kernels made a step slower than the plain ``nn.LSTMCell`` (0.65x on an H200,
+    ``research/experiments/cuda_check``). :data:`FORCE_CELL` overrides the choice."""
+    if FORCE_CELL is not None:
+        if FORCE_CELL not in CELL_BACKENDS:
+            raise ValueError(f"FORCE_CELL must be one of {CELL_BACKENDS} or None, got {FORCE_CELL!r}")
+        return FORCE_CELL
+    return "fused" if device.type == "cpu" else "torch"
+
+
+def _lstm_cell_torch(x: Tensor, h: Tensor, c: Tensor, cell: nn.LSTMCell) -> tuple[Tensor, Tensor]:
+    """The cell of :func:`lstm_cell_t` by ``torch._VF.lstm_cell`` (what ``nn.LSTMCell`` calls) on the transposed
+    views: ``x`` ``(F, N)``, ``h``, ``c`` ``(H, N)`` -> ``(h', c')``, each ``(H, N)`` (transposed views of torch's
+    contiguous ``(N, H)`` outputs, so the next step's ``h.t()`` and ``c.t()`` are contiguous again)."""
+    h_new, c_new = torch._VF.lstm_cell(x.t(), (h.t().contiguous(), c.t().contiguous()), cell.weight_ih,
+                                       cell.weight_hh, cell.bias_ih, cell.bias_hh)
+    return h_new.t(), c_new.t()
+
+
 def lstm_cell_t(x: Tensor, h: Tensor, c: Tensor, cell: nn.LSTMCell,
                 recompute: bool = False) -> tuple[Tensor, Tensor]:
     """``nn.LSTMCell`` maths in a coordinate-minor layout: ``x`` (F, N), ``h``/``c`` (H, N) -> (H, N) each.
@@ -227,10 +257,13 @@ def lstm_cell_t(x: Tensor, h: Tensor, c: Tensor, cell: nn.LSTMCell,
     on, the cell is one :class:`_FusedLSTMCell` (hand-written backward; ``recompute`` trades speed for
     memory there). Under a ``torch.func`` transform (e.g. ``vmap`` over perturbed weights, as in
     :mod:`l2l_torch.vmap_unroll`), which neither the fused cell nor the scratch buffers support, it computes the
-    same operations out of place (:func:`_lstm_cell_plain`).
+    same operations out of place (:func:`_lstm_cell_plain`). Off CPUs it runs torch's own fused cell instead
+    (:func:`cell_backend`; ``recompute`` has no effect there).
     """
     if any(torch._C._functorch.is_functorch_wrapped_tensor(t) for t in (x, h, c, cell.weight_ih)):
         return _lstm_cell_plain(_ifog_weights(cell), x, h, c)
+    if cell_backend(x.device) == "torch":
+        return _lstm_cell_torch(x, h, c, cell)
     if torch.is_grad_enabled():
         return _FusedLSTMCell.apply(_ifog_weights(cell), x, h, c, recompute)
     # deployment (no autograd graph): the gates never leave this call, so they live in a scratch buffer (a fresh
