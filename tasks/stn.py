@@ -67,6 +67,11 @@ class STNTask(Task):
     def loss_from_output(self, output: Tensor, batch) -> Tensor:
         return ssim_loss(output, self.data.target, *self.ssim_args)
 
+    def loss_signature(self) -> tuple[Any, ...]:
+        """The class, the network's architecture, the SSIM settings and the target image (by identity: instances
+        of one family share it); the digits of an instance come in through the batch."""
+        return (type(self), repr(self.module), self.ssim_args, id(self.data.target))
+
     @torch.no_grad()
     def evaluate(self, params: Mapping[str, Tensor], buffers: Mapping[str, Tensor],
                  split: str = "val") -> dict[str, float]:

@@ -235,3 +235,27 @@ def test_stn_grid_callback_logs_every_digit_set_and_the_update_sizes():
     h = exp.histograms["val/stn_log10_update"]
     assert 0 < h["num"] <= 3 * numel and sum(h["bucket_counts"]) == h["num"]
     assert h["min"] < h["max"] and len(h["bucket_limits"]) == len(h["bucket_counts"])
+
+
+def test_stn_instances_of_one_family_share_a_loss_signature_and_pes_batches_them():
+    from l2l_torch.estimators.pes import antithetic_pair, pes_estimate
+    from l2l_torch.unroll import init_unroll
+    from l2l_torch.vmap_unroll import obstacle
+
+    sets = fake_sets()
+    a, b = STNTask(sets, seed=1, batch_size=4), STNTask(sets, seed=2, batch_size=4)
+    assert a.loss_signature() == b.loss_signature()
+    assert STNTask(sets, seed=1, ssim_scale=1).loss_signature() != a.loss_signature()
+    assert STNTask(fake_sets(), seed=1).loss_signature() != a.loss_signature()  # another target image
+    lopt = LSTMOptimizer(hidden_size=4, output_scale=0.01)
+    grads = []
+    for batched in (False, True):
+        pairs = [antithetic_pair(init_unroll(lopt, t, t.seed)) for t in (a, b)]
+        assert obstacle(lopt, [p for pair in pairs for p in pair]) is None
+        torch.manual_seed(0)
+        xi = [torch.zeros(sum(p.numel() for p in lopt.parameters()))] * 2
+        grads.append(pes_estimate(lopt, pairs, xi, 3, 0.01, batched=batched).grad)
+    # PES divides loss differences by 2 sigma^2: float32 rounding of the conv kernels shows up at ~1e-5 of the scale
+    scale = float(grads[0].abs().max())
+    assert scale > 0
+    torch.testing.assert_close(grads[1], grads[0], rtol=0, atol=1e-3 * scale)
