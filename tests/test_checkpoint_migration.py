@@ -182,8 +182,8 @@ def test_a_version_1_file_gives_the_same_optimizer_as_its_version_2_file(v1):
 
 
 def test_every_committed_research_optimizer_still_loads(tmp_path):
-    """The research folders' optimizer.pt files stay in format 1 (some are warm starts of configs): each loads,
-    and written again in format 2 it is the same optimizer."""
+    """The research folders' optimizer.pt files (most in format 1, written before format 2; some are warm starts of
+    configs): each loads, and written again in format 2 it is the same optimizer."""
     files = sorted((REPO / "research" / "experiments").rglob("optimizer.pt"))
     assert len(files) > 50
     versions = set()
@@ -193,7 +193,7 @@ def test_every_committed_research_optimizer_still_loads(tmp_path):
         save_learned_optimizer(lopt, tmp_path / "v2.pt", meta)
         again, _ = load_learned_optimizer(tmp_path / "v2.pt")
         assert again.config() == lopt.config(), f
-    assert versions == {1}
+    assert 1 in versions and versions <= {1, 2}  # the format-1 reader is exercised; no unknown format
 
 
 # ---------------------------------------------------------------- Lightning checkpoints: one reader
