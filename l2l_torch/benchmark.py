@@ -13,7 +13,12 @@ ratio of the learned optimizer's mean final training loss to ``adam_tuned``'s (t
 correction over every comparison of the table. A learned run that diverges (a non-finite or exploding loss) is a
 failure of its model: that row's verdict is ``diverged`` and its target is not met; the row is never left out.
 
-Writes ``DIR/heldout.json`` (everything, per seed) and ``DIR/heldout.md`` (the table).
+Writes ``DIR/heldout.json`` (everything, per seed) and ``DIR/heldout.md`` (the table), after every model.
+``--reuse-baselines EARLIER_DIR`` takes the tuned references of an earlier run with the same settings (checked to
+reproduce here), so a second learned optimizer costs only its own runs. A run split over several processes by
+``--models`` becomes one table, with Holm's correction over all of it, with
+
+    python -m l2l_torch.benchmark merge DIR_A DIR_B --out DIR
 """
 
 from __future__ import annotations
@@ -90,7 +95,8 @@ def run_heldout(lopt_factory: Callable, models: Sequence[HeldOutModel], seeds: i
                 tune_seeds: int = 3, tune_trials: int | None = None, lr_grid: Sequence[float] | None = None,
                 device: Any = "cpu", data_dir: str | None = None, subset: int | None = None,
                 check: Callable[[Any, HeldOutModel], None] | None = None,
-                progress: Callable[[str], None] | None = None) -> dict[str, Any]:
+                progress: Callable[[str], None] | None = None, reuse: dict[str, Any] | None = None,
+                done: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
     """Evaluate the learned optimizer of ``lopt_factory`` (param groups -> optimizer) on ``models``.
 
     Args:
@@ -101,6 +107,9 @@ def run_heldout(lopt_factory: Callable, models: Sequence[HeldOutModel], seeds: i
         device, data_dir, subset: where the models train, their data, and a slice of it (quick runs only).
         check: called with each model's family (on ``device``) before its runs, e.g. to check that the optimizer
             can train its parameters.
+        reuse: an earlier ``heldout.json`` of the same settings whose baseline runs and tuning are taken as they are
+            (checked to reproduce: :func:`~l2l_torch.evaluation.check_reuse`), so only the learned optimizer trains.
+        done: called with the result so far after each model (e.g. to write it).
 
     Returns:
         The content of ``heldout.json``: ``{"version", "seeds", "models": {name: {"model", "steps", "optimizers",
@@ -118,19 +127,29 @@ def run_heldout(lopt_factory: Callable, models: Sequence[HeldOutModel], seeds: i
         start = time.perf_counter()
         res = evaluate_learned_optimizer(family, lopt_factory, n, seeds, tune=True, tune_seeds=tune_seeds,
                                          baselines=("adam", "adamw_tuned"), learned_name=LEARNED, progress=say,
-                                         lr_grid=tuple(lr_grid or LR_GRID), tune_trials=tune_trials)
+                                         lr_grid=tuple(lr_grid or LR_GRID), tune_trials=tune_trials,
+                                         reuse=None if reuse is None else reuse["models"][m.name])
         opts = {k: {f: v[f] for f in _KEEP if f in v} for k, v in res["optimizers"].items()}
         ratio = ratio_to_adam(opts)
         out[m.name] = {"model": m.describe(), "steps": n, "optimizers": opts, "tuning": res["tuning"],
                        "ratio_to_adam_tuned": ratio, "target_met": ratio is not None and ratio < TARGET_RATIO,
-                       "seconds": round(time.perf_counter() - start, 1)}
-    comparisons = compare_models(out, seeds)
+                       "seconds": round(time.perf_counter() - start, 1),
+                       **({"reuse_check": res["reuse_check"]} if "reuse_check" in res else {})}
+        if done is not None and i + 1 < len(models):
+            done(tabulate(out, seeds, tune_seeds))
+    return tabulate(out, seeds, tune_seeds)
+
+
+def tabulate(models: dict[str, dict[str, Any]], seeds: int, tune_seeds: int) -> dict[str, Any]:
+    """``heldout.json`` of per-model results (those of :func:`run_heldout`, or several runs' merged): the
+    comparisons, Holm-adjusted over all of them, and the summary."""
+    comparisons = compare_models(models, seeds)
     verdicts = [c["verdict"] for c in comparisons]
-    summary = {"models": len(out), "target_met": sum(r["target_met"] for r in out.values()),
-               "learned_diverged_models": sum(bool(r["optimizers"][LEARNED]["diverged"]) for r in out.values()),
+    summary = {"models": len(models), "target_met": sum(r["target_met"] for r in models.values()),
+               "learned_diverged_models": sum(bool(r["optimizers"][LEARNED]["diverged"]) for r in models.values()),
                **{v: verdicts.count(v) for v in ("better", "level", "worse", "diverged")}}
     return {"version": HELDOUT_VERSION, "seeds": seeds, "tune_seeds": tune_seeds, "target_ratio": TARGET_RATIO,
-            "models": out, "comparisons": comparisons, "summary": summary}
+            "models": models, "comparisons": comparisons, "summary": summary}
 
 
 def _num(x: float | None, fmt: str = ".4g") -> str:
@@ -174,6 +193,29 @@ def markdown(result: dict[str, Any], header: str = "") -> str:
     return "\n".join(lines) + "\n"
 
 
+#: what two ``heldout.json`` must share to be merged, or for one to lend the other its baselines
+SETTINGS = ("version", "seeds", "tune_seeds", "tune_trials", "lr_grid", "steps", "subset", "device")
+
+
+def _read(folder: str, what: str) -> dict[str, Any]:
+    from l2l_torch.cli import UserError
+
+    path = Path(folder) / "heldout.json"
+    if not path.is_file():
+        raise UserError(f"{what}: no heldout.json in {folder}")
+    return json.loads(path.read_text())
+
+
+def _differing(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
+    return {k: (a.get(k), b.get(k)) for k in SETTINGS if a.get(k) != b.get(k)}
+
+
+def _write(result: dict[str, Any], out: Path, what: str) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "heldout.json").write_text(json.dumps(_finite(result), indent=1, allow_nan=False) + "\n")
+    (out / "heldout.md").write_text(markdown(result, f"Learned optimizer: `{what}`. Command: `{result['command']}`.\n"))
+
+
 def _heldout_main(a) -> None:
     from l2l_torch.checkpoint import CheckpointError, check_compatible
     from l2l_torch.cli import UserError, fail, load_checkpoint
@@ -194,6 +236,19 @@ def _heldout_main(a) -> None:
     if not Path(checkpoint).exists() and checkpoint in list_pretrained():
         checkpoint = str(pretrained_path(checkpoint))
     lopt, meta, device = load_checkpoint(checkpoint)
+    settings = {"version": HELDOUT_VERSION, "seeds": a.seeds, "tune_seeds": a.tune_seeds, "tune_trials": a.tune_trials,
+                "lr_grid": lr_grid, "steps": a.steps, "subset": a.subset, "device": str(device)}
+    reuse = None
+    try:
+        if a.reuse_baselines:
+            reuse = _read(a.reuse_baselines, "--reuse-baselines")
+            missing = [m.name for m in models if m.name not in reuse["models"]]
+            if _differing(reuse, settings) or missing:
+                raise UserError(f"--reuse-baselines {a.reuse_baselines}: its settings differ from this run's "
+                                f"(setting: (theirs, ours)) {_differing(reuse, settings)}"
+                                + (f"; it has no {', '.join(missing)}" if missing else ""))
+    except UserError as e:
+        fail(str(e))
 
     def check(family, m: HeldOutModel) -> None:
         try:
@@ -207,20 +262,46 @@ def _heldout_main(a) -> None:
     def progress(msg: str) -> None:
         print(msg, file=sys.stderr, flush=True)
 
+    command = " ".join(["python -m l2l_torch.benchmark", *a.argv])
+    out = Path(a.out)
+
+    def write(result: dict[str, Any]) -> None:
+        _write({"checkpoint": a.checkpoint, "command": command, **settings, **result}, out, a.checkpoint)
+
     try:
         result = run_heldout(lambda groups: LearnedOptimizer(groups, lopt=lopt), models, a.seeds, a.steps,
-                             a.tune_seeds, a.tune_trials, lr_grid, device, None, a.subset, check, progress)
+                             a.tune_seeds, a.tune_trials, lr_grid, device, None, a.subset, check, progress, reuse,
+                             done=write)
     except UserError as e:
         fail(str(e))
-    result = {"checkpoint": a.checkpoint, "command": " ".join(["python -m l2l_torch.benchmark", *a.argv]),
-              "device": str(device), **result}
-    out = Path(a.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "heldout.json").write_text(json.dumps(_finite(result), indent=1, allow_nan=False) + "\n")
-    header = f"Learned optimizer: `{a.checkpoint}`. Command: `{result['command']}`.\n"
-    (out / "heldout.md").write_text(markdown(result, header))
+    write(result)
     print(f"wrote {out / 'heldout.json'} and {out / 'heldout.md'}: target met on {result['summary']['target_met']} "
           f"of {len(models)} models")
+
+
+def _merge_main(a) -> None:
+    """One table of several runs of the same learned optimizer and settings on different models (Holm over all)."""
+    from l2l_torch.cli import UserError, fail
+
+    try:
+        parts = [_read(d, "merge") for d in a.folders]
+        first = parts[0]
+        for d, p in zip(a.folders[1:], parts[1:]):
+            if _differing(first, p) or p.get("checkpoint") != first.get("checkpoint"):
+                raise UserError(f"merge: {d} differs from {a.folders[0]} in its checkpoint or settings "
+                                f"{_differing(first, p)}")
+        models = {k: v for p in parts for k, v in p["models"].items()}
+        if len(models) != sum(len(p["models"]) for p in parts):
+            raise UserError("merge: a model appears in more than one folder")
+    except UserError as e:
+        fail(str(e))
+    order = [m.name for m in HELDOUT_MODELS]
+    models = dict(sorted(models.items(), key=lambda kv: order.index(kv[0]) if kv[0] in order else len(order)))
+    command = " ; ".join([p["command"] for p in parts] + [" ".join(["python -m l2l_torch.benchmark", *a.argv])])
+    result = {**{k: first.get(k) for k in ("checkpoint", *SETTINGS)}, "command": command,
+              **tabulate(models, first["seeds"], first["tune_seeds"])}
+    _write(result, Path(a.out), first["checkpoint"])
+    print(f"wrote {Path(a.out) / 'heldout.md'}: {len(models)} models")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -230,18 +311,24 @@ def main(argv: list[str] | None = None) -> None:
     sub = p.add_subparsers(dest="benchmark", required=True)
     h = sub.add_parser("heldout", help="the held-out models against lr-tuned Adam and tuned AdamW")
     h.add_argument("--checkpoint", required=True, help="learned-optimizer file, or the name of a shipped one")
-    h.add_argument("--out", required=True, help="output folder (heldout.json, heldout.md)")
+    h.add_argument("--out", required=True, help="output folder (heldout.json, heldout.md; written after each model)")
     h.add_argument("--seeds", type=positive_int, default=5, help="held-out instances per model (default 5)")
     h.add_argument("--models", help="comma-separated model names (default: all of l2l_torch.heldout)")
-    h.add_argument("--tune-trials", type=positive_int, help="adamw_tuned's trial budget (default 40)")
+    h.add_argument("--tune-trials", type=positive_int,
+                   help="adamw_tuned's trial budget (default: that of l2l_torch.tuning, 100)")
     h.add_argument("--tune-seeds", type=positive_int, default=3, help="tuning instances per trial (default 3)")
     h.add_argument("--lr-grid", help="comma-separated starting learning-rate grid of adam_tuned")
     h.add_argument("--steps", type=positive_int, help="optimizee steps of every model (quick runs; default: each "
                                                        "model's own)")
     h.add_argument("--subset", type=positive_int, help="use only this many images per split (quick runs)")
+    h.add_argument("--reuse-baselines", metavar="DIR",
+                   help="take the baselines of an earlier run's heldout.json (same settings; checked to reproduce)")
+    m = sub.add_parser("merge", help="one table of several heldout runs of one optimizer on different models")
+    m.add_argument("folders", nargs="+", help="folders holding heldout.json")
+    m.add_argument("--out", required=True, help="output folder")
     a = p.parse_args(argv)
     a.argv = list(sys.argv[1:] if argv is None else argv)
-    _heldout_main(a)
+    (_heldout_main if a.benchmark == "heldout" else _merge_main)(a)
 
 
 if __name__ == "__main__":

@@ -158,7 +158,7 @@ def population_unroll(lopt: LearnedOptimizerBase, states: Sequence[UnrollState],
             params, spec, leaves = _lopt_step(lopt, None, params, grads, spec, leaves)
 
     stacked = torch.stack(losses, dim=1)  # (B, K)
-    meta_weights = torch.tensor([s.task.meta_weight for s in states], dtype=stacked.dtype, device=stacked.device)
+    meta_weights = torch.tensor([s.task.meta_factor() for s in states], dtype=stacked.dtype, device=stacked.device)
     w = torch.ones_like(stacked[0]) if weights is None else weights.to(stacked)
     meta_losses = (w * meta_weights.unsqueeze(1) * stacked).mean(dim=1)
     with torch.no_grad():

@@ -4,9 +4,10 @@ One truncation of ``K`` steps from params ``x_0`` computes::
 
     g_t     = grad f(x_t; batch_t)                  (detached unless second_order)
     x_{t+1} = x_t + lopt(g_t, state_t; theta)
-    meta_loss = task.meta_weight * mean_{t=1..K} w_t (f(x_t) + r(x_t))
+    meta_loss = task.meta_weight * mean_{t=1..K} w_t (f(x_t) / task.loss_scale + r(x_t))
 
-(``task.meta_weight`` is 1 except in weighted task mixtures; ``r`` is the task's
+(``task.meta_weight`` is 1 except in weighted task mixtures; ``task.loss_scale`` is 1 except under a loss-scale
+augmentation, which the meta-loss divides out; ``r`` is the task's
 :meth:`~l2l_torch.tasks.base.Task.meta_penalty`, absent for most tasks.) ``meta_loss`` is differentiable w.r.t.
 ``theta``. The optimizee's gradient ``g_t`` is taken w.r.t. the *non-leaf* ``x_t`` with
 ``autograd.grad``, which stops at ``x_t`` and so costs one optimizee backward per step, not a walk
@@ -133,11 +134,14 @@ def truncated_unroll(lopt: LearnedOptimizerBase, state: UnrollState, num_steps: 
 def _result(losses: list[Tensor], penalties: list[Tensor | None], weights: Tensor | None,
             params: dict[str, Tensor], last_params: dict[str, Tensor], new_state: UnrollState) -> UnrollResult:
     """The :class:`UnrollResult` of one truncation: weighted meta-loss over its ``K`` losses plus the task's
-    meta-penalties (times the task's ``meta_weight``), the size of its last update (``params`` minus
+    meta-penalties (as in the module docstring: :meth:`~l2l_torch.tasks.base.Task.meta_factor`), the size of its last update (``params`` minus
     ``last_params``) and the detached state after it."""
     stacked = torch.stack(losses)
-    objective = stacked if penalties[0] is None else stacked + torch.stack(penalties)
-    w = (torch.ones_like(stacked) if weights is None else weights.to(stacked)) * new_state.task.meta_weight
+    task = new_state.task
+    objective = stacked * task.meta_factor()
+    if penalties[0] is not None:
+        objective = objective + torch.stack(penalties) * task.meta_weight
+    w = torch.ones_like(stacked) if weights is None else weights.to(stacked)
     with torch.no_grad():
         flat_new = torch.cat([v.reshape(-1) for v in params.values()])
         flat_old = torch.cat([last_params[n].reshape(-1) for n in params])

@@ -67,6 +67,28 @@ def obstacle(lopt: LearnedOptimizerBase, states: Sequence[UnrollState]) -> str |
     return stack_obstacle(states)
 
 
+def batch_groups(lopt: LearnedOptimizerBase, states: Sequence[UnrollState]) -> tuple[list[list[int]], str | None]:
+    """The particles split into groups that :func:`vmapped_unroll` can each run at once, and why they are not one.
+
+    Returns:
+        ``(groups, reason)``: lists of indices into ``states``, in order of their first member, each in increasing
+        order; ``reason`` is :func:`obstacle` of all of them (``None`` and one group when they can run together).
+        A particle that cannot be batched with any other is a group of its own (run one by one).
+    """
+    reason = obstacle(lopt, states)
+    if reason is None:
+        return [list(range(len(states)))], None
+    groups: list[list[int]] = []
+    for i, s in enumerate(states):
+        for g in groups:
+            if obstacle(lopt, [states[g[0]], s]) is None:
+                g.append(i)
+                break
+        else:
+            groups.append([i])
+    return groups, reason
+
+
 def stack_obstacle(states: Sequence[UnrollState]) -> str | None:
     """Why these unroll states cannot be stacked into one ``(B, ...)`` tensor per param, buffer and optimizer-state
     leaf with one task's loss vectorised over them (``None``: they can): the task-side part of :func:`obstacle`,
@@ -285,7 +307,7 @@ def vmapped_unroll(lopt: LearnedOptimizerBase, thetas: Tensor, states: Sequence[
             s.generator.set_state(states[leaders[b]].generator.get_state())
 
     stacked = torch.stack(losses, dim=1)  # (B, K)
-    meta_weights = torch.tensor([s.task.meta_weight for s in states], dtype=stacked.dtype, device=stacked.device)
+    meta_weights = torch.tensor([s.task.meta_factor() for s in states], dtype=stacked.dtype, device=stacked.device)
     w = torch.ones_like(stacked[0]) if weights is None else weights.to(stacked)
     meta_losses = ((w * meta_weights.unsqueeze(1)) * stacked).mean(dim=1)
     flat_new = torch.cat([v.flatten(1) for v in params.values()], dim=1)

@@ -58,6 +58,15 @@ class Task(abc.ABC):
     #: :class:`~l2l_torch.tasks.family_mixture.FamilyMixture` (``meta_weights``), so that problems whose losses
     #: live on different scales (1 - SSIM ~ 0.2, CIFAR cross-entropy ~ 1.1) count as chosen.
     meta_weight: float = 1.0
+    #: the training loss (:meth:`loss`) is this times the problem's own loss (a loss-scale augmentation); the
+    #: meta-loss divides it out (:meth:`meta_factor`), so a scaled instance weighs in meta-training as much as the
+    #: same instance unscaled
+    loss_scale: float = 1.0
+
+    def meta_factor(self) -> float:
+        """What this instance's training losses are multiplied by in a truncation's meta-loss:
+        ``meta_weight / loss_scale``."""
+        return self.meta_weight / self.loss_scale
 
     def __init__(self, seed: int = 0) -> None:
         self.seed = seed

@@ -27,8 +27,8 @@ from l2l_torch.tasks.image_classification import ImageClassificationFamily, Imag
 class ScaledClassificationTask(ImageClassificationTask):
     """An :class:`ImageClassificationTask` whose *training* loss is multiplied by ``loss_scale``.
 
-    Only :meth:`loss` (what the optimizer differentiates and meta-training averages) is scaled;
-    :meth:`evaluate` reports the plain cross-entropy, so validation losses of instances with
+    Only :meth:`loss` (what the optimizer differentiates) is scaled; the meta-loss divides the scale out
+    (:meth:`~l2l_torch.tasks.base.Task.meta_factor`), and :meth:`evaluate` reports the plain cross-entropy, so validation losses of instances with
     different scales stay comparable for checkpoint selection.
     """
 

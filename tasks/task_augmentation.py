@@ -87,6 +87,10 @@ class AugmentedTask(Task):
         """The wrapped task's parameters ``p = s * q`` of the optimizer's ``q``."""
         return {k: v * self.param_scales[k] for k, v in params.items()}
 
+    def meta_factor(self) -> float:
+        """``meta_weight`` over both loss scales: this one and the wrapped task's own."""
+        return self.meta_weight / (self.loss_scale * self.task.loss_scale)
+
     def init_params(self, seed: int | None = None) -> tuple[Params, Buffers]:
         params, buffers = self.task.init_params(seed)
         return {k: v / self.param_scales[k] for k, v in params.items()}, buffers

@@ -100,6 +100,32 @@ def test_tiny_heldout_run_writes_json_and_markdown(tmp_path, monkeypatch, capsys
     assert all(f"| {name} |" in table for name in models.split(",")) and "Holm" in table
     assert "target met on" in capsys.readouterr().out
 
+    # another run with the same settings takes these baselines, once one of them reproduces here
+    again = tmp_path / "again"
+    benchmark.main(["heldout", "--checkpoint", "small_fc_warmup_pes", "--out", str(again), "--seeds", "2",
+                    "--models", models.split(",")[1], "--steps", "4", "--subset", "300", "--tune-trials", "2",
+                    "--tune-seeds", "1", "--lr-grid", "0.001,0.01", "--reuse-baselines", str(tmp_path)])
+    reused = json.loads((again / "heldout.json").read_text())["models"][models.split(",")[1]]
+    assert reused["reuse_check"]["reproduced"] is True
+    for name in ("adam_tuned", "adamw_tuned", "learned"):
+        assert reused["optimizers"][name] == result["models"][models.split(",")[1]]["optimizers"][name]
+    with pytest.raises(SystemExit) as e:  # other settings: refused
+        benchmark.main(["heldout", "--checkpoint", "small_fc_warmup_pes", "--out", str(tmp_path / "no"), "--seeds",
+                        "2", "--models", models, "--steps", "5", "--subset", "300", "--reuse-baselines", str(tmp_path)])
+    assert e.value.code == 2 and "settings differ" in capsys.readouterr().err
+
+    # the table of a run split by model, merged, is the table of the whole run (Holm over all its rows)
+    for i, name in enumerate(models.split(",")):
+        part = {**result, "models": {name: result["models"][name]}}
+        (tmp_path / f"part{i}").mkdir()
+        (tmp_path / f"part{i}" / "heldout.json").write_text(json.dumps(part))
+    benchmark.main(["merge", str(tmp_path / "part0"), str(tmp_path / "part1"), "--out", str(tmp_path / "merged")])
+    merged = json.loads((tmp_path / "merged" / "heldout.json").read_text())
+    assert merged["comparisons"] == result["comparisons"] and merged["summary"] == result["summary"]
+    with pytest.raises(SystemExit):  # a model twice
+        benchmark.main(["merge", str(tmp_path), str(again), "--out", str(tmp_path / "twice")])
+    assert "more than one folder" in capsys.readouterr().err
+
 
 def test_unknown_model_is_one_line_error(tmp_path, capsys):
     with pytest.raises(SystemExit) as e:

@@ -153,3 +153,28 @@ def test_bad_arguments():
 def test_meta_gradient_flows_through_an_augmented_task():
     smoke_unroll(SmallFCOptimizer(), AugmentedFamily(TinyImages()).sample(4))
     smoke_unroll(SmallFCOptimizer(), AugmentedFamily(QuadraticFamily(dim=3), input_modes=["standardized"]).sample(1))
+
+
+def test_the_meta_loss_divides_the_loss_scale_out():
+    """A loss-scaled instance weighs in the meta-loss as the same instance unscaled (with a zero step, both unrolls
+    see the same parameters and batches), in the sequential and in the batched unroll."""
+    from torch.nn.utils import parameters_to_vector
+
+    from l2l_torch.estimators import antithetic_pair
+    from l2l_torch.unroll import init_unroll, truncated_unroll
+    from l2l_torch.vmap_unroll import vmapped_unroll
+
+    lopt = SmallFCOptimizer()
+    with torch.no_grad():  # direction output 0: a zero step
+        for net in lopt.nets.values():
+            net.layers[-1].weight[0].zero_()
+            net.layers[-1].bias[0].zero_()
+    plain = _fixed().sample(2)
+    scaled = _fixed(loss_scale_min=0.1, loss_scale_max=10.0).sample(2)
+    assert scaled.loss_scale != 1.0 and scaled.meta_factor() == pytest.approx(1.0 / scaled.loss_scale)
+    ref = truncated_unroll(lopt, init_unroll(lopt, plain, 0), 3).meta_loss
+    torch.testing.assert_close(truncated_unroll(lopt, init_unroll(lopt, scaled, 0), 3).meta_loss, ref)
+    theta = parameters_to_vector(lopt.parameters()).detach()
+    pair = antithetic_pair(init_unroll(lopt, scaled, 0))
+    for res in vmapped_unroll(lopt, torch.stack([theta, theta]), list(pair), 3):
+        torch.testing.assert_close(res.meta_loss, ref)

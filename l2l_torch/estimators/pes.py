@@ -35,7 +35,7 @@ from torch.nn.utils import parameters_to_vector, vector_to_parameters
 from l2l_torch.estimators.base import Estimate, GradientEstimator
 from l2l_torch.learned_optimizers.base import LearnedOptimizerBase
 from l2l_torch.unroll import UnrollResult, UnrollState, truncated_unroll
-from l2l_torch.vmap_unroll import obstacle, vmapped_unroll
+from l2l_torch.vmap_unroll import batch_groups, vmapped_unroll
 
 log = logging.getLogger(__name__)
 #: reasons for unrolling the particles one by one that have been logged (each once per process)
@@ -76,8 +76,10 @@ def pes_estimate(lopt: LearnedOptimizerBase, pairs: list[tuple[UnrollState, Unro
         weights: ``(K,)`` loss weights, as in :func:`~l2l_torch.unroll.truncated_unroll`.
         batched: unroll all ``2 * len(pairs)`` particles at once, one vectorised call per optimizee step
             (:func:`~l2l_torch.vmap_unroll.vmapped_unroll`), where they allow it
-            (:func:`~l2l_torch.vmap_unroll.obstacle`; otherwise one by one, with one log line per reason). Either
-            way the same perturbations and, up to float rounding, the same results.
+            (:func:`~l2l_torch.vmap_unroll.obstacle`). Otherwise in groups that allow it (e.g. the two particles of
+            each task in a mixture of architectures) and the rest one by one, with one log line per reason
+            (:func:`~l2l_torch.vmap_unroll.batch_groups`). Either way the same perturbations and, up to float
+            rounding, the same results.
 
     Returns:
         A :class:`PESResult`. The perturbations come from torch's global RNG (checkpointed with a run): all of
@@ -91,19 +93,24 @@ def pes_estimate(lopt: LearnedOptimizerBase, pairs: list[tuple[UnrollState, Unro
     eps = [torch.randn_like(theta) * sigma for _ in pairs]
     thetas = [theta + sign * e for e in eps for sign in (1.0, -1.0)]  # particle order: + then - per pair
     states = [s for pair in pairs for s in pair]
-    reason = obstacle(lopt, states) if batched else "batched=False"
-    if reason is None:
-        results = vmapped_unroll(lopt, torch.stack(thetas), states, num_steps, weights)
-    else:
-        if batched and reason not in _LOGGED:
-            _LOGGED.add(reason)
-            log.info("PES unrolls its particles one by one: %s", reason)
-        # particles run on a copy whose parameters need no gradient: no graph through theta is built
-        particle = copy.deepcopy(lopt).requires_grad_(False)
-        results = []
-        for theta_b, state in zip(thetas, states):
-            vector_to_parameters(theta_b, particle.parameters())
-            results.append(truncated_unroll(particle, state, num_steps, weights, differentiable=False))
+    groups, reason = batch_groups(lopt, states) if batched else ([[i] for i in range(len(states))], None)
+    if reason is not None and reason not in _LOGGED:
+        _LOGGED.add(reason)
+        log.info("PES unrolls its particles in %d groups (%d one by one): %s", len(groups),
+                 sum(len(g) == 1 for g in groups), reason)
+    results: list[UnrollResult] = [None] * len(states)  # type: ignore[list-item]
+    particle = None  # a copy whose parameters need no gradient: no graph through theta is built
+    for group in groups:
+        if len(group) > 1:
+            rs = vmapped_unroll(lopt, torch.stack([thetas[i] for i in group]), [states[i] for i in group], num_steps,
+                                weights)
+        else:
+            if particle is None:
+                particle = copy.deepcopy(lopt).requires_grad_(False)
+            vector_to_parameters(thetas[group[0]], particle.parameters())
+            rs = [truncated_unroll(particle, states[group[0]], num_steps, weights, differentiable=False)]
+        for i, r in zip(group, rs, strict=True):
+            results[i] = r
     new_xi, terms = [], []
     for i, (e, acc) in enumerate(zip(eps, xi)):
         acc = acc + e
