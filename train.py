@@ -240,7 +240,8 @@ def main(argv: list[str] | None = None) -> None:
             ModelCheckpoint(dirpath=str(out / "checkpoints"), save_top_k=0, save_last=True,
                             every_n_train_steps=args.checkpoint_every),
             # best-step=N.ckpt: the best validation so far, saved at that validation's meta-step N: the same
-            # meta-step as optimizer.json's global_step
+            # meta-step as optimizer.json's global_step, unless the starting point validated before fit (meta-step
+            # 0, which has no Lightning checkpoint) stays the best: the summary says so
             ModelCheckpoint(dirpath=str(out / "checkpoints"), monitor="val/loss", mode="min", save_top_k=1,
                             filename="best-{step}", save_on_train_epoch_end=False),
             stop,  # after the ModelCheckpoints: last.ckpt at the end, and on Ctrl-C or SIGTERM (with optimizer.pt)
@@ -333,8 +334,8 @@ def summary(task: str, out: Path, trainer, module, interrupted: dict | None = No
         head = f"done: meta-step {step}" + (f" of {max_steps}" if max_steps > 0 else "")
     best = out / "optimizer.pt"
     lines = [head, "outputs:"]
+    meta: dict = {}
     if best.is_file():
-        meta = {}
         try:
             meta = json.loads(best.with_suffix(".json").read_text())
         except (OSError, ValueError):
@@ -351,7 +352,11 @@ def summary(task: str, out: Path, trainer, module, interrupted: dict | None = No
                      f"`python -m l2l_torch.export {out / 'checkpoints' / 'last.ckpt'} FILE.pt` exports the last)")
     ckpts = sorted(p.name for p in (out / "checkpoints").glob("*.ckpt"))
     if ckpts:
-        lines.append(f"  checkpoints        {out / 'checkpoints'}/  ({', '.join(ckpts)})")
+        note = ""
+        if meta.get("validated") and meta.get("global_step") == 0 and any(
+                c.startswith("best-") for c in ckpts):  # Lightning's checkpoints start with meta-training
+            note = "; best-step is the best of meta-training itself: the starting point, in optimizer.pt, did better"
+        lines.append(f"  checkpoints        {out / 'checkpoints'}/  ({', '.join(ckpts)}{note})")
     log_dir = getattr(trainer.logger, "log_dir", None) if trainer.logger is not None else None
     if log_dir:
         lines.append(f"  TensorBoard        {log_dir}")

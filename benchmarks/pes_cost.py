@@ -10,7 +10,8 @@ one (``PES(batched=False)``) and all at once (``PES()``, one vectorised call per
 ``small_fc`` (the shipped ``small_fc_warmup_pes``) on the CIFAR-10 conv+dense CNN (``configs/cifar_convdense.yaml``).
 The three are timed in turn, ``repeats`` times, so all see the same machine load. Reports the median wall seconds of
 each and the ratios of PES to BPTT (``ratio``: batched, ``ratio_sequential``: one by one); the target is a PES
-meta-step with 8 pairs in at most 3x one BPTT truncation. With ``--out DIR`` it writes ``DIR/pes_cost.json``;
+meta-step with 8 pairs in at most 3x one BPTT truncation. ``ratio_floor`` is the same ratio for the particles'
+optimizee work alone (:func:`particles_floor`): what no learned optimizer, however cheap, can go below. With ``--out DIR`` it writes ``DIR/pes_cost.json``;
 without it, no file.
 """
 
@@ -59,6 +60,43 @@ def one_step(estimator, lopt, family, tasks: int, unroll: int, device: torch.dev
     return clock(device) - t0
 
 
+def particles_floor(family, pairs: int, unroll: int, device: torch.device) -> float:
+    """Wall seconds of the PES particles' optimizee work alone: ``2 * pairs`` optimizees (``pairs`` instances, two
+    particles each on the same batches), each ``unroll`` steps of loss and gradient plus the last loss, computed as
+    the batched PES computes them (vectorised with ``torch.func.vmap``, or one by one with autograd for convolutions
+    on a CPU: :func:`l2l_torch.vmap_unroll.vectorize_loss`), with a plain gradient step in place of the learned
+    optimizer. No PES meta-step can cost less on this machine, whatever its learned optimizer costs."""
+    from torch.func import grad_and_value, vmap
+    from torch.utils._pytree import tree_map
+
+    from l2l_torch.vmap_unroll import vectorize_loss
+
+    tasks = [family.sample(s) for s in range(pairs)]
+    inits = [t.init_params() for t in tasks]
+    params = {k: torch.stack([p[k] for p, _ in inits for _ in (0, 1)]) for k in inits[0][0]}
+    buffers = {k: torch.stack([b[k] for _, b in inits for _ in (0, 1)]) for k in inits[0][1]}
+    gens = [torch.Generator(device).manual_seed(s) for s in range(pairs)]
+    task = tasks[0]
+    loss_and_grad = vmap(grad_and_value(task.loss, has_aux=True), randomness="error")
+    t0 = clock(device)
+    for t in range(unroll + 1):
+        batches = [b for tk, g in zip(tasks, gens) for b in [tk.sample_batch("train", g)] * 2]
+        if vectorize_loss(task):
+            batch = tree_map(lambda *xs: torch.stack(xs), *batches)
+            grads, (_, buffers) = loss_and_grad(params, buffers, batch)
+        else:
+            grads = {k: [] for k in params}
+            for i, batch in enumerate(batches):
+                p = {k: v[i].detach().requires_grad_() for k, v in params.items()}
+                loss, _ = task.loss(p, {k: v[i] for k, v in buffers.items()}, batch)
+                for k, g in zip(p, torch.autograd.grad(loss, list(p.values()))):
+                    grads[k].append(g)
+            grads = {k: torch.stack(v) for k, v in grads.items()}
+        if t < unroll:
+            params = {k: v - 1e-3 * grads[k] for k, v in params.items()}
+    return clock(device) - t0
+
+
 def bench(name: str, config: str, spec, pairs: int, unroll: int, repeats: int, device: torch.device) -> dict:
     family = task_family_from_config(config)
     family.to(device)
@@ -66,17 +104,21 @@ def bench(name: str, config: str, spec, pairs: int, unroll: int, repeats: int, d
     bptt, pes, pes_seq = TruncatedBPTT(), PES(sigma=0.01), PES(sigma=0.01, batched=False)
     for est in (bptt, pes, pes_seq):  # warm-up
         one_step(est, lopt, family, 1, 2, device)
-    tb, tp, ts = [], [], []
+    particles_floor(family, 1, 2, device)
+    tb, tp, ts, tf = [], [], [], []
     for _ in range(repeats):  # alternated, so all see the same machine load
         tb.append(one_step(bptt, lopt, family, 1, unroll, device))
         ts.append(one_step(pes_seq, lopt, family, pairs, unroll, device))
         tp.append(one_step(pes, lopt, family, pairs, unroll, device))
-    b, p, q = statistics.median(tb), statistics.median(tp), statistics.median(ts)
+        tf.append(particles_floor(family, pairs, unroll, device))
+    b, p, q, f = (statistics.median(x) for x in (tb, tp, ts, tf))
     print(f"{name:32s} bptt {b:7.2f} s   pes ({pairs} pairs) batched {p:7.2f} s ({p / b:5.2f}x)   "
-          f"one by one {q:7.2f} s ({q / b:5.2f}x)", flush=True)
+          f"one by one {q:7.2f} s ({q / b:5.2f}x)   particles' optimizee work alone {f:7.2f} s ({f / b:5.2f}x)",
+          flush=True)
     return {"row": name, "config": config, "arch": lopt.arch_name, "unroll": unroll, "pairs": pairs,
             "bptt_s": b, "pes_s": p, "ratio": p / b, "pes_sequential_s": q, "ratio_sequential": q / b,
-            "bptt_runs_s": tb, "pes_runs_s": tp, "pes_sequential_runs_s": ts}
+            "particles_floor_s": f, "ratio_floor": f / b,
+            "bptt_runs_s": tb, "pes_runs_s": tp, "pes_sequential_runs_s": ts, "particles_floor_runs_s": tf}
 
 
 def main(argv: list[str] | None = None) -> None:

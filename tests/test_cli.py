@@ -163,6 +163,26 @@ def test_warm_start_is_validated_before_meta_training(tmp_path):
         torch.testing.assert_close(a, b)
 
 
+def test_summary_says_when_the_starting_point_beat_every_checkpoint(tmp_path):
+    """optimizer.pt holds the warm start (meta-step 0, validated before fit, so without a Lightning checkpoint):
+    the summary says that best-step=N.ckpt is the best of meta-training only; otherwise it adds nothing."""
+    from types import SimpleNamespace
+
+    import train
+
+    (tmp_path / "checkpoints").mkdir()
+    (tmp_path / "checkpoints" / "best-step=40.ckpt").write_bytes(b"")
+    (tmp_path / "optimizer.pt").write_bytes(b"")
+    trainer = SimpleNamespace(global_step=50, max_steps=50, callbacks=[], logger=None)
+    module = SimpleNamespace(hparams={"val_every": 10})
+    for step, said in ((0, True), (40, False)):
+        (tmp_path / "optimizer.json").write_text(json.dumps({"validated": True, "global_step": step,
+                                                             "selected_by": "val/loss", "selected_value": 0.5}))
+        text = train.summary("quadratic", tmp_path, trainer, module)
+        assert f"meta-step {step}," in text
+        assert ("the starting point, in optimizer.pt, did better" in text) is said
+
+
 def test_validate_first_makes_the_initial_optimizer_a_candidate(tmp_path):
     """``--validate_first`` validates a from-scratch optimizer at meta-step 0 (an Adam-like start such as
     small_fc's adam_skip is a real candidate); without it, nothing is validated before meta-training."""
