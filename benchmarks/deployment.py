@@ -5,8 +5,12 @@
 Times forward + backward + optimizer step of the conv+dense CIFAR-10 CNN and of the Fashion-MNIST MLP at
 batch 128 (plain ``nn.Module`` training, no functional_call), alternating Adam and the learned
 optimizer so both see the same machine load, and reports the median wall time per step and the ratio.
-The learned optimizer is a per-kind LSTM (conv and dense), as the CNN experiments use. With ``--out DIR`` it
-writes ``DIR/deployment.json`` (every timed run); without it, no file.
+The learned optimizer is a per-kind LSTM (conv and dense), as the CNN experiments use.
+
+``--heldout MODEL --pretrained NAME`` adds a row: a model of the held-out benchmark (:mod:`l2l_torch.heldout`, e.g.
+its largest CNN, ``cifar10_cnn_4conv_bn``) at its own batch size, trained with the shipped optimizer ``NAME`` as a
+user would (``LearnedOptimizer(model.parameters(), pretrained=NAME)``). With ``--out DIR`` it writes
+``DIR/deployment.json`` (every timed run); without it, no file.
 """
 
 from __future__ import annotations
@@ -27,10 +31,21 @@ from benchmarks.meta_throughput import clock  # noqa: E402
 from l2l_torch import LearnedOptimizer, LSTMOptimizer, param_groups_by_kind  # noqa: E402
 
 
+_SHAPES = {"mnist": (1, 28, 28), "fashion_mnist": (1, 28, 28), "cifar10": (3, 32, 32)}
+
+
 def model_and_data(kind: str, device: torch.device):
     from l2l_torch.tasks.models import build_model
 
     torch.manual_seed(0)
+    if kind.startswith("heldout:"):
+        from l2l_torch.heldout import model as heldout_model
+
+        m = heldout_model(kind.removeprefix("heldout:"))
+        net = build_model(m.model, _SHAPES[m.dataset], hidden=list(m.hidden) or None, activation=m.activation,
+                          channels=list(m.channels) or None, batchnorm=m.batchnorm, pooling=m.pooling)
+        x = torch.randn(m.batch_size, *_SHAPES[m.dataset])
+        return net.to(device), x.to(device), torch.randint(0, 10, (m.batch_size,)).to(device)
     if kind == "convdense":
         model, x = build_model("convdense", (3, 32, 32)), torch.randn(128, 3, 32, 32)
     else:
@@ -47,17 +62,21 @@ def time_steps(model: nn.Module, opt: torch.optim.Optimizer, x, y, steps: int) -
     return (clock(x.device) - t0) / steps
 
 
-def bench(kind: str, steps: int, repeats: int, device: torch.device) -> dict:
+def bench(kind: str, steps: int, repeats: int, device: torch.device, pretrained: str | None = None) -> dict:
     model, x, y = model_and_data(kind, device)
     adam = torch.optim.Adam(model.parameters(), lr=1e-3)
-    lopt = LearnedOptimizer(param_groups_by_kind(model), lopt=LSTMOptimizer(per_kind=True))
+    if pretrained is not None:
+        lopt = LearnedOptimizer(model.parameters(), pretrained=pretrained)
+    else:
+        lopt = LearnedOptimizer(param_groups_by_kind(model), lopt=LSTMOptimizer(per_kind=True))
     time_steps(model, adam, x, y, 3), time_steps(model, lopt, x, y, 3)  # warm-up
     ta, tl = [], []
     for _ in range(repeats):
         ta.append(time_steps(model, adam, x, y, steps))
         tl.append(time_steps(model, lopt, x, y, steps))
     n = sum(p.numel() for p in model.parameters())
-    return {"task": kind, "params": n, "adam_ms": 1e3 * statistics.median(ta),
+    return {"task": kind, "learned": pretrained or "lstm per kind (untrained)", "batch": len(x), "params": n,
+            "adam_ms": 1e3 * statistics.median(ta),
             "learned_ms": 1e3 * statistics.median(tl), "ratio": statistics.median(tl) / statistics.median(ta),
             "adam_runs_ms": [1e3 * t for t in ta], "learned_runs_ms": [1e3 * t for t in tl]}
 
@@ -69,14 +88,23 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--threads", type=int, default=2)
     add_out_argument(ap, "deployment.json")
     ap.add_argument("--device", default="cpu", help="cpu (default) or cuda")
+    ap.add_argument("--heldout", help="also time this held-out benchmark model (needs --pretrained)")
+    ap.add_argument("--pretrained", help="the shipped optimizer of the --heldout row")
     a = ap.parse_args(argv)
+    if bool(a.heldout) != bool(a.pretrained):
+        ap.error("--heldout and --pretrained go together")
     torch.set_num_threads(a.threads)
-    rows = [bench(k, a.steps, a.repeats, torch.device(a.device)) for k in ("convdense", "mlp")]
-    print(f"{'model':10} {'params':>7} {'Adam ms/step':>13} {'learned ms/step':>16} {'ratio':>6}")
+    device = torch.device(a.device)
+    rows = [bench(k, a.steps, a.repeats, device) for k in ("convdense", "mlp")]
+    if a.heldout:
+        rows.append(bench(f"heldout:{a.heldout}", a.steps, a.repeats, device, a.pretrained))
+    print(f"{'model':34} {'params':>8} {'Adam ms/step':>13} {'learned ms/step':>16} {'ratio':>6}  learned")
     for r in rows:
-        print(f"{r['task']:10} {r['params']:>7} {r['adam_ms']:>13.2f} {r['learned_ms']:>16.2f} {r['ratio']:>6.2f}")
+        print(f"{r['task']:34} {r['params']:>8} {r['adam_ms']:>13.2f} {r['learned_ms']:>16.2f} {r['ratio']:>6.2f}  "
+              f"{r['learned']}")
     write_json(a.out, "deployment.json", {"threads": a.threads, "device": a.device, "rows": rows})
-    print(json.dumps({"convdense_ratio": rows[0]["ratio"], "mlp_ratio": rows[1]["ratio"]}))
+    print(json.dumps({"convdense_ratio": rows[0]["ratio"], "mlp_ratio": rows[1]["ratio"],
+                      **({"heldout_ratio": rows[2]["ratio"]} if a.heldout else {})}))
 
 
 if __name__ == "__main__":
