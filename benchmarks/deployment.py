@@ -30,7 +30,6 @@ from benchmarks import add_out_argument, write_json  # noqa: E402
 from benchmarks.meta_throughput import clock  # noqa: E402
 from l2l_torch import LearnedOptimizer, LSTMOptimizer, param_groups_by_kind  # noqa: E402
 
-
 _SHAPES = {"mnist": (1, 28, 28), "fashion_mnist": (1, 28, 28), "cifar10": (3, 32, 32)}
 
 
