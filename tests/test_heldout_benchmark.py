@@ -100,6 +100,27 @@ def test_tiny_heldout_run_writes_json_and_markdown(tmp_path, monkeypatch, capsys
     assert all(f"| {name} |" in table for name in models.split(",")) and "Holm" in table
     assert "target met on" in capsys.readouterr().out
 
+    # the model card of the shipped entry records the run: what ran, what did not, where it is not better
+    import shutil
+
+    from l2l_torch.pretrained import PACKAGE_DIR, set_heldout_card
+
+    shop = tmp_path / "shop"
+    shop.mkdir()
+    for suffix in (".pt", ".json"):
+        shutil.copy(PACKAGE_DIR / f"small_fc_warmup_pes{suffix}", shop)
+    c = set_heldout_card("small_fc_warmup_pes", tmp_path, folder=shop)
+    assert json.loads((shop / "small_fc_warmup_pes.json").read_text())["heldout"] == c
+    assert c["models_run"] == models.split(",") and len(c["models_not_run"]) == len(HELDOUT_MODELS) - 2
+    assert sum(c["verdicts"]["adam_tuned"].values()) == 2 and c["target_met"] == result["summary"]["target_met"]
+    assert {r["model"] for r in c["not_better_on"]} == {
+        n for n, r in result["models"].items()
+        if not r["target_met"] or any(x["verdict"] != "better" for x in result["comparisons"] if x["model"] == n)}
+    for suffix in (".pt", ".json"):
+        shutil.copy(PACKAGE_DIR / f"quadratic{suffix}", shop)
+    with pytest.raises(ValueError, match="not of 'quadratic'"):  # another optimizer's run
+        set_heldout_card("quadratic", tmp_path, folder=shop)
+
     # another run with the same settings takes these baselines, once one of them reproduces here
     again = tmp_path / "again"
     benchmark.main(["heldout", "--checkpoint", "small_fc_warmup_pes", "--out", str(again), "--seeds", "2",

@@ -313,6 +313,26 @@ def add_pretrained(results_dir: str | os.PathLike, name: str | None = None,
     return entry
 
 
+def set_heldout_card(name: str, heldout_dir: str | os.PathLike, folder: str | os.PathLike | None = None) -> dict:
+    """Record in the shipped entry ``name`` its held-out benchmark (``heldout_dir/heldout.json``, written by
+    ``python -m l2l_torch.benchmark heldout``), summarised by :func:`l2l_torch.benchmark.card`, under ``"heldout"``.
+    Returns the card.
+
+    Raises:
+        ValueError: no entry ``name``, or the run was of another optimizer. FileNotFoundError: no heldout.json.
+    """
+    from l2l_torch.benchmark import card
+
+    path = pretrained_path(name, folder).with_suffix(".json")
+    result = json.loads((Path(heldout_dir) / "heldout.json").read_text())
+    if Path(str(result.get("checkpoint"))).stem != name:
+        raise ValueError(f"{heldout_dir}/heldout.json is a run of {result.get('checkpoint')!r}, not of {name!r}")
+    entry = json.loads(path.read_text())
+    entry["heldout"] = card(result, str(heldout_dir))
+    path.write_text(json.dumps(entry, indent=1, default=str) + "\n")
+    return entry["heldout"]
+
+
 def main(argv: list[str] | None = None) -> int:
     """``python -m l2l_torch.pretrained [NAME] [--folder DIR]``: the table, or one entry's full metadata (JSON)."""
     import argparse
