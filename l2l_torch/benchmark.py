@@ -235,7 +235,8 @@ def _differing(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
 def _write(result: dict[str, Any], out: Path, what: str) -> None:
     out.mkdir(parents=True, exist_ok=True)
     (out / "heldout.json").write_text(json.dumps(_finite(result), indent=1, allow_nan=False) + "\n")
-    (out / "heldout.md").write_text(markdown(result, f"Learned optimizer: `{what}`. Command: `{result['command']}`.\n"))
+    lr = f" with its step times {result['learned_lr']:g} (`lr`)" if result.get("learned_lr", 1.0) != 1.0 else ""
+    (out / "heldout.md").write_text(markdown(result, f"Learned optimizer: `{what}`{lr}. Command: `{result['command']}`.\n"))
 
 
 def _heldout_main(a) -> None:
@@ -288,10 +289,11 @@ def _heldout_main(a) -> None:
     out = Path(a.out)
 
     def write(result: dict[str, Any]) -> None:
-        _write({"checkpoint": a.checkpoint, "command": command, **settings, **result}, out, a.checkpoint)
+        _write({"checkpoint": a.checkpoint, "learned_lr": a.learned_lr, "command": command, **settings, **result},
+               out, a.checkpoint)
 
     try:
-        result = run_heldout(lambda groups: LearnedOptimizer(groups, lopt=lopt), models, a.seeds, a.steps,
+        result = run_heldout(lambda groups: LearnedOptimizer(groups, lopt=lopt, lr=a.learned_lr), models, a.seeds, a.steps,
                              a.tune_seeds, a.tune_trials, lr_grid, device, None, a.subset, check, progress, reuse,
                              done=write)
     except UserError as e:
@@ -309,7 +311,7 @@ def _merge_main(a) -> None:
         parts = [_read(d, "merge") for d in a.folders]
         first = parts[0]
         for d, p in zip(a.folders[1:], parts[1:]):
-            if _differing(first, p) or p.get("checkpoint") != first.get("checkpoint"):
+            if _differing(first, p) or any(p.get(k) != first.get(k) for k in ("checkpoint", "learned_lr")):
                 raise UserError(f"merge: {d} differs from {a.folders[0]} in its checkpoint or settings "
                                 f"{_differing(first, p)}")
         models = {k: v for p in parts for k, v in p["models"].items()}
@@ -320,14 +322,14 @@ def _merge_main(a) -> None:
     order = [m.name for m in HELDOUT_MODELS]
     models = dict(sorted(models.items(), key=lambda kv: order.index(kv[0]) if kv[0] in order else len(order)))
     command = " ; ".join([p["command"] for p in parts] + [" ".join(["python -m l2l_torch.benchmark", *a.argv])])
-    result = {**{k: first.get(k) for k in ("checkpoint", *SETTINGS)}, "command": command,
+    result = {**{k: first.get(k) for k in ("checkpoint", "learned_lr", *SETTINGS)}, "command": command,
               **tabulate(models, first["seeds"], first["tune_seeds"])}
     _write(result, Path(a.out), first["checkpoint"])
     print(f"wrote {Path(a.out) / 'heldout.md'}: {len(models)} models")
 
 
 def main(argv: list[str] | None = None) -> None:
-    from l2l_torch.cli import ArgumentParser, positive_int
+    from l2l_torch.cli import ArgumentParser, positive_float, positive_int
 
     p = ArgumentParser(prog="python -m l2l_torch.benchmark", description=__doc__.split("\n\n")[0])
     sub = p.add_subparsers(dest="benchmark", required=True)
@@ -343,6 +345,8 @@ def main(argv: list[str] | None = None) -> None:
     h.add_argument("--steps", type=positive_int, help="optimizee steps of every model (quick runs; default: each "
                                                        "model's own)")
     h.add_argument("--subset", type=positive_int, help="use only this many images per split (quick runs)")
+    h.add_argument("--learned-lr", type=positive_float, default=1.0,
+                   help="the learned optimizer's lr, a multiplier on its learned step (default 1: as meta-trained)")
     h.add_argument("--reuse-baselines", metavar="DIR",
                    help="take the baselines of an earlier run's heldout.json (same settings; checked to reproduce)")
     m = sub.add_parser("merge", help="one table of several heldout runs of one optimizer on different models")
