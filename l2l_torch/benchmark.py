@@ -232,9 +232,30 @@ def _differing(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
     return {k: (a.get(k), b.get(k)) for k in SETTINGS if a.get(k) != b.get(k)}
 
 
+#: mean loss curves keep at most this many points in heldout.json (every k-th step: ``curve_every``), to 4 digits
+CURVE_POINTS = 200
+
+
+def _thin_curves(result: dict[str, Any]) -> dict[str, Any]:
+    """``result`` with every optimizer's mean loss curve thinned to about :data:`CURVE_POINTS` points (its
+    ``curve_every`` says which steps; a curve already thinned is left as it is) and rounded to 4 digits."""
+    models = {}
+    for name, r in result["models"].items():
+        opts = {}
+        for k, o in r["optimizers"].items():
+            if o.get("curve") and "curve_every" not in o:
+                every = max(1, len(o["curve"]) // CURVE_POINTS)
+                o = {**o, "curve_every": every, "curve": [None if x is None or not math.isfinite(x) else
+                                                          float(f"{x:.4g}") for x in o["curve"][::every]]}
+            opts[k] = o
+        models[name] = {**r, "optimizers": opts}
+    return {**result, "models": models}
+
+
 def _write(result: dict[str, Any], out: Path, what: str) -> None:
     out.mkdir(parents=True, exist_ok=True)
-    (out / "heldout.json").write_text(json.dumps(_finite(result), indent=1, allow_nan=False) + "\n")
+    text = json.dumps(_finite(_thin_curves(result)), indent=1, allow_nan=False)
+    (out / "heldout.json").write_text(text + "\n")
     lr = f" with its step times {result['learned_lr']:g} (`lr`)" if result.get("learned_lr", 1.0) != 1.0 else ""
     (out / "heldout.md").write_text(markdown(result, f"Learned optimizer: `{what}`{lr}. Command: `{result['command']}`.\n"))
 
