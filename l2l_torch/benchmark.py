@@ -256,7 +256,8 @@ def _write(result: dict[str, Any], out: Path, what: str) -> None:
     out.mkdir(parents=True, exist_ok=True)
     text = json.dumps(_finite(_thin_curves(result)), indent=1, allow_nan=False)
     (out / "heldout.json").write_text(text + "\n")
-    lr = f" with its step times {result['learned_lr']:g} (`lr`)" if result.get("learned_lr", 1.0) != 1.0 else ""
+    lr = result.get("learned_lr") or 1.0  # (runs written before the flag existed: 1)
+    lr = f" with its step times {lr:g} (`lr`)" if lr != 1.0 else ""
     (out / "heldout.md").write_text(markdown(result, f"Learned optimizer: `{what}`{lr}. Command: `{result['command']}`.\n"))
 
 
@@ -332,7 +333,8 @@ def _merge_main(a) -> None:
         parts = [_read(d, "merge") for d in a.folders]
         first = parts[0]
         for d, p in zip(a.folders[1:], parts[1:]):
-            if _differing(first, p) or any(p.get(k) != first.get(k) for k in ("checkpoint", "learned_lr")):
+            if _differing(first, p) or p.get("checkpoint") != first.get("checkpoint") or (
+                    (p.get("learned_lr") or 1.0) != (first.get("learned_lr") or 1.0)):
                 raise UserError(f"merge: {d} differs from {a.folders[0]} in its checkpoint or settings "
                                 f"{_differing(first, p)}")
         models = {k: v for p in parts for k, v in p["models"].items()}
@@ -343,7 +345,8 @@ def _merge_main(a) -> None:
     order = [m.name for m in HELDOUT_MODELS]
     models = dict(sorted(models.items(), key=lambda kv: order.index(kv[0]) if kv[0] in order else len(order)))
     command = " ; ".join([p["command"] for p in parts] + [" ".join(["python -m l2l_torch.benchmark", *a.argv])])
-    result = {**{k: first.get(k) for k in ("checkpoint", "learned_lr", *SETTINGS)}, "command": command,
+    result = {**{k: first.get(k) for k in ("checkpoint", *SETTINGS)}, "learned_lr": first.get("learned_lr") or 1.0,
+              "command": command,
               **tabulate(models, first["seeds"], first["tune_seeds"])}
     _write(result, Path(a.out), first["checkpoint"])
     print(f"wrote {Path(a.out) / 'heldout.md'}: {len(models)} models")
