@@ -96,7 +96,8 @@ def run_heldout(lopt_factory: Callable, models: Sequence[HeldOutModel], seeds: i
                 device: Any = "cpu", data_dir: str | None = None, subset: int | None = None,
                 check: Callable[[Any, HeldOutModel], None] | None = None,
                 progress: Callable[[str], None] | None = None, reuse: dict[str, Any] | None = None,
-                done: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
+                done: Callable[[dict[str, Any]], None] | None = None,
+                learned_lr_grid: Sequence[float] | None = None) -> dict[str, Any]:
     """Evaluate the learned optimizer of ``lopt_factory`` (param groups -> optimizer) on ``models``.
 
     Args:
@@ -110,6 +111,9 @@ def run_heldout(lopt_factory: Callable, models: Sequence[HeldOutModel], seeds: i
         reuse: an earlier ``heldout.json`` of the same settings whose baseline runs and tuning are taken as they are
             (checked to reproduce: :func:`~l2l_torch.evaluation.check_reuse`), so only the learned optimizer trains.
         done: called with the result so far after each model (e.g. to write it).
+        learned_lr_grid: tune the learned optimizer's ``lr`` (the multiplier on its learned step; ``lopt_factory``
+            then takes ``lr=``) per model on the tuning instances, as ``adam_tuned``'s learning rate is
+            (:func:`~l2l_torch.evaluation.tune_lr`, starting from this grid), and evaluate it at the best.
 
     Returns:
         The content of ``heldout.json``: ``{"version", "seeds", "models": {name: {"model", "steps", "optimizers",
@@ -125,7 +129,25 @@ def run_heldout(lopt_factory: Callable, models: Sequence[HeldOutModel], seeds: i
             check(family, m)
         n = steps or m.steps
         start = time.perf_counter()
-        res = evaluate_learned_optimizer(family, lopt_factory, n, seeds, tune=True, tune_seeds=tune_seeds,
+        factory, learned = lopt_factory, {}
+        if learned_lr_grid:
+            from functools import partial
+
+            from l2l_torch.evaluation import tune_lr
+
+            runs = [0]
+
+            def tried(lr: float, score: float, say=say, runs=runs) -> None:
+                runs[0] += tune_seeds
+                if say:
+                    say(f"tuning the learned optimizer's lr: {lr:g} -> train_loss {score:.4g}")
+
+            best, scores = tune_lr(family, LEARNED, n, tune_seeds, grid=learned_lr_grid, progress=tried,
+                                   factory=lambda lr: partial(lopt_factory, lr=lr))
+            factory = partial(lopt_factory, lr=best)
+            learned = {"learned_lr": best, "learned_tuning": {str(k): v for k, v in scores.items()},
+                       "learned_tuning_cost": runs[0] * n}
+        res = evaluate_learned_optimizer(family, factory, n, seeds, tune=True, tune_seeds=tune_seeds,
                                          baselines=("adam", "adamw_tuned"), learned_name=LEARNED, progress=say,
                                          lr_grid=tuple(lr_grid or LR_GRID), tune_trials=tune_trials,
                                          reuse=None if reuse is None else reuse["models"][m.name])
@@ -133,7 +155,7 @@ def run_heldout(lopt_factory: Callable, models: Sequence[HeldOutModel], seeds: i
         ratio = ratio_to_adam(opts)
         out[m.name] = {"model": m.describe(), "steps": n, "optimizers": opts, "tuning": res["tuning"],
                        "ratio_to_adam_tuned": ratio, "target_met": ratio is not None and ratio < TARGET_RATIO,
-                       "seconds": round(time.perf_counter() - start, 1),
+                       "seconds": round(time.perf_counter() - start, 1), **learned,
                        **({"reuse_check": res["reuse_check"]} if "reuse_check" in res else {})}
         if done is not None and i + 1 < len(models):
             done(tabulate(out, seeds, tune_seeds))
@@ -208,7 +230,8 @@ def markdown(result: dict[str, Any], header: str = "") -> str:
              "|---|---|---:|---|---|---:|:---:|---|---|---|"]
     for name, r in result["models"].items():
         o = r["optimizers"]
-        lines.append(f"| {name} | {r['model']['outside']} | {r['steps']} | {loss(o[LEARNED])} | "
+        tuned = f" (lr {r['learned_lr']:g})" if "learned_lr" in r else ""
+        lines.append(f"| {name} | {r['model']['outside']} | {r['steps']} | {loss(o[LEARNED])}{tuned} | "
                      f"{loss(o.get('adam_tuned'))} (lr {_num(o.get('adam_tuned', {}).get('lr'), '.2g')}) | "
                      f"{_num(r['ratio_to_adam_tuned'], '.3f')} | {'yes' if r['target_met'] else 'no'} | "
                      f"{vs(name, 'adam_tuned')} | {loss(o.get('adamw_tuned'))} | {vs(name, 'adamw_tuned')} |")
@@ -258,6 +281,8 @@ def _write(result: dict[str, Any], out: Path, what: str) -> None:
     (out / "heldout.json").write_text(text + "\n")
     lr = result.get("learned_lr") or 1.0  # (runs written before the flag existed: 1)
     lr = f" with its step times {lr:g} (`lr`)" if lr != 1.0 else ""
+    if result.get("learned_lr_grid"):
+        lr = f" with its `lr` (a multiplier on its step) tuned per model on the tuning instances, from {result['learned_lr_grid']}"
     (out / "heldout.md").write_text(markdown(result, f"Learned optimizer: `{what}`{lr}. Command: `{result['command']}`.\n"))
 
 
@@ -275,6 +300,7 @@ def _heldout_main(a) -> None:
         models = [model(n) for n in a.models.split(",") if n] if a.models else list(HELDOUT_MODELS)
         check_test_seeds(TEST_SEED_OFFSET, a.seeds)
         lr_grid = [float(x) for x in a.lr_grid.split(",")] if a.lr_grid else None
+        learned_grid = [float(x) for x in a.tune_learned_lr.split(",")] if a.tune_learned_lr else None
     except ValueError as e:
         fail(str(e))
     checkpoint = a.checkpoint
@@ -311,13 +337,14 @@ def _heldout_main(a) -> None:
     out = Path(a.out)
 
     def write(result: dict[str, Any]) -> None:
-        _write({"checkpoint": a.checkpoint, "learned_lr": a.learned_lr, "command": command, **settings, **result},
+        _write({"checkpoint": a.checkpoint, "learned_lr": a.learned_lr, "learned_lr_grid": learned_grid,
+                "command": command, **settings, **result},
                out, a.checkpoint)
 
     try:
-        result = run_heldout(lambda groups: LearnedOptimizer(groups, lopt=lopt, lr=a.learned_lr), models, a.seeds, a.steps,
-                             a.tune_seeds, a.tune_trials, lr_grid, device, None, a.subset, check, progress, reuse,
-                             done=write)
+        result = run_heldout(lambda groups, lr=a.learned_lr: LearnedOptimizer(groups, lopt=lopt, lr=lr), models,
+                             a.seeds, a.steps, a.tune_seeds, a.tune_trials, lr_grid, device, None, a.subset, check,
+                             progress, reuse, done=write, learned_lr_grid=learned_grid)
     except UserError as e:
         fail(str(e))
     write(result)
@@ -345,7 +372,8 @@ def _merge_main(a) -> None:
     order = [m.name for m in HELDOUT_MODELS]
     models = dict(sorted(models.items(), key=lambda kv: order.index(kv[0]) if kv[0] in order else len(order)))
     command = " ; ".join([p["command"] for p in parts] + [" ".join(["python -m l2l_torch.benchmark", *a.argv])])
-    result = {**{k: first.get(k) for k in ("checkpoint", *SETTINGS)}, "learned_lr": first.get("learned_lr") or 1.0,
+    result = {**{k: first.get(k) for k in ("checkpoint", "learned_lr_grid", *SETTINGS)},
+              "learned_lr": first.get("learned_lr") or 1.0,
               "command": command,
               **tabulate(models, first["seeds"], first["tune_seeds"])}
     _write(result, Path(a.out), first["checkpoint"])
@@ -371,6 +399,9 @@ def main(argv: list[str] | None = None) -> None:
     h.add_argument("--subset", type=positive_int, help="use only this many images per split (quick runs)")
     h.add_argument("--learned-lr", type=positive_float, default=1.0,
                    help="the learned optimizer's lr, a multiplier on its learned step (default 1: as meta-trained)")
+    h.add_argument("--tune-learned-lr", metavar="GRID",
+                   help="tune the learned optimizer's lr per model on the tuning instances, from this comma-separated "
+                        "grid (e.g. 1,0.3,0.1,0.03), as adam_tuned's learning rate is tuned")
     h.add_argument("--reuse-baselines", metavar="DIR",
                    help="take the baselines of an earlier run's heldout.json (same settings; checked to reproduce)")
     m = sub.add_parser("merge", help="one table of several heldout runs of one optimizer on different models")

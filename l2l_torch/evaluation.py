@@ -113,8 +113,12 @@ def tune_runs_bound(grid: Sequence[float], seeds: int, extend: bool = True) -> i
 def tune_lr(family: TaskFamily, name: str, steps: int, seeds: int = 3,
             grid: Sequence[float] = LR_GRID, metric: str = "train_loss",
             extend: bool = True, average: float | None = None,
-            progress: Callable[[float, float], None] | None = None) -> tuple[float, dict[float, float]]:
+            progress: Callable[[float, float], None] | None = None,
+            factory: Callable[[float], OptimizerFactory] | None = None) -> tuple[float, dict[float, float]]:
     """Grid-search the learning rate of baseline ``name`` on instances disjoint from evaluation.
+
+    ``factory(lr)``, when given, makes the optimizer to tune instead of the baseline ``name`` (e.g. a learned
+    optimizer, whose ``lr`` multiplies its learned step).
 
     If the best learning rate lies on an edge of ``grid`` and ``extend`` is set, the grid grows by
     half-decades past that edge (down to 1e-7, up to 100) until the best is inside it, so a tuned
@@ -132,7 +136,8 @@ def tune_lr(family: TaskFamily, name: str, steps: int, seeds: int = 3,
             vals = []
             for i in range(seeds):
                 task = family.sample(TUNE_SEED_OFFSET + i)
-                r = train_optimizee(task, baseline_factory(name, lr), steps, TUNE_SEED_OFFSET + i, average=average)
+                make = baseline_factory(name, lr) if factory is None else factory(lr)
+                r = train_optimizee(task, make, steps, TUNE_SEED_OFFSET + i, average=average)
                 vals.append(math.inf if r.diverged else r.final[metric])
             scores[lr] = sum(vals) / len(vals)
             if progress:

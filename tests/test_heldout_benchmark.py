@@ -131,6 +131,17 @@ def test_tiny_heldout_run_writes_json_and_markdown(tmp_path, monkeypatch, capsys
     assert reused["reuse_check"]["reproduced"] is True
     for name in ("adam_tuned", "adamw_tuned", "learned"):
         assert reused["optimizers"][name] == result["models"][models.split(",")[1]]["optimizers"][name]
+    # the learned optimizer's lr tuned per model on the tuning instances (never on the held-out ones)
+    tuned = tmp_path / "tuned"
+    benchmark.main(["heldout", "--checkpoint", "small_fc_warmup_pes", "--out", str(tuned), "--seeds", "2",
+                    "--models", models.split(",")[1], "--steps", "4", "--subset", "300", "--tune-trials", "2",
+                    "--tune-seeds", "1", "--lr-grid", "0.001,0.01", "--reuse-baselines", str(tmp_path),
+                    "--tune-learned-lr", "1,0.5,0.25"])
+    row = json.loads((tuned / "heldout.json").read_text())["models"][models.split(",")[1]]
+    scores = row["learned_tuning"]
+    assert float(min(scores, key=lambda k: (scores[k], float(k)))) == row["learned_lr"]  # the best on tuning seeds
+    assert row["learned_tuning_cost"] == 4 * len(row["learned_tuning"])
+    assert f"(lr {row['learned_lr']:g})" in (tuned / "heldout.md").read_text()
     with pytest.raises(SystemExit) as e:  # other settings: refused
         benchmark.main(["heldout", "--checkpoint", "small_fc_warmup_pes", "--out", str(tmp_path / "no"), "--seeds",
                         "2", "--models", models, "--steps", "5", "--subset", "300", "--reuse-baselines", str(tmp_path)])
