@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # Checks on a machine with a CUDA GPU (CI has none), in under 8 minutes: the suite's CUDA cases (`pytest -k cuda`:
 # the `on_device` tests' CUDA case and the CUDA-only tests, e.g. the population unroll and the LSTM cell on CUDA),
-# the deployment, meta-training throughput and kernel-launch benchmarks on the GPU, and a 2-minute
+# the deployment, meta-training throughput, kernel-launch and PES-cost benchmarks on the GPU, and a 2-minute
 # `train.py --task affnist` on its defaults to time meta-steps there.
 #
 #   L2L_DATA_DIR=<folder with FashionMNIST/ and MNIST/> bash scripts/cuda_check.sh [OUT_DIR]
 #
 # OUT_DIR defaults to research/experiments/cuda_check/. It receives log.txt (everything printed, in order, with each
-# part's wall time) and the benchmarks' JSON files (deployment.json, meta_throughput.json, launches.json). Each part
+# part's wall time) and the benchmarks' JSON files (deployment.json, meta_throughput.json, launches.json,
+# pes_cost.json). Each part
 # has its own time limit, so one that hangs does not take the others with it. Python, torch and the packages are the
 # machine's own; nothing is installed here.
 #
@@ -72,6 +73,13 @@ if [ "$dev" = cuda ]; then
 else
   run 120 "$PY" benchmarks/launches.py --device cpu --json --batches 1,2 --unroll 1 --throughput-batch 2 \
     --repeats 1 --truncations 1 --threads 1 --out "$out"
+fi
+
+part "PES with 8 pairs against one BPTT truncation (target: at most 3x), and the particles' own work"
+if [ "$dev" = cuda ]; then
+  run 120 "$PY" benchmarks/pes_cost.py --device cuda --repeats 3 --out "$out"
+else
+  run 120 "$PY" benchmarks/pes_cost.py --device cpu --pairs 2 --unroll 2 --repeats 1 --threads 1 --out "$out"
 fi
 
 part "train.py --task affnist on its defaults for 2 minutes"
