@@ -174,28 +174,6 @@ def tabulate(models: dict[str, dict[str, Any]], seeds: int, tune_seeds: int) -> 
             "models": models, "comparisons": comparisons, "summary": summary}
 
 
-def card(result: dict[str, Any], source: str) -> dict[str, Any]:
-    """The held-out part of a shipped optimizer's model card: which models ran (and which did not), the target and
-    verdict counts, and every model where the optimizer is not better than a tuned reference, with its figures.
-    ``source``: the folder of ``heldout.json``."""
-    comps = result["comparisons"]
-    run = list(result["models"])
-    rows = []
-    for name, r in result["models"].items():
-        verdicts = {c["reference"]: c["verdict"] for c in comps if c["model"] == name}
-        if r["target_met"] and all(v == "better" for v in verdicts.values()):
-            continue
-        rows.append({"model": name, "ratio_to_adam_tuned": r["ratio_to_adam_tuned"], **{f"vs_{k}": v for k, v in
-                                                                                        verdicts.items()}})
-    counts = {ref: {v: sum(c["verdict"] == v and c["reference"] == ref for c in comps)
-                    for v in ("better", "level", "worse", "diverged")} for ref in REFERENCES}
-    return {"version": result["version"], "source": source, "seeds": result["seeds"],
-            "tune_trials": result.get("tune_trials"), "models_run": run,
-            "models_not_run": [m.name for m in HELDOUT_MODELS if m.name not in run],
-            "target_ratio": result["target_ratio"], "target_met": result["summary"]["target_met"],
-            "verdicts": counts, "not_better_on": rows}
-
-
 def _num(x: float | None, fmt: str = ".4g") -> str:
     return "—" if x is None or not math.isfinite(x) else format(x, fmt)
 

@@ -111,3 +111,26 @@ def model(name: str) -> HeldOutModel:
         if m.name == name:
             return m
     raise ValueError(f"unknown held-out model {name!r}; known: {', '.join(m.name for m in HELDOUT_MODELS)}")
+
+
+def card(result: dict[str, Any], source: str) -> dict[str, Any]:
+    """The held-out part of a shipped optimizer's model card: which models ran (and which did not), the target and
+    verdict counts, and every model where the optimizer is not better than a tuned reference, with its figures.
+    ``result``: a ``heldout.json`` (:mod:`l2l_torch.benchmark`); ``source``: its folder."""
+    comps = result["comparisons"]
+    run = list(result["models"])
+    rows = []
+    for name, r in result["models"].items():
+        verdicts = {c["reference"]: c["verdict"] for c in comps if c["model"] == name}
+        if r["target_met"] and all(v == "better" for v in verdicts.values()):
+            continue
+        rows.append({"model": name, "ratio_to_adam_tuned": r["ratio_to_adam_tuned"], **{f"vs_{k}": v for k, v in
+                                                                                        verdicts.items()}})
+    refs = dict.fromkeys(c["reference"] for c in comps)
+    counts = {ref: {v: sum(c["verdict"] == v and c["reference"] == ref for c in comps)
+                    for v in ("better", "level", "worse", "diverged")} for ref in refs}
+    return {"version": result["version"], "source": source, "seeds": result["seeds"],
+            "tune_trials": result.get("tune_trials"), "models_run": run,
+            "models_not_run": [m.name for m in HELDOUT_MODELS if m.name not in run],
+            "target_ratio": result["target_ratio"], "target_met": result["summary"]["target_met"],
+            "verdicts": counts, "not_better_on": rows}

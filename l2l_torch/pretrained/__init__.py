@@ -315,13 +315,13 @@ def add_pretrained(results_dir: str | os.PathLike, name: str | None = None,
 
 def set_heldout_card(name: str, heldout_dir: str | os.PathLike, folder: str | os.PathLike | None = None) -> dict:
     """Record in the shipped entry ``name`` its held-out benchmark (``heldout_dir/heldout.json``, written by
-    ``python -m l2l_torch.benchmark heldout``), summarised by :func:`l2l_torch.benchmark.card`, under ``"heldout"``.
+    ``python -m l2l_torch.benchmark heldout``), summarised by :func:`l2l_torch.heldout.card`, under ``"heldout"``.
     Returns the card.
 
     Raises:
         ValueError: no entry ``name``, or the run was of another optimizer. FileNotFoundError: no heldout.json.
     """
-    from l2l_torch.benchmark import card
+    from l2l_torch.heldout import card
 
     path = pretrained_path(name, folder).with_suffix(".json")
     result = json.loads((Path(heldout_dir) / "heldout.json").read_text())
