@@ -19,6 +19,9 @@ reproduce here), so a second learned optimizer costs only its own runs. A run sp
 ``--models`` becomes one table, with Holm's correction over all of it, with
 
     python -m l2l_torch.benchmark merge DIR_A DIR_B --out DIR
+
+``--learned-lr X`` scales the learned step (the drop-in's ``lr``); ``--tune-learned-lr 1,0.3,0.1,0.03`` tunes that
+multiplier per model on the tuning instances, as ``adam_tuned``'s learning rate is, and reports the one chosen.
 """
 
 from __future__ import annotations
