@@ -30,20 +30,20 @@ from benchmarks import add_out_argument, write_json  # noqa: E402
 from benchmarks.meta_throughput import clock  # noqa: E402
 from l2l_torch import LearnedOptimizer, LSTMOptimizer, param_groups_by_kind  # noqa: E402
 
-_SHAPES = {"mnist": (1, 28, 28), "fashion_mnist": (1, 28, 28), "cifar10": (3, 32, 32)}
-
 
 def model_and_data(kind: str, device: torch.device):
     from l2l_torch.tasks.models import build_model
 
     torch.manual_seed(0)
     if kind.startswith("heldout:"):
+        from l2l_torch.data import DATASETS
         from l2l_torch.heldout import model as heldout_model
 
         m = heldout_model(kind.removeprefix("heldout:"))
-        net = build_model(m.model, _SHAPES[m.dataset], hidden=list(m.hidden) or None, activation=m.activation,
+        shape = DATASETS[m.dataset].shape
+        net = build_model(m.model, shape, hidden=list(m.hidden) or None, activation=m.activation,
                           channels=list(m.channels) or None, batchnorm=m.batchnorm, pooling=m.pooling)
-        x = torch.randn(m.batch_size, *_SHAPES[m.dataset])
+        x = torch.randn(m.batch_size, *shape)
         return net.to(device), x.to(device), torch.randint(0, 10, (m.batch_size,)).to(device)
     if kind == "convdense":
         model, x = build_model("convdense", (3, 32, 32)), torch.randn(128, 3, 32, 32)

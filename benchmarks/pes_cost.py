@@ -11,8 +11,8 @@ one (``PES(batched=False)``) and all at once (``PES()``, one vectorised call per
 The three are timed in turn, ``repeats`` times, so all see the same machine load. Reports the median wall seconds of
 each and the ratios of PES to BPTT (``ratio``: batched, ``ratio_sequential``: one by one); the target is a PES
 meta-step with 8 pairs in at most 3x one BPTT truncation. ``ratio_floor`` is the same ratio for the particles'
-optimizee work alone (:func:`particles_floor`): what no learned optimizer, however cheap, can go below. With ``--out DIR`` it writes ``DIR/pes_cost.json``;
-without it, no file.
+optimizee work alone (:func:`particles_floor`): what no learned optimizer, however cheap, can go below. With
+``--out DIR`` it writes ``DIR/pes_cost.json``; without it, no file.
 """
 
 from __future__ import annotations
@@ -69,7 +69,7 @@ def particles_floor(family, pairs: int, unroll: int, device: torch.device) -> fl
     from torch.func import grad_and_value, vmap
     from torch.utils._pytree import tree_map
 
-    from l2l_torch.vmap_unroll import vectorize_loss
+    from l2l_torch.vmap_unroll import _looped_loss_and_grad, vectorize_loss
 
     tasks = [family.sample(s) for s in range(pairs)]
     inits = [t.init_params() for t in tasks]
@@ -78,20 +78,14 @@ def particles_floor(family, pairs: int, unroll: int, device: torch.device) -> fl
     gens = [torch.Generator(device).manual_seed(s) for s in range(pairs)]
     task = tasks[0]
     loss_and_grad = vmap(grad_and_value(task.loss, has_aux=True), randomness="error")
+    vectorized = vectorize_loss(task)
     t0 = clock(device)
     for t in range(unroll + 1):
         batches = [b for tk, g in zip(tasks, gens) for b in [tk.sample_batch("train", g)] * 2]
-        if vectorize_loss(task):
-            batch = tree_map(lambda *xs: torch.stack(xs), *batches)
-            grads, (_, buffers) = loss_and_grad(params, buffers, batch)
+        if vectorized:
+            grads, (_, buffers) = loss_and_grad(params, buffers, tree_map(lambda *xs: torch.stack(xs), *batches))
         else:
-            grads = {k: [] for k in params}
-            for i, batch in enumerate(batches):
-                p = {k: v[i].detach().requires_grad_() for k, v in params.items()}
-                loss, _ = task.loss(p, {k: v[i] for k, v in buffers.items()}, batch)
-                for k, g in zip(p, torch.autograd.grad(loss, list(p.values()))):
-                    grads[k].append(g)
-            grads = {k: torch.stack(v) for k, v in grads.items()}
+            grads, (_, buffers) = _looped_loss_and_grad(task, params, buffers, batches)
         if t < unroll:
             params = {k: v - 1e-3 * grads[k] for k, v in params.items()}
     return clock(device) - t0

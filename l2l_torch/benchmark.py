@@ -138,10 +138,7 @@ def run_heldout(lopt_factory: Callable, models: Sequence[HeldOutModel], seeds: i
 
             from l2l_torch.evaluation import tune_lr
 
-            runs = [0]
-
-            def tried(lr: float, score: float, say=say, runs=runs) -> None:
-                runs[0] += tune_seeds
+            def tried(lr: float, score: float, say=say) -> None:
                 if say:
                     say(f"tuning the learned optimizer's lr: {lr:g} -> train_loss {score:.4g}")
 
@@ -149,7 +146,7 @@ def run_heldout(lopt_factory: Callable, models: Sequence[HeldOutModel], seeds: i
                                    factory=lambda lr: partial(lopt_factory, lr=lr))
             factory = partial(lopt_factory, lr=best)
             learned = {"learned_lr": best, "learned_tuning": {str(k): v for k, v in scores.items()},
-                       "learned_tuning_cost": runs[0] * n}
+                       "learned_tuning_cost": len(scores) * tune_seeds * n}
         res = evaluate_learned_optimizer(family, factory, n, seeds, tune=True, tune_seeds=tune_seeds,
                                          baselines=("adam", "adamw_tuned"), learned_name=LEARNED, progress=say,
                                          lr_grid=tuple(lr_grid or LR_GRID), tune_trials=tune_trials,
@@ -263,8 +260,10 @@ def _write(result: dict[str, Any], out: Path, what: str) -> None:
     lr = result.get("learned_lr") or 1.0  # (runs written before the flag existed: 1)
     lr = f" with its step times {lr:g} (`lr`)" if lr != 1.0 else ""
     if result.get("learned_lr_grid"):
-        lr = f" with its `lr` (a multiplier on its step) tuned per model on the tuning instances, from {result['learned_lr_grid']}"
-    (out / "heldout.md").write_text(markdown(result, f"Learned optimizer: `{what}`{lr}. Command: `{result['command']}`.\n"))
+        lr = (" with its `lr` (a multiplier on its step) tuned per model on the tuning instances, from "
+              f"{result['learned_lr_grid']}")
+    header = f"Learned optimizer: `{what}`{lr}. Command: `{result['command']}`.\n"
+    (out / "heldout.md").write_text(markdown(result, header))
 
 
 def _heldout_main(a) -> None:

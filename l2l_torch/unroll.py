@@ -6,8 +6,8 @@ One truncation of ``K`` steps from params ``x_0`` computes::
     x_{t+1} = x_t + lopt(g_t, state_t; theta)
     meta_loss = task.meta_weight * mean_{t=1..K} w_t (f(x_t) / task.loss_scale + r(x_t))
 
-(``task.meta_weight`` is 1 except in weighted task mixtures; ``task.loss_scale`` is 1 except under a loss-scale
-augmentation, which the meta-loss divides out; ``r`` is the task's
+(``task.meta_weight`` is 1 except in weighted task mixtures; ``task.loss_scale`` is 1 except under a
+loss-scale augmentation, which the meta-loss divides out; ``r`` is the task's
 :meth:`~l2l_torch.tasks.base.Task.meta_penalty`, absent for most tasks.) ``meta_loss`` is differentiable w.r.t.
 ``theta``. The optimizee's gradient ``g_t`` is taken w.r.t. the *non-leaf* ``x_t`` with
 ``autograd.grad``, which stops at ``x_t`` and so costs one optimizee backward per step, not a walk
@@ -134,8 +134,8 @@ def truncated_unroll(lopt: LearnedOptimizerBase, state: UnrollState, num_steps: 
 def _result(losses: list[Tensor], penalties: list[Tensor | None], weights: Tensor | None,
             params: dict[str, Tensor], last_params: dict[str, Tensor], new_state: UnrollState) -> UnrollResult:
     """The :class:`UnrollResult` of one truncation: weighted meta-loss over its ``K`` losses plus the task's
-    meta-penalties (as in the module docstring: :meth:`~l2l_torch.tasks.base.Task.meta_factor`), the size of its last update (``params`` minus
-    ``last_params``) and the detached state after it."""
+    meta-penalties (as in the module docstring: :meth:`~l2l_torch.tasks.base.Task.meta_factor`), the size of its
+    last update (``params`` minus ``last_params``) and the detached state after it."""
     stacked = torch.stack(losses)
     task = new_state.task
     objective = stacked * task.meta_factor()

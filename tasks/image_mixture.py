@@ -28,8 +28,8 @@ class ScaledClassificationTask(ImageClassificationTask):
     """An :class:`ImageClassificationTask` whose *training* loss is multiplied by ``loss_scale``.
 
     Only :meth:`loss` (what the optimizer differentiates) is scaled; the meta-loss divides the scale out
-    (:meth:`~l2l_torch.tasks.base.Task.meta_factor`), and :meth:`evaluate` reports the plain cross-entropy, so validation losses of instances with
-    different scales stay comparable for checkpoint selection.
+    (:meth:`~l2l_torch.tasks.base.Task.meta_factor`), and :meth:`evaluate` reports the plain cross-entropy, so
+    validation losses of instances with different scales stay comparable for checkpoint selection.
     """
 
     def __init__(self, *args: Any, loss_scale: float = 1.0, config: Mapping[str, Any] | None = None,

@@ -244,8 +244,9 @@ class _PlainSGD(LearnedOptimizerBase):
         return {}
 
 
-#: particles that cannot all run at once: (optimizer, tasks, why, how PES splits them). Each task's two particles run
-#: batched where they can, the rest one by one; only where none is batched is the estimate bit for bit the sequential one
+#: particles that cannot all run at once: (optimizer, tasks, why, how PES splits them). Each task's two particles
+#: run batched where they can, the rest one by one; only where none is batched is the estimate bit for bit the
+#: sequential one
 SPLITS: dict[str, tuple[Callable[[], LearnedOptimizerBase], Callable[[], list[Task]], str, str]] = {
     "mixed_architectures": (LOPTS["small_fc"], lambda: [_quadratic(0), _quadratic(1, dim=3)], "differ in their loss",
                             "in 2 groups (0 one by one)"),
