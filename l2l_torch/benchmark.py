@@ -42,6 +42,9 @@ REFERENCES: tuple[str, ...] = ("adam_tuned", "adamw_tuned")
 TARGET_RATIO = 0.95
 #: the name of the learned optimizer's rows
 LEARNED = "learned"
+#: a run "did not train" when its mean final training loss is above this fraction of its mean initial loss (the
+#: loss of the first batch, before any step): a network driven to a constant output, which is not a divergence
+DID_NOT_TRAIN = 0.99
 #: what results keep of each optimizer's summary (the per-seed finals, the means and the mean loss curve)
 _KEEP = ("lr", "hparams", "diverged", "per_seed", "train_loss", "val_loss", "test_loss", "train_accuracy",
          "val_accuracy", "test_accuracy", "curve", "tuning_cost")
@@ -82,6 +85,17 @@ def compare_models(models: dict[str, dict[str, Any]], seeds: int) -> list[dict[s
         row["p_holm"] = p
         row["verdict"] = "diverged" if row["learned_diverged"] else verdict(row["mean_diff"], p)
     return rows
+
+
+def did_not_train(summary: dict[str, Any]) -> bool:
+    """Whether the runs of ``summary`` (an optimizer's results) ended no better than where they started: mean final
+    training loss above :data:`DID_NOT_TRAIN` x the mean loss at step 0 (``curve[0]``). False when either is missing
+    (a diverged run is counted as diverged instead)."""
+    curve, final = summary.get("curve") or [None], (summary.get("train_loss") or {}).get("mean")
+    start = curve[0]
+    if start is None or final is None or not (math.isfinite(start) and math.isfinite(final)):
+        return False
+    return final > DID_NOT_TRAIN * start
 
 
 def ratio_to_adam(optimizers: dict[str, Any]) -> float | None:
@@ -167,8 +181,12 @@ def tabulate(models: dict[str, dict[str, Any]], seeds: int, tune_seeds: int) -> 
     comparisons, Holm-adjusted over all of them, and the summary."""
     comparisons = compare_models(models, seeds)
     verdicts = [c["verdict"] for c in comparisons]
+    for r in models.values():
+        r["learned_did_not_train"] = did_not_train(r["optimizers"][LEARNED])
+        r["target_met"] = r["target_met"] and not r["learned_did_not_train"]
     summary = {"models": len(models), "target_met": sum(r["target_met"] for r in models.values()),
                "learned_diverged_models": sum(bool(r["optimizers"][LEARNED]["diverged"]) for r in models.values()),
+               "learned_did_not_train_models": sum(r["learned_did_not_train"] for r in models.values()),
                **{v: verdicts.count(v) for v in ("better", "level", "worse", "diverged")}}
     return {"version": HELDOUT_VERSION, "seeds": seeds, "tune_seeds": tune_seeds, "target_ratio": TARGET_RATIO,
             "models": models, "comparisons": comparisons, "summary": summary}
@@ -200,9 +218,11 @@ def markdown(result: dict[str, Any], header: str = "") -> str:
              f"Final training loss, mean ± std over {result['seeds']} held-out seeds (the same for every optimizer). "
              f"Verdicts: paired t-test of learned − reference per seed, Holm-adjusted over the table's "
              f"{len(result['comparisons'])} comparisons, at 0.05; a learned run that diverged makes its row "
-             f"`diverged`. Target: learned / adam_tuned < {result['target_ratio']}.", "",
+             f"`diverged`. Target: learned / adam_tuned < {result['target_ratio']}. \"did not train\": the learned "
+             f"optimizer's mean final loss is above {DID_NOT_TRAIN} x its mean loss at step 0.", "",
              f"**Target met on {s['target_met']} of {s['models']} models**; verdicts: {s['better']} better, "
-             f"{s['level']} level, {s['worse']} worse, {s['diverged']} diverged.", "",
+             f"{s['level']} level, {s['worse']} worse, {s['diverged']} diverged; the learned optimizer did not train "
+             f"{s.get('learned_did_not_train_models', 0)} of them.", "",
              "| model | outside meta-training | steps | learned | adam_tuned | ratio | target | vs adam_tuned "
              "| adamw_tuned | vs adamw_tuned |",
              "|---|---|---:|---|---|---:|:---:|---|---|---|"]
@@ -211,7 +231,8 @@ def markdown(result: dict[str, Any], header: str = "") -> str:
         tuned = f" (lr {r['learned_lr']:g})" if "learned_lr" in r else ""
         lines.append(f"| {name} | {r['model']['outside']} | {r['steps']} | {loss(o[LEARNED])}{tuned} | "
                      f"{loss(o.get('adam_tuned'))} (lr {_num(o.get('adam_tuned', {}).get('lr'), '.2g')}) | "
-                     f"{_num(r['ratio_to_adam_tuned'], '.3f')} | {'yes' if r['target_met'] else 'no'} | "
+                     f"{_num(r['ratio_to_adam_tuned'], '.3f')} | "
+                     f"{'yes' if r['target_met'] else 'no (did not train)' if r.get('learned_did_not_train') else 'no'} | "
                      f"{vs(name, 'adam_tuned')} | {loss(o.get('adamw_tuned'))} | {vs(name, 'adamw_tuned')} |")
     return "\n".join(lines) + "\n"
 

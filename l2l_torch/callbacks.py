@@ -169,7 +169,7 @@ class LogSTNGrid(L.Callback):
     (``val/stn_log10_update``).
 
     Args:
-        steps: optimizee steps of that run (default: the module's validation horizon).
+        steps: optimizee steps of that run (default: the validation horizon of that instance, as validation trains it).
         n: images per row.
     """
 
@@ -190,7 +190,7 @@ class LogSTNGrid(L.Callback):
         task = pl_module.task.sample(seed)
         if not hasattr(task, "visualize"):
             return
-        steps = self.steps or hp.get("val_horizon") or pl_module.truncation.horizon
+        steps = self.steps or hp.get("val_horizon") or pl_module.truncation.horizon_of(seed)  # as validation trains it
         rec = UpdateRecorder()
         with torch.enable_grad():
             r = train_optimizee(task, lambda g: LearnedOptimizer(g, lopt=pl_module.lopt), steps, seed, keep_params=True,

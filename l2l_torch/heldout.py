@@ -115,7 +115,8 @@ def model(name: str) -> HeldOutModel:
 
 def card(result: dict[str, Any], source: str) -> dict[str, Any]:
     """The held-out part of a shipped optimizer's model card: which models ran (and which did not), the target and
-    verdict counts, and every model where the optimizer is not better than a tuned reference, with its figures.
+    verdict counts, the models it did not train at all, and every model where the optimizer is not better than a
+    tuned reference, with its figures.
     ``result``: a ``heldout.json`` (:mod:`l2l_torch.benchmark`); ``source``: its folder."""
     comps = result["comparisons"]
     run = list(result["models"])
@@ -133,4 +134,5 @@ def card(result: dict[str, Any], source: str) -> dict[str, Any]:
             "tune_trials": result.get("tune_trials"), "models_run": run,
             "models_not_run": [m.name for m in HELDOUT_MODELS if m.name not in run],
             "target_ratio": result["target_ratio"], "target_met": result["summary"]["target_met"],
+            "did_not_train": [n for n, r in result["models"].items() if r.get("learned_did_not_train")],
             "verdicts": counts, "not_better_on": rows}

@@ -235,6 +235,13 @@ def test_stn_grid_callback_logs_every_digit_set_and_the_update_sizes():
     h = exp.histograms["val/stn_log10_update"]
     assert 0 < h["num"] <= 3 * numel and sum(h["bucket_counts"]) == h["num"]
     assert h["min"] < h["max"] and len(h["bucket_limits"]) == len(h["bucket_counts"])
+    # without val_horizon, the instance trains for its own horizon, as validation trains it
+    from l2l_torch.tasks.base import VAL_SEED_OFFSET
+
+    asked = []
+    module.hparams, module.truncation = {"val_seed": 0}, SimpleNamespace(horizon_of=lambda seed: asked.append(seed) or 2)
+    LogSTNGrid(n=3).on_validation_end(trainer, module)
+    assert asked == [VAL_SEED_OFFSET] and exp.histograms["val/stn_log10_update"]["num"] <= 2 * numel
 
 
 def test_stn_instances_of_one_family_share_a_loss_signature_and_pes_batches_them():

@@ -189,6 +189,21 @@ def test_add_and_list_pretrained(tmp_path):
         add_pretrained(tmp_path / "results" / "toy", folder=folder)
 
 
+def test_refreshing_a_pretrained_entry_keeps_what_was_written_by_hand(tmp_path):
+    from l2l_torch.pretrained import add_pretrained
+
+    folder = tmp_path / "pkg"
+    d = _results(tmp_path)
+    entry = add_pretrained(d, folder=folder)
+    assert "use_for" not in entry
+    card = {**entry, "use_for": "toy problems", "recommended": True, "heldout": {"models_run": ["a"]}}
+    (folder / "toy.json").write_text(__import__("json").dumps(card))
+    again = add_pretrained(d, folder=folder)
+    assert again["use_for"] == "toy problems" and again["recommended"] is True
+    assert "heldout" not in again  # it described the file that was replaced
+    assert __import__("json").loads((folder / "toy.json").read_text()) == again
+
+
 def test_pretrained_entry_lists_the_meta_training_stages_behind_it(tmp_path):
     from l2l_torch.pretrained import add_pretrained
 

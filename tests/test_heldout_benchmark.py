@@ -81,6 +81,23 @@ def test_a_diverged_learned_run_fails_its_model_and_the_table_is_holm_corrected(
     assert benchmark.ratio_to_adam(results["good"]["optimizers"]) == pytest.approx(0.505 / 0.615)
 
 
+def test_a_learned_optimizer_that_leaves_the_loss_where_it_started_did_not_train():
+    def run(curve0: float, finals: list[float]) -> dict:
+        return {**_summary(finals), "curve": [curve0, 1.0]}
+
+    # a network driven to a constant output: ln 10 from a start just above it (not NaN, so not "diverged")
+    stuck, trained, ref = run(2.31, [2.3026] * 4), run(2.31, [0.9, 1.0, 0.95, 0.92]), run(2.31, [1.0, 1.1, 1.0, 1.05])
+    assert benchmark.did_not_train(stuck) and not benchmark.did_not_train(trained)
+    assert not benchmark.did_not_train(_summary([None] * 4))  # diverged runs are counted as diverged instead
+    models = {name: {"optimizers": {"learned": learned, "adam_tuned": ref, "adamw_tuned": ref},
+                     "target_met": True, "ratio_to_adam_tuned": 0.9, "model": {"outside": "x"}, "steps": 1}
+              for name, learned in (("stuck", stuck), ("trained", trained))}
+    table = benchmark.tabulate(models, seeds=4, tune_seeds=1)
+    assert table["models"]["stuck"]["learned_did_not_train"] and not table["models"]["stuck"]["target_met"]
+    assert table["models"]["trained"]["target_met"] and table["summary"]["learned_did_not_train_models"] == 1
+    assert "no (did not train)" in benchmark.markdown(table)
+
+
 @needs_data("MNIST")
 def test_tiny_heldout_run_writes_json_and_markdown(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("L2L_DATA_DIR", str(SHARED_DATA))

@@ -85,6 +85,11 @@ def test_short_forms_of_trained_on_and_summary():
     assert short_trained_on({"trained_on": fam}) == "FMNIST MLP[20,20]"
     assert short_trained_on({"trained_on": mix}) == "FMNIST+MNIST MLPs + affNIST STN + CIFAR10 CNN"
     assert describe_entry("m", {"trained_on": mix})["use_for"] == "image classifiers, STN alignment"
+    broad = ("FamilyMixture(families=[{'class': 'AugmentedFamily', 'family': {'class': 'MLPMixtureFamily', "
+             "'datasets': ['mnist']}}, {'class': 'AugmentedFamily', 'family': {'class': 'CNNMixtureFamily', "
+             "'datasets': ['cifar10']}}], weights=[0.75, 0.25])")
+    assert short_trained_on({"trained_on": broad}) == "augmented MNIST MLPs + CIFAR10 CNNs"
+    assert describe_entry("m", {"trained_on": broad})["use_for"] == "image classifiers"
     results = {"task": "fmnist_t1", "steps": 100, "seeds": 3, "overrides": {"subset": 600}, "optimizers": {
         "lstm": {"lr": None, "final_loss": {"mean": 0.5, "std": 0.01}, "test_accuracy": {"mean": 0.81, "std": 0.01},
                  "diverged": 1},

@@ -105,9 +105,14 @@ _DATASET_SHORT = {"fashion_mnist": "FMNIST", "mnist": "MNIST", "cifar10": "CIFAR
 _FAMILY = re.compile(r"\b(\w+Family)\b(?!Mixture)")
 
 
+#: families that only combine or transform others: described by what they wrap (an augmented family by
+#: "augmented", see :func:`short_trained_on`)
+_WRAPPERS = ("FamilyMixture", "AugmentedFamily")
+
+
 def _families(trained_on: str) -> list[tuple[str, str]]:
     """``(class, its text)`` for each task family named in a ``trained_on`` string (mixtures name several)."""
-    hits = [m for m in _FAMILY.finditer(trained_on) if m.group(1) != "FamilyMixture"]
+    hits = [m for m in _FAMILY.finditer(trained_on) if m.group(1) not in _WRAPPERS]
     return [(m.group(1), trained_on[m.end(): hits[i + 1].start() if i + 1 < len(hits) else len(trained_on)])
             for i, m in enumerate(hits)]
 
@@ -127,6 +132,8 @@ def _short_family(cls: str, text: str) -> str:
         return f"{short} {'MLP' if model == 'mlp' else 'CNN'}{(hidden or '').replace(' ', '')}".strip()
     if cls == "MLPMixtureFamily":
         return f"{short or 'image'} MLPs"
+    if cls == "CNNMixtureFamily":
+        return f"{short or 'image'} CNNs"
     if cls == "STNFamily":
         return "affNIST STN"
     if cls == "QuadraticFamily":
@@ -139,6 +146,7 @@ def _short_family(cls: str, text: str) -> str:
 
 #: the "use for" guess of an entry without a ``use_for`` field, by the task families it was meta-trained on
 _USE_FOR = {"ImageClassificationFamily": "image classifiers", "MLPMixtureFamily": "image classifiers",
+            "CNNMixtureFamily": "image classifiers",
             "STNFamily": "STN alignment", "QuadraticFamily": "toy problems", "LinearRegressionFamily": "toy problems"}
 
 
@@ -147,7 +155,10 @@ def short_trained_on(meta: dict[str, Any]) -> str:
     families, e.g. ``"FMNIST MLPs + affNIST STN"``."""
     text = str(meta.get("trained_on", "?"))
     fams = _families(text)
-    return " + ".join(dict.fromkeys(_short_family(c, t) for c, t in fams)) if fams else text
+    if not fams:
+        return text
+    short = " + ".join(dict.fromkeys(_short_family(c, t) for c, t in fams))
+    return f"augmented {short}" if "AugmentedFamily" in text else short
 
 
 def short_summary(summary: str) -> str:
@@ -271,6 +282,10 @@ def summary_from_results(results: dict[str, Any]) -> str:
     return line
 
 
+#: the fields of an entry written by hand, which a refresh of its file keeps
+CURATED = ("use_for", "recommended")
+
+
 def add_pretrained(results_dir: str | os.PathLike, name: str | None = None,
                    folder: str | os.PathLike | None = None,
                    evaluation: str | os.PathLike | None = None) -> dict[str, Any]:
@@ -278,7 +293,8 @@ def add_pretrained(results_dir: str | os.PathLike, name: str | None = None,
 
     ``name`` defaults to the folder's name. ``evaluation`` is the folder whose ``results.json`` gives the
     summary when it is not ``results_dir`` itself (an optimizer evaluated in subfolders, one per task).
-    The checkpoint is validated (format, version, architecture, finite weights) before it is copied.
+    The checkpoint is validated (format, version, architecture, finite weights) before it is copied. Refreshing
+    an entry keeps its :data:`CURATED` fields (and drops a held-out card, which described the old file).
     Returns the entry's metadata.
 
     Raises:
@@ -306,10 +322,13 @@ def add_pretrained(results_dir: str | os.PathLike, name: str | None = None,
              "evaluation": str(evaluation), "evaluation_command": results.get("command")}
     folder = Path(folder or PACKAGE_DIR)
     folder.mkdir(parents=True, exist_ok=True)
+    old = folder / f"{name}.json"
+    if old.is_file():  # a refresh keeps what was written by hand; a held-out card described the old file
+        entry.update({k: v for k, v in json.loads(old.read_text()).items() if k in CURATED})
     tmp = folder / f".{name}.pt.tmp"
     shutil.copyfile(ckpt, tmp)
     os.replace(tmp, folder / f"{name}.pt")
-    (folder / f"{name}.json").write_text(json.dumps(entry, indent=1, default=str) + "\n")
+    (folder / f"{name}.json").write_text(json.dumps(entry, indent=1, default=str, ensure_ascii=False) + "\n")
     return entry
 
 
