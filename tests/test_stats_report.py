@@ -56,6 +56,39 @@ def test_readme_tables_are_generated_from_committed_files():
     assert report.render_readme(text) == text, "README tables are stale: run python -m l2l_torch.report"
 
 
+def test_every_verdict_of_the_readme_table_holds_when_recomputed_from_the_per_seed_values():
+    """Each verdict cell of the README's results table, recomputed here from its results.json with scipy's paired
+    t-test and a Holm step-down written out in this test: "better" / "worse" only where the adjusted p is below
+    0.05, with the sign of the mean difference."""
+    import json
+    import re
+
+    text = (report.REPO / "README.md").read_text()
+    block = text.split(report.RESULTS[0], 1)[1].split(report.RESULTS[1], 1)[0]
+    rows = [line for line in block.splitlines() if line.startswith("|") and "](" in line]
+    cells, pvalues = [], []
+    for line in rows:
+        folder = re.search(r"\]\(([^)]+)/\)", line).group(1)
+        res = json.loads((report.REPO / folder / "results.json").read_text())
+        learned = next(k for k, v in res["optimizers"].items() if v.get("lr") is None)
+        ours = res["optimizers"][learned]["per_seed"]["train_loss"]
+        verdicts = re.findall(r"\*\*(better|level|worse)\*\*", line)
+        assert len(verdicts) == len(report.REFERENCES), line
+        for ref, v in zip(report.REFERENCES, verdicts):
+            theirs = res["optimizers"][ref]["per_seed"]["train_loss"]
+            pvalues.append(sps.ttest_rel(ours, theirs).pvalue)
+            cells.append((v, sum(a - b for a, b in zip(ours, theirs)) / len(ours)))
+    order = sorted(range(len(pvalues)), key=pvalues.__getitem__)
+    adjusted, running = [0.0] * len(pvalues), 0.0
+    for rank, i in enumerate(order):
+        running = max(running, min(1.0, (len(pvalues) - rank) * pvalues[i]))
+        adjusted[i] = running
+    assert len(cells) == 2 * len(report.HEADLINE)
+    for (v, diff), p in zip(cells, adjusted):
+        expected = "level" if p >= 0.05 else ("better" if diff < 0 else "worse")
+        assert v == expected, (v, diff, p)
+
+
 def test_replace_block_needs_both_markers():
     assert report.replace_block("a\n<!-- results:start -->\nold\n<!-- results:end -->\nb", report.RESULTS, "new\n") \
         == "a\n<!-- results:start -->\nnew\n<!-- results:end -->\nb"

@@ -1,0 +1,45 @@
+"""research/tools: the STN goal check and paired verdicts over evaluations of different learned optimizers
+(seconds)."""
+
+from __future__ import annotations
+
+import json
+import statistics
+
+import pytest
+
+from research.tools import paired_verdicts, stn_goal
+
+
+def _stn_results(learned: str, ssim: dict[str, list[float]], mass: dict[str, float]) -> dict:
+    ref = {"lr": 0.01, "per_seed": {f"{s}_ssim": [0.70, 0.72, 0.74] for s in stn_goal.SETS},
+           **{f"{s}_mass_ratio": {"mean": 1.0} for s in stn_goal.SETS}}
+    lo = {"lr": None, "per_seed": {f"{s}_ssim": v for s, v in ssim.items()},
+          **{f"{s}_ssim": {"mean": statistics.fmean(v)} for s, v in ssim.items()},
+          **{f"{s}_mass_ratio": {"mean": m} for s, m in mass.items()}}
+    return {"seeds": 3, "optimizers": {learned: lo, "adam_tuned": ref}}
+
+
+def test_the_stn_goal_is_one_standard_error_below_the_reference_and_a_mass_band():
+    se = statistics.stdev([0.70, 0.72, 0.74]) / 3 ** 0.5
+    res = _stn_results("lstm", {"test8": [0.72] * 3, "test6": [0.72 - se + 1e-4] * 3, "test1": [0.72 - se - 1e-4] * 3},
+                       {"test8": 1.0, "test6": 0.79, "test1": 1.11})
+    rows = {r["set"]: r for r in stn_goal.goal(res, "lstm")}
+    assert rows["test8"]["ssim_bar"] == pytest.approx(0.72 - se)
+    assert [rows[s]["ssim_met"] for s in stn_goal.SETS] == [True, True, False]
+    assert [rows[s]["mass_met"] for s in stn_goal.SETS] == [True, False, False]  # below 0.8; above 1.1 x 1.0
+
+
+def test_paired_verdicts_judge_each_files_own_learned_optimizer(tmp_path, capsys):
+    a = _stn_results("small_fc", {"test8": [0.75, 0.78, 0.80]}, {})
+    b = _stn_results("lstm", {"test8": [0.69, 0.72, 0.735]}, {})
+    paths = []
+    for name, res in (("a", a), ("b", b)):
+        (tmp_path / f"{name}.json").write_text(json.dumps(res))
+        paths.append(str(tmp_path / f"{name}.json"))
+    paired_verdicts.main([*paths, "--key", "test8_ssim"])
+    out = capsys.readouterr().out
+    assert "small_fc / lstm" in out
+    lines = [line for line in out.splitlines() if line.startswith(str(tmp_path))]
+    assert len(lines) == 2 and float(lines[0].split()[1]) == pytest.approx(-(0.7767 - 0.72), abs=1e-3)
+    assert float(lines[1].split()[1]) == pytest.approx(0.72 - 0.715, abs=1e-3)
