@@ -193,8 +193,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--batches", default="1,8,64", help="population sizes B to count (comma-separated)")
     ap.add_argument("--unroll", type=int, default=2, help="optimizee steps per counted truncation")
     ap.add_argument("--throughput-batch", type=int, default=8, help="B of the throughput rows (0 skips them)")
-    ap.add_argument("--truncations", type=int, default=2, help="truncations per timed run")
-    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--truncations", type=int, default=10,
+                    help="truncations per timed run (2 x 3 repeats was too short to time on a CPU)")
+    ap.add_argument("--repeats", type=int, default=7)
     ap.add_argument("--memory", action=argparse.BooleanOptionalAction, default=True,
                     help="measure the peak memory per instance at the largest B (default: on)")
     ap.add_argument("--threads", type=int, default=int(os.environ.get("OMP_NUM_THREADS", 2)))
