@@ -41,16 +41,15 @@ def main(argv: list[str] | None = None) -> None:
         paths, column = paths[:-1], paths[-1]
     data = [json.load(open(p)) for p in paths]
     if all(isinstance(d, dict) for d in data):  # evaluate.py's results.json files
-        rows, judged = [], column
-        for path, d in zip(paths, data):  # each file's own learned optimizer unless one is named
-            name = judged or learned_name(d)
-            rows.append({"eval": path, "adam_tuned": d["optimizers"][a.against]["per_seed"][a.key],
-                         "judged": d["optimizers"][name]["per_seed"][a.key]})
-        column = judged or " / ".join(dict.fromkeys(learned_name(d) for d in data))
+        names = [column or learned_name(d) for d in data]  # each file's own learned optimizer unless one is named
+        rows = [{"eval": path, "adam_tuned": d["optimizers"][a.against]["per_seed"][a.key],
+                 "judged": d["optimizers"][name]["per_seed"][a.key]} for path, d, name in zip(paths, data, names)]
+        column = " / ".join(dict.fromkeys(names))
     else:
         if len(data) != 1 or column is None or a.key != "train_loss" or a.against != "adam_tuned":
             ap.error("a comparison.json comes alone, with its COLUMN, and holds final training losses only")
-        rows = data[0]  # (--against is for results.json files only)
+        # (--against is for results.json files only)
+        rows = [{"eval": r["eval"], "adam_tuned": r["adam_tuned"], "judged": r[column]} for r in data[0]]
     cut = slice(*(int(x) if x else None for x in a.seeds.split(":"))) if a.seeds else slice(None)
     flip = higher_is_better(a.key)
     what = f"{a.against} - {column}" if flip else f"{column} - {a.against}"
@@ -58,7 +57,7 @@ def main(argv: list[str] | None = None) -> None:
     seeds = f", seeds {a.seeds}" if a.seeds else ""
     tests = []
     for row in rows:
-        mine, adam = row.get("judged", row.get(column))[cut], row["adam_tuned"][cut]
+        mine, adam = row["judged"][cut], row["adam_tuned"][cut]
         t = paired_comparison(adam, mine) if flip else paired_comparison(mine, adam)
         tests.append({**t, "paired": True, "lower_is_better": True, "status": None})
     print(f"{'evaluation':<26} {'d (mean)':>9} {'95 % CI':>19} {'p':>7} {'p (Holm)':>8}  verdict   "

@@ -17,6 +17,9 @@ import statistics
 from pathlib import Path
 from typing import Any
 
+from l2l_torch.tasks.base import TEST_SEED_OFFSET
+from research.tools.research_report import learned_name
+
 SETS = ("test8", "test6", "test1")
 MASS_FLOOR, MASS_FACTOR = 0.8, 1.1
 
@@ -43,8 +46,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--reference", default="adam_tuned", help="the baseline of the goal (default adam_tuned)")
     a = ap.parse_args(argv)
     res = json.loads(a.results.read_text())
-    learned = next(k for k, v in res["optimizers"].items() if v.get("lr") is None)
-    print(f"{learned} against {a.reference}, {res['seeds']} held-out seeds from {res.get('first_seed', 2000000)}\n")
+    learned = learned_name(res)
+    first = res.get("first_seed", TEST_SEED_OFFSET)
+    print(f"{learned} against {a.reference}, {res['seeds']} held-out seeds from {first}\n")
     print("| digit set | SSIM | reference SSIM (SE) | SSIM goal | met | mass ratio | mass goal | met |")
     print("|---|---|---|---|---|---|---|---|")
     for r in goal(res, learned, a.reference):
