@@ -3,8 +3,8 @@
 #   bash research/experiments/headline_fresh/run.sh TASK [TASK ...]      (tasks: see LEARNED below)
 # Per task, the recommended optimizer's evaluation trains lr-tuned Adam and adamw_tuned (tuned on the tuning
 # instances only); every other learned optimizer of that task reuses those baselines after reproducing one run.
-# The CIFAR-10 CNNs take 40 to 45 s per run on one thread, so they get 5 seeds and a 40-trial adamw_tuned search
-# (about 1 h 20 min each); the others 10 seeds and the default 100 trials.
+# The CIFAR-10 CNNs are slow on a CPU, so they get 5 seeds and a 40-trial adamw_tuned search (even so their first
+# evaluations took 67 and 77 minutes: "seconds" in results.json); the others 10 seeds and the default 100 trials.
 set -euo pipefail
 cd "$(dirname "$0")/../../.."
 export OMP_NUM_THREADS=1   # the reuse check reproduces a run bit for bit only at the same thread count
