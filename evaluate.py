@@ -116,7 +116,7 @@ def main(argv: list[str] | None = None) -> None:
         updates_against_adam,
     )
     from l2l_torch.optim import LearnedOptimizer
-    from l2l_torch.plots import write_outputs, write_updates
+    from l2l_torch.plots import curve_steps, write_outputs, write_updates
 
     # the quick checks first (task, flags, the checkpoint file), then the task's data, which can take a while
     try:
@@ -192,7 +192,7 @@ def main(argv: list[str] | None = None) -> None:
 
         with SummaryWriter(str(out / "tb")) as w:
             for name, o in res["optimizers"].items():
-                for t, v in enumerate(o["curve"]):
+                for t, v in zip(curve_steps(o), o["curve"]):
                     if v is not None:
                         w.add_scalar(f"eval/{name}/loss", v, t)
             for name, img in grids.items():

@@ -255,24 +255,14 @@ def _differing(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
     return {k: (a.get(k), b.get(k)) for k in SETTINGS if a.get(k) != b.get(k)}
 
 
-#: mean loss curves keep at most this many points in heldout.json (every k-th step: ``curve_every``), to 4 digits
-CURVE_POINTS = 200
-
-
 def _thin_curves(result: dict[str, Any]) -> dict[str, Any]:
-    """``result`` with every optimizer's mean loss curve thinned to about :data:`CURVE_POINTS` points (its
-    ``curve_every`` says which steps; a curve already thinned is left as it is) and rounded to 4 digits."""
-    models = {}
-    for name, r in result["models"].items():
-        opts = {}
-        for k, o in r["optimizers"].items():
-            if o.get("curve") and "curve_every" not in o:
-                every = max(1, len(o["curve"]) // CURVE_POINTS)
-                o = {**o, "curve_every": every, "curve": [None if x is None or not math.isfinite(x) else
-                                                          float(f"{x:.4g}") for x in o["curve"][::every]]}
-            opts[k] = o
-        models[name] = {**r, "optimizers": opts}
-    return {**result, "models": models}
+    """``result`` with every optimizer's curves thinned and rounded as in ``results.json``
+    (:func:`l2l_torch.plots.thin_curves`, :func:`l2l_torch.plots.round_curves`)."""
+    from l2l_torch.plots import round_curves, thin_curves  # (matplotlib only when writing)
+
+    return round_curves({**result, "models": {
+        name: {**r, "optimizers": {k: thin_curves(o) for k, o in r["optimizers"].items()}}
+        for name, r in result["models"].items()}})
 
 
 def _write(result: dict[str, Any], out: Path, what: str) -> None:

@@ -74,7 +74,7 @@ def plot_curves(results: dict[str, Any], path: Path, title: str | None = None) -
     all_pos = True
     for name, o in results["optimizers"].items():
         mean = [math.nan if v is None else v for v in o["curve"]]
-        xs = range(len(mean))
+        xs = curve_steps(o)
         if "curve_q25" in o:
             lo = [math.nan if v is None else v for v in o["curve_q25"]]
             hi = [math.nan if v is None else v for v in o["curve_q75"]]
@@ -256,24 +256,50 @@ def json_safe(obj: Any) -> Any:
 #: significant digits kept in per-step curves (``curve``, ``curve_std``, ...): plots need no more, and the
 #: per-seed finals that the statistics use are stored exactly
 CURVE_DIGITS = 4
+#: per-step curves longer than twice this keep every k-th step (``curve_every``: k), about this many points
+CURVE_POINTS = 200
+
+
+def thin_curves(summary: dict[str, Any]) -> dict[str, Any]:
+    """One optimizer's summary with its per-step curves (every ``curve*`` list) thinned to every k-th step,
+    k = ``len // CURVE_POINTS``, and ``curve_every: k`` added; curves of at most ``2 * CURVE_POINTS`` steps, and
+    curves already thinned, are returned as they are. The per-seed finals are untouched."""
+    curve = summary.get("curve")
+    every = max(1, len(curve) // CURVE_POINTS) if isinstance(curve, list) else 1
+    if every == 1 or "curve_every" in summary:
+        return summary
+    return {**{k: (v[::every] if k.startswith("curve") and isinstance(v, list) else v) for k, v in summary.items()},
+            "curve_every": every}
+
+
+def curve_steps(summary: dict[str, Any]) -> range:
+    """The optimizee steps of ``summary["curve"]``'s points (``curve_every`` apart when it was thinned)."""
+    every = int(summary.get("curve_every", 1))
+    return range(0, every * len(summary["curve"]), every)
+
+
 _NUMBER_LIST = re.compile(r"\[\s*((?:-?[\d.eE+-]+|null)(?:,\s*(?:-?[\d.eE+-]+|null))*)\s*\]")
 
 
-def _round_curves(obj: Any) -> Any:
+def round_curves(obj: Any) -> Any:
+    """``obj`` with every ``curve*`` list of floats (at any depth) to :data:`CURVE_DIGITS` significant digits."""
     if isinstance(obj, dict):
         return {k: ([v if v is None else float(f"{v:.{CURVE_DIGITS}g}") for v in val]
                     if k.startswith("curve") and isinstance(val, list) and all(
-                        v is None or isinstance(v, float) for v in val) else _round_curves(val))
+                        v is None or isinstance(v, float) for v in val) else round_curves(val))
                 for k, val in obj.items()}
     if isinstance(obj, list):
-        return [_round_curves(v) for v in obj]
+        return [round_curves(v) for v in obj]
     return obj
 
 
 def results_json(results: dict[str, Any]) -> str:
-    """``results.json`` text: non-finite floats as null, curves to :data:`CURVE_DIGITS` significant digits,
-    and each list of numbers on one line (the files stay small enough to commit)."""
-    text = json.dumps(_round_curves(json_safe(results)), indent=1, allow_nan=False, default=str)
+    """``results.json`` text: non-finite floats as null, curves thinned (:func:`thin_curves`) and to
+    :data:`CURVE_DIGITS` significant digits, and each list of numbers on one line (the files stay small enough
+    to commit)."""
+    if isinstance(results.get("optimizers"), dict):
+        results = {**results, "optimizers": {k: thin_curves(o) for k, o in results["optimizers"].items()}}
+    text = json.dumps(round_curves(json_safe(results)), indent=1, allow_nan=False, default=str)
     return _NUMBER_LIST.sub(lambda m: "[" + ", ".join(x.strip() for x in m.group(1).split(",")) + "]", text)
 
 

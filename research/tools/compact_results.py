@@ -1,9 +1,10 @@
 """Rewrite committed ``results.json`` files in the compact form that ``evaluate.py`` now writes
-(:func:`l2l_torch.plots.results_json`: curves to 4 significant digits, number lists on one line).
+(:func:`l2l_torch.plots.results_json`: curves longer than 400 steps thinned to every k-th step, curves to 4
+significant digits, number lists on one line).
 
     python -m research.tools.compact_results research/experiments
 
-Per-seed values, summaries and every other field are kept exactly; only the per-step curves are rounded.
+Per-seed values, summaries and every other field are kept exactly; only the per-step curves are thinned and rounded.
 """
 
 from __future__ import annotations
