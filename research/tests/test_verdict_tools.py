@@ -1,4 +1,4 @@
-"""research/tools: the STN goal check and paired verdicts over evaluations of different learned optimizers
+"""research/tools: the STN and test-accuracy goal checks and paired verdicts over evaluations of different learned optimizers
 (seconds)."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ import statistics
 
 import pytest
 
-from research.tools import paired_verdicts, stn_goal
+from research.tools import accuracy_goal, paired_verdicts, stn_goal
 
 
 def _stn_results(learned: str, ssim: dict[str, list[float]], mass: dict[str, float]) -> dict:
@@ -43,3 +43,18 @@ def test_paired_verdicts_judge_each_files_own_learned_optimizer(tmp_path, capsys
     lines = [line for line in out.splitlines() if line.startswith(str(tmp_path))]
     assert len(lines) == 2 and float(lines[0].split()[1]) == pytest.approx(-(0.7767 - 0.72), abs=1e-3)
     assert float(lines[1].split()[1]) == pytest.approx(0.72 - 0.715, abs=1e-3)
+
+
+def test_the_accuracy_goal_is_one_standard_error_below_the_reference(tmp_path, capsys):
+    ref = [0.80, 0.82, 0.84]
+    se = statistics.stdev(ref) / 3 ** 0.5
+    paths = []
+    for name, acc in (("above", 0.82 - se + 1e-4), ("below", 0.82 - se - 1e-4)):
+        res = {"seeds": 3, "optimizers": {"lstm": {"lr": None, "per_seed": {"test_accuracy": [acc] * 3}},
+                                          "adam_tuned": {"lr": 0.01, "per_seed": {"test_accuracy": ref}}}}
+        (tmp_path / f"{name}.json").write_text(json.dumps(res))
+        paths.append(str(tmp_path / f"{name}.json"))
+    accuracy_goal.main(paths)
+    rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith(f"| {tmp_path}")]
+    assert [r.rstrip(" |").rsplit("| ", 1)[1] for r in rows] == ["yes", "no"]
+    assert f"≥ {100 * (0.82 - se):.2f} %" in rows[0]
