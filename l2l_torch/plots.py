@@ -256,13 +256,13 @@ def json_safe(obj: Any) -> Any:
 #: significant digits kept in per-step curves (``curve``, ``curve_std``, ...): plots need no more, and the
 #: per-seed finals that the statistics use are stored exactly
 CURVE_DIGITS = 4
-#: per-step curves longer than twice this keep every k-th step (``curve_every``: k), about this many points
+#: per-step curves of at least twice this many steps keep every k-th step (``curve_every``: k), about this many points
 CURVE_POINTS = 200
 
 
 def thin_curves(summary: dict[str, Any]) -> dict[str, Any]:
     """One optimizer's summary with its per-step curves (every ``curve*`` list) thinned to every k-th step,
-    k = ``len // CURVE_POINTS``, and ``curve_every: k`` added; curves of at most ``2 * CURVE_POINTS`` steps, and
+    k = ``len // CURVE_POINTS``, and ``curve_every: k`` added; curves of fewer than ``2 * CURVE_POINTS`` steps, and
     curves already thinned, are returned as they are. The per-seed finals are untouched."""
     curve = summary.get("curve")
     every = max(1, len(curve) // CURVE_POINTS) if isinstance(curve, list) else 1

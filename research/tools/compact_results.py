@@ -1,5 +1,5 @@
 """Rewrite committed ``results.json`` files in the compact form that ``evaluate.py`` now writes
-(:func:`l2l_torch.plots.results_json`: curves longer than 400 steps thinned to every k-th step, curves to 4
+(:func:`l2l_torch.plots.results_json`: curves of 400 steps or more thinned to every k-th step, curves to 4
 significant digits, number lists on one line).
 
     python -m research.tools.compact_results research/experiments
