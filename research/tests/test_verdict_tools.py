@@ -1,5 +1,5 @@
-"""research/tools: the STN and test-accuracy goal checks and paired verdicts over evaluations of different learned optimizers
-(seconds)."""
+"""research/tools: the STN and test-accuracy goal checks, the STN ablation table and paired verdicts over evaluations
+of different learned optimizers (seconds)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import statistics
 
 import pytest
 
-from research.tools import accuracy_goal, paired_verdicts, stn_goal
+from research.tools import accuracy_goal, paired_verdicts, stn_ablation, stn_goal
 
 
 def _stn_results(learned: str, ssim: dict[str, list[float]], mass: dict[str, float]) -> dict:
@@ -58,3 +58,22 @@ def test_the_accuracy_goal_is_one_standard_error_below_the_reference(tmp_path, c
     rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith(f"| {tmp_path}")]
     assert [r.rstrip(" |").rsplit("| ", 1)[1] for r in rows] == ["yes", "no"]
     assert f"≥ {100 * (0.82 - se):.2f} %" in rows[0]
+
+
+def test_the_ablation_row_averages_over_runs_and_counts_runs_at_the_goal(tmp_path):
+    # reference SSIM [0.70, 0.72, 0.74] on every set (bar 0.72 - SE), mass 1.0 (cap 1.1)
+    dirs = []
+    for i, (ssim, mass1) in enumerate([(0.85, 1.05), (0.85, 1.2), (0.70, 1.05)]):
+        d = tmp_path / f"run{i}"
+        d.mkdir()
+        res = _stn_results("lstm", {s: [ssim] * 3 for s in stn_goal.SETS},
+                           {"test8": 1.0, "test6": 1.0, "test1": mass1})
+        (d / "results.json").write_text(json.dumps(res))
+        dirs.append(d)
+    line, _ = stn_ablation.row("recipe", dirs, "adam_tuned")
+    cells = [c.strip() for c in line.strip("|").split("|")]
+    assert cells[:2] == ["recipe", "3"]
+    assert cells[2] == f"0.800 ± {statistics.stdev([0.85, 0.85, 0.70]) / 3 ** 0.5:.3f}"
+    assert cells[-2:] == ["2 / 3", "1 / 3"]  # the third misses the SSIM bar; the second the 1s mass cap
+    line, _ = stn_ablation.row("one run", dirs[:1], "adam_tuned")
+    assert "0.850 (–)" in line

@@ -3,12 +3,12 @@
     python -m research.tools.stn_ablation "paper LSTM=research/experiments/lstm_stn/default_30min_idle,..." \
         "RNNprop=research/experiments/lstm_stn/rnnprop_30min,..." [--reference adam_tuned]
 
-Each argument is ``NAME=DIR[,DIR...]``: the output folders of ``evaluate.py --task affnist`` for that recipe's runs
-(one meta-training seed each, all evaluated on the same held-out STNs). Per row: the number of runs, the mean over
-runs of each run's mean SSIM and foreground-mass ratio on unseen 8s, 6s and 1s with the standard error over runs
-(sample std / sqrt(runs); "–" for one run), and how many runs meet each part of the STN goal of
-:mod:`research.tools.stn_goal` (SSIM at least the reference's minus one SE, mass ratio within 0.8 and 1.1 x the
-reference's). A last row gives the reference itself, from the first run's folder.
+Each argument is ``NAME=DIR[,DIR...]``: the output folders of ``evaluate.py --task affnist`` for that
+recipe's runs (one meta-training seed each, all evaluated on the same held-out STNs). Per row: the number of
+runs, the mean over runs of each run's mean SSIM and foreground-mass ratio on unseen 8s, 6s and 1s with the
+standard error over runs (sample std / sqrt(runs); "–" for one run), and how many runs meet each part of the
+STN goal of :mod:`research.tools.stn_goal` (SSIM at least the reference's minus one SE, mass ratio within 0.8
+and 1.1 x the reference's). A last row gives the reference itself, from the first run's folder.
 """
 
 from __future__ import annotations
@@ -46,7 +46,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("rows", nargs="+", help="NAME=DIR[,DIR...]: one recipe's evaluate.py output folders")
     ap.add_argument("--reference", default="adam_tuned", help="the baseline of the goal (default adam_tuned)")
     a = ap.parse_args(argv)
-    print("| recipe | runs | SSIM 8s | 6s | 1s | mass ratio 8s | 6s | 1s | runs at the SSIM goal | runs at the whole goal |")
+    print("| recipe | runs | SSIM 8s | 6s | 1s | mass ratio 8s | 6s | 1s | runs at the SSIM goal "
+          "| runs at the whole goal |")
     print("|---|---|---|---|---|---|---|---|---|---|")
     first = None
     for spec in a.rows:
@@ -57,7 +58,7 @@ def main(argv: list[str] | None = None) -> None:
         first = first or res
         print(line)
     ref = first["optimizers"][a.reference]
-    cells = [f"{ref[f'{s}_ssim']['mean']:.3f}" for s in SETS] + [f"{ref[f'{s}_mass_ratio']['mean']:.3f}" for s in SETS]
+    cells = [f"{ref[f'{s}_{m}']['mean']:.3f}" for m in ("ssim", "mass_ratio") for s in SETS]
     print(f"| {a.reference} (the reference) | – | " + " | ".join(cells) + " | | |")
 
 
