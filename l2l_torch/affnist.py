@@ -174,7 +174,7 @@ def center_on_canvas(digits: Tensor, canvas: int = CANVAS) -> Tensor:
 class DigitSets:
     """The images of an STN experiment, all ``(N, 1, 40, 40)`` in ``[0, 1]``.
 
-    ``splits`` maps a split name (``train``, ``val``, ``test8``, ``test6``, ...) to images;
+    ``splits`` maps a split name (``train``, ``val``, ``val6``, ..., ``test8``, ``test6``, ...) to images;
     ``target`` is the one example image ``(1, 1, 40, 40)``; ``source`` says where the data came from.
     ``aux`` and ``aux_val`` (optional, ``(D, n, 1, 40, 40)``: ``n`` images of each of ``D`` other digits,
     from the training and the validation data) serve a meta-objective on other digits, never the optimizee.
@@ -213,7 +213,9 @@ def load_digit_sets(data_dir: str | os.PathLike | None = None, digit: int = 8,
     """Training, validation and test digits for the STN experiment, and the target example.
 
     Splits: ``train`` and ``val`` hold ``digit``; ``test<d>`` holds ``n_test`` unseen images of
-    each ``d`` in ``test_digits`` (from the test set, never trained on). With ``aux_digits``,
+    each ``d`` in ``test_digits`` (from the test set, never trained on); ``val<d>`` holds ``n_val`` validation
+    images of each other test digit (from the training data, or affNIST's validation file: never test images), for
+    monitoring meta-training without looking at the test digits. With ``aux_digits``,
     :attr:`DigitSets.aux` holds ``n_aux`` training images and :attr:`DigitSets.aux_val` ``n_aux_val``
     validation images of each of those digits (never test images; the digits must differ from
     ``digit`` and from ``test_digits``).
@@ -252,6 +254,8 @@ def load_digit_sets(data_dir: str | os.PathLike | None = None, digit: int = 8,
                   "val": _take(*loaded["val"], digit, 0, n_val, "val")}
         for d in test_digits:
             splits[f"test{d}"] = _take(*loaded["test"], d, 0, n_test, f"test{d}")
+        for d in _other(test_digits, digit):
+            splits[f"val{d}"] = _take(*loaded["val"], d, 0, n_val, f"val{d}")
         where = ", ".join(str(p) for ps in files.values() for p in ps[:1])
         aux = _stack_digits([_take(*loaded["train"], d, 0, n_aux, f"aux{d}") for d in aux_digits])
         aux_val = _stack_digits([_take(*loaded["val"], d, 0, n_aux_val, f"aux_val{d}") for d in aux_digits])
@@ -266,11 +270,18 @@ def load_digit_sets(data_dir: str | os.PathLike | None = None, digit: int = 8,
               "val": affnist_transform(rest[n_train:n_train + n_val], seed + 1)[0]}
     for i, d in enumerate(test_digits):
         splits[f"test{d}"] = affnist_transform(_take(te_x, te_y, d, 0, n_test, "MNIST test"), seed + 2 + i)[0]
+    for d in _other(test_digits, digit):  # validation images of the other test digits: MNIST train, never test
+        splits[f"val{d}"] = affnist_transform(_take(tr_x, tr_y, d, 0, n_val, "MNIST train"), seed + 200 + d)[0]
     # other digits for a meta-objective: MNIST train images (never test ones), seeds apart from the splits'
     others = [affnist_transform(_take(tr_x, tr_y, d, 0, n_aux + n_aux_val, "MNIST train"), seed + 100 + d)[0]
               for d in aux_digits]
     return DigitSets(splits, target, f"generated from MNIST, seed {seed}",
                      _stack_digits([o[:n_aux] for o in others]), _stack_digits([o[n_aux:] for o in others]))
+
+
+def _other(test_digits: Sequence[int], digit: int) -> list[int]:
+    """The test digits other than the trained one, each once (their validation splits ``val<d>``)."""
+    return [d for d in dict.fromkeys(test_digits) if d != digit]
 
 
 def _stack_digits(per_digit: list[Tensor]) -> Tensor | None:

@@ -163,10 +163,11 @@ class MetaStepProgressBar(TQDMProgressBar):
 
 class LogSTNGrid(L.Callback):
     """After each validation of meta-training, train one held-out STN (the first validation instance) with the
-    current learned optimizer and log to TensorBoard: its warped digits (``val/stn_grid``), the SSIM and the
-    foreground-mass ratio of each digit set (``val/stn/<set>_ssim``, ``val/stn/<set>_mass_ratio``; for monitoring,
-    selection uses ``val/loss`` alone), and a histogram of the ``log10 |update|`` of every coordinate at every step
-    (``val/stn_log10_update``).
+    current learned optimizer and log to TensorBoard: its warped validation digits (``val/stn_grid``: the trained
+    digit's ``val`` split and ``val<d>`` of each other test digit, validation images, never the test digits that
+    ``evaluate.py`` scores), the SSIM and the foreground-mass ratio of the training digits and of each validation
+    set (``val/stn/<split>_ssim``, ``val/stn/<split>_mass_ratio``; for monitoring, selection uses ``val/loss``
+    alone), and a histogram of the ``log10 |update|`` of every coordinate at every step (``val/stn_log10_update``).
 
     Args:
         steps: optimizee steps of that run (default: the validation horizon of that instance, as validation trains it).
@@ -197,15 +198,20 @@ class LogSTNGrid(L.Callback):
                                 record_updates=rec)
         if r.diverged:
             return
-        img = task.visualize(r.params, r.buffers, self.n)
+        splits = task.validation_splits
+        img = task.visualize(r.params, r.buffers, self.n, splits=splits)
+        figures = {f"train_{m}": r.final[f"train_{m}"] for m in ("ssim", "mass_ratio")}
+        for split in splits:
+            ev = task.evaluate(r.params, r.buffers, split)
+            figures.update({f"{split}_{m}": ev[m] for m in ("ssim", "mass_ratio")})
         hist = rec.to_dict()
         for logger in trainer.loggers:
             exp = getattr(logger, "experiment", None)
             if hasattr(exp, "add_image"):
                 exp.add_image("val/stn_grid", img, global_step=trainer.global_step)
             if hasattr(exp, "add_scalar"):
-                for k, v in r.final.items():
-                    if k.endswith(("_ssim", "_mass_ratio")) and math.isfinite(v):
+                for k, v in figures.items():
+                    if math.isfinite(v):
                         exp.add_scalar(f"val/stn/{k}", v, global_step=trainer.global_step)
             if hasattr(exp, "add_histogram_raw") and sum(hist["counts"]):
                 _add_log_histogram(exp, "val/stn_log10_update", hist, trainer.global_step)

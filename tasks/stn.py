@@ -46,6 +46,9 @@ class STNTask(Task):
         self.ssim_args = (window_size, ssim_scale, ssim_blur)
         self.eval_splits = ("train", "val", *sorted((k for k in data.splits if k.startswith("test")),
                                                     key=lambda k: -int(k[4:]) if k[4:].isdigit() else 0))
+        #: the validation digits, trained digit first (``val``), then ``val<d>`` for the other test digits
+        self.validation_splits = ("val", *sorted((k for k in data.splits if k[3:].isdigit() and k.startswith("val")),
+                                                 key=lambda k: -int(k[3:])))
         self.module = STN(tuple(channels), hidden)
 
     def to(self, device):  # noqa: D102

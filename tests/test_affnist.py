@@ -29,9 +29,10 @@ def fake_digits(n: int, seed: int = 0) -> torch.Tensor:
 
 
 def fake_sets(n: int = 12) -> DigitSets:
-    x = fake_digits(4 * n + 1)
+    x = fake_digits(5 * n + 1)
     splits = {"train": affnist_transform(x[:n], 0)[0], "val": affnist_transform(x[n:2 * n], 1)[0],
-              "test8": affnist_transform(x[2 * n:3 * n], 2)[0], "test1": affnist_transform(x[3 * n:4 * n], 3)[0]}
+              "test8": affnist_transform(x[2 * n:3 * n], 2)[0], "test1": affnist_transform(x[3 * n:4 * n], 3)[0],
+              "val1": affnist_transform(x[4 * n:5 * n], 4)[0]}
     return DigitSets(splits, center_on_canvas(x[-1:]), "fake")
 
 
@@ -125,7 +126,12 @@ def test_digit_sets_use_mat_files_when_present(tmp_path):
         write_affnist_mat(root / f"{name}.mat", rng.integers(0, 256, (8, 40, 40)), labels)
     sets = load_digit_sets(tmp_path, n_train=3, n_val=2, n_test=2, target_index=1)
     assert sets.source.startswith("affNIST .mat files")
-    assert {k: v.shape[0] for k, v in sets.splits.items()} == {"train": 3, "val": 2, "test8": 2, "test6": 2, "test1": 2}
+    assert {k: v.shape[0] for k, v in sets.splits.items()} == {"train": 3, "val": 2, "test8": 2, "test6": 2, "test1": 2,
+                                                               "val6": 2, "val1": 2}
+    # the validation 6s and 1s are the validation file's (its 6s and 1s: rows 3, 4 and 6, 7), not the test file's
+    val = load_affnist_mat(root / "validation.mat")[0]
+    torch.testing.assert_close(sets.splits["val6"], val[[3, 6]])
+    torch.testing.assert_close(sets.splits["val1"], val[[4, 7]])
     assert sets.target.shape == (1, 1, 40, 40)
     with pytest.raises(ValueError, match="affNIST files are missing"):
         load_digit_sets(tmp_path / "nothing", source="mat")
@@ -141,6 +147,7 @@ def test_stn_starts_at_identity_and_reports_metrics():
     assert set(m) == {"loss", "ssim", "mass_ratio"}
     assert m["mass_ratio"] == pytest.approx(1.0, abs=1e-4) and m["loss"] == pytest.approx(1 - m["ssim"])
     assert task.eval_splits == ("train", "val", "test8", "test1")
+    assert task.validation_splits == ("val", "val1")
     img = task.visualize(params, buffers, n=3)
     assert img.shape[0] == 3 and img.min() >= 0 and img.max() <= 1
 
@@ -150,6 +157,21 @@ def test_stn_mass_ratio_catches_a_shrunk_digit():
     params, buffers = task.init_params(0)
     params["fc2.bias"] = torch.tensor([3.0, 0, 0, 0, 3.0, 0])  # output samples 3x the extent: digit shrinks 3x
     assert task.evaluate(params, buffers, "val")["mass_ratio"] < 0.3
+
+
+@needs_data("MNIST")
+def test_validation_sets_of_the_other_test_digits_are_generated_from_mnist_training_images():
+    from l2l_torch.affnist import _mnist
+
+    sets = load_digit_sets(SHARED_DATA, n_train=16, n_val=4, n_test=4, target_index=13)
+    assert {k: v.shape[0] for k, v in sets.splits.items()} == {"train": 16, "val": 4, "test8": 4, "test6": 4,
+                                                               "test1": 4, "val6": 4, "val1": 4}
+    tr_x, tr_y = _mnist(SHARED_DATA, "train")
+    te_x, te_y = _mnist(SHARED_DATA, "test")
+    for d in (6, 1):  # the first training images of the digit, under their own transforms; no test image
+        torch.testing.assert_close(sets.splits[f"val{d}"], affnist_transform(tr_x[tr_y == d][:4], 200 + d)[0])
+        assert not (sets.splits[f"val{d}"] - affnist_transform(te_x[te_y == d][:4], 200 + d)[0]).abs().amax() < 1e-6
+    assert STNTask(sets).validation_splits == ("val", "val6", "val1")
 
 
 @needs_data("MNIST")
@@ -199,12 +221,17 @@ def test_stn_family_loads_through_its_datamodule():
         STNFamily(data_dir=str(SHARED_DATA), n_train=5786).prepare_data()
 
 
-def test_stn_grid_callback_logs_every_digit_set_and_the_update_sizes():
-    """LogSTNGrid after a validation: the grid, SSIM and mass ratio of each digit set, and a histogram of the
-    learned optimizer's update sizes counting every coordinate of every step."""
+def test_stn_grid_callback_logs_every_digit_set_and_the_update_sizes(monkeypatch):
+    """LogSTNGrid after a validation: the grid, SSIM and mass ratio of each validation digit set (never a test
+    set), and a histogram of the learned optimizer's update sizes counting every coordinate of every step."""
     from types import SimpleNamespace
 
     from l2l_torch.callbacks import LogSTNGrid
+
+    shown = []
+    visualize = STNTask.visualize
+    monkeypatch.setattr(STNTask, "visualize", lambda self, *a, splits=None, **kw: shown.append(splits) or
+                        visualize(self, *a, splits=splits, **kw))
 
     class Experiment:
         def __init__(self):
@@ -228,9 +255,11 @@ def test_stn_grid_callback_logs_every_digit_set_and_the_update_sizes():
                               loggers=[SimpleNamespace(experiment=exp)])
     LogSTNGrid(n=3).on_validation_end(trainer, module)
     assert exp.images["val/stn_grid"].shape[0] == 3
-    for split in ("val", "test8", "test1"):
+    for split in ("train", "val", "val1"):
         for metric in ("ssim", "mass_ratio"):
             assert f"val/stn/{split}_{metric}" in exp.scalars
+    assert not [tag for tag in exp.scalars if "test" in tag]  # never the digits that evaluate.py scores
+    assert shown == [("val", "val1")]  # the grid shows the validation digits too
     numel = sum(p.numel() for p in STNTask(sets, seed=0).init_params(0)[0].values())
     h = exp.histograms["val/stn_log10_update"]
     assert 0 < h["num"] <= 3 * numel and sum(h["bucket_counts"]) == h["num"]
