@@ -52,6 +52,7 @@ def test_calibration_end_to_end_on_quadratics(tmp_path):
               "--horizon", "6", "--min-horizon", "3", "--workers", "1", "--out", str(tmp_path / "out")])
     result = json.loads((tmp_path / "out" / "calibration.json").read_text())
     assert result["seeds"] == [1_009_000, 1_009_001]
+    assert result["command"].startswith("python -m research.tools.calibrate_step --config quadratic")
     assert all(3 <= r["steps"] <= 6 for r in result["runs"])
     tried = {r["multiplier"] for r in result["runs"]}
     assert {1.0, 0.1} <= tried and result["selected"] in tried

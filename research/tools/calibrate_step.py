@@ -13,8 +13,8 @@ schedule (``--horizon`` and ``--min-horizon`` override its range), once per mult
 so that the instances are the networks themselves, as a user builds them.
 
 Score of a multiplier: the geometric mean over instances of the final training loss (each instance's loss scale
-cancels; a diverged run scores infinity). The grid is extended by half-decades (1, 3.16, 10 or 0.03, 0.01) past an edge that wins, at most
-twice. Writes ``DIR/calibration.json`` (per instance and multiplier: final training loss, diverged) and
+cancels; a diverged run scores infinity). The grid is extended by half-decades (1, 3.16, 10 or 0.03, 0.01) past an
+edge that wins, at most twice on each side. Writes ``DIR/calibration.json`` (per instance and multiplier: final training loss, diverged) and
 ``DIR/calibration.md`` (the scores, the selected multiplier, and per multiplier how many instances it wins).
 """
 
@@ -82,14 +82,13 @@ def _init_worker(config: str, checkpoint: str, horizon: int | None, min_horizon:
 
     from l2l_torch.cli import instantiate, load_config
     from l2l_torch.pretrained import pretrained_path
+    from l2l_torch.truncation import TruncationSchedule
 
     torch.set_num_threads(1)
     cfg = load_config(config)
     spec = cfg["model"]["task"]
     family = instantiate(unaugmented(spec) if no_augmentation else spec)
     family.prepare_data()
-    from l2l_torch.truncation import TruncationSchedule
-
     trunc = (cfg["model"].get("truncation") or {}).get("init_args") or {}
     horizon = horizon or trunc.get("horizon", TruncationSchedule().horizon)
     min_horizon = min_horizon or trunc.get("min_horizon")
@@ -120,7 +119,8 @@ def _run(seed: int, multiplier: float) -> dict[str, Any]:
             "initial_loss": float(r.losses[0]), "seconds": round(time.perf_counter() - start, 1)}
 
 
-def calibrate(a: argparse.Namespace) -> dict[str, Any]:
+def calibrate(a: argparse.Namespace, argv: list[str]) -> dict[str, Any]:
+    """Run every instance at every multiplier (``a``: the parsed ``argv``); the result written as calibration.json."""
     from l2l_torch.tasks.base import VAL_SEED_OFFSET
 
     seeds = [VAL_SEED_OFFSET + a.first_seed + i for i in range(a.instances)]
@@ -152,7 +152,7 @@ def calibrate(a: argparse.Namespace) -> dict[str, Any]:
         mine = {r["multiplier"]: (r["train_loss"] if r["train_loss"] is not None else math.inf)
                 for r in runs if r["seed"] == s}
         wins[min(mine, key=mine.get)] += 1
-    return {"command": " ".join(["python -m research.tools.calibrate_step", *sys.argv[1:]]),
+    return {"command": " ".join(["python -m research.tools.calibrate_step", *argv]),
             "config": a.config, "checkpoint": a.checkpoint, "augmentation": not a.no_augmentation,
             "horizon": a.horizon, "min_horizon": a.min_horizon, "seeds": seeds,
             "scores": {f"{m:g}": v for m, v in sorted(scores.items(), reverse=True)},
@@ -161,6 +161,7 @@ def calibrate(a: argparse.Namespace) -> dict[str, Any]:
 
 
 def score(runs: list[dict[str, Any]]) -> dict[float, float]:
+    """Multiplier -> :func:`geometric_mean` of its runs' final training losses."""
     by: dict[float, list[float | None]] = {}
     for r in runs:
         by.setdefault(r["multiplier"], []).append(r["train_loss"])
@@ -200,8 +201,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--no-augmentation", action="store_true", help="the networks without task augmentation")
     p.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="processes, one thread each")
     p.add_argument("--out", required=True)
+    argv = sys.argv[1:] if argv is None else argv
     a = p.parse_args(argv)
-    result = calibrate(a)
+    result = calibrate(a, argv)
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "calibration.json").write_text(json.dumps(result, indent=1) + "\n")
