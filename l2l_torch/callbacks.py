@@ -200,9 +200,10 @@ class LogSTNGrid(L.Callback):
             return
         splits = task.validation_splits
         img = task.visualize(r.params, r.buffers, self.n, splits=splits)
-        figures = {f"train_{m}": r.final[f"train_{m}"] for m in ("ssim", "mass_ratio")}
-        for split in splits:
-            ev = task.evaluate(r.params, r.buffers, split)
+        figures = {}
+        for split in ("train", *splits):  # train and val are among the final metrics already; the others are not
+            ev = ({m: r.final[f"{split}_{m}"] for m in ("ssim", "mass_ratio")} if f"{split}_ssim" in r.final
+                  else task.evaluate(r.params, r.buffers, split))
             figures.update({f"{split}_{m}": ev[m] for m in ("ssim", "mass_ratio")})
         hist = rec.to_dict()
         for logger in trainer.loggers:

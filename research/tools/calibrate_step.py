@@ -26,6 +26,7 @@ import json
 import math
 import multiprocessing
 import os
+import statistics
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -52,7 +53,7 @@ def geometric_mean(losses: list[float | None]) -> float:
     """exp(mean(log loss)); infinity when any run diverged (None) or ended at a non-positive loss."""
     if any(x is None or not math.isfinite(x) or x <= 0 for x in losses):
         return math.inf
-    return math.exp(sum(math.log(x) for x in losses) / len(losses))
+    return statistics.geometric_mean(losses)
 
 
 def select(scores: dict[float, float]) -> float:
@@ -80,6 +81,7 @@ def _init_worker(config: str, checkpoint: str, horizon: int | None, min_horizon:
                  no_augmentation: bool) -> None:
     import torch
 
+    from l2l_torch.checkpoint import load_learned_optimizer
     from l2l_torch.cli import instantiate, load_config
     from l2l_torch.pretrained import pretrained_path
     from l2l_torch.truncation import TruncationSchedule
@@ -93,18 +95,17 @@ def _init_worker(config: str, checkpoint: str, horizon: int | None, min_horizon:
     horizon = horizon or trunc.get("horizon", TruncationSchedule().horizon)
     min_horizon = min_horizon or trunc.get("min_horizon")
     path = checkpoint if Path(checkpoint).is_file() else str(pretrained_path(checkpoint))
-    # only the horizons are read off the schedule (no unroll happens here)
+    # only the horizons are read off the schedule (no unroll happens here); theta is read once and shared by the
+    # runs (each LearnedOptimizer keeps its own state)
     _WORKER.update(family=family, schedule=TruncationSchedule(horizon=horizon, unroll=1, min_horizon=min_horizon),
-                   checkpoint=path)
+                   lopt=load_learned_optimizer(path)[0])
 
 
 def _run(seed: int, multiplier: float) -> dict[str, Any]:
-    from l2l_torch.checkpoint import load_learned_optimizer
     from l2l_torch.optim import LearnedOptimizer
     from l2l_torch.training import train_optimizee
 
-    family, schedule = _WORKER["family"], _WORKER["schedule"]
-    lopt, _ = load_learned_optimizer(_WORKER["checkpoint"])
+    family, schedule, lopt = _WORKER["family"], _WORKER["schedule"], _WORKER["lopt"]
     task = family.sample(seed)
     steps = schedule.horizon_of(seed)
     start = time.perf_counter()
