@@ -5,6 +5,7 @@ import json
 import math
 
 import pytest
+import torch
 
 from l2l_torch.checkpoint import save_learned_optimizer
 from l2l_torch.learned_optimizers import LSTMOptimizer
@@ -45,12 +46,15 @@ def test_the_grid_grows_by_half_decades_past_a_winning_edge_at_most_twice():
     assert cal.extension([0.03, 0.1], 0.03, ext) == pytest.approx(0.01)
 
 
-def test_calibration_end_to_end_on_quadratics(tmp_path):
+@pytest.mark.parametrize("schedule", ["constant", "cosine"])
+def test_calibration_end_to_end_on_quadratics(tmp_path, schedule):
     ckpt = tmp_path / "optimizer.pt"
     save_learned_optimizer(LSTMOptimizer(hidden_size=4, preprocess="none"), ckpt, {"task": "quadratic"})
     cal.main(["--config", "quadratic", "--checkpoint", str(ckpt), "--multipliers", "1,0.1", "--instances", "2",
-              "--horizon", "6", "--min-horizon", "3", "--workers", "1", "--out", str(tmp_path / "out")])
+              "--horizon", "6", "--min-horizon", "3", "--workers", "1", "--schedule", schedule,
+              "--out", str(tmp_path / "out")])
     result = json.loads((tmp_path / "out" / "calibration.json").read_text())
+    assert result["schedule"] == schedule
     assert result["seeds"] == [1_009_000, 1_009_001]
     assert result["command"].startswith("python -m research.tools.calibrate_step --config quadratic")
     assert all(3 <= r["steps"] <= 6 for r in result["runs"])
@@ -60,3 +64,26 @@ def test_calibration_end_to_end_on_quadratics(tmp_path):
     assert cal.select({float(m): s for m, s in result["scores"].items()}) == result["selected"]
     md = (tmp_path / "out" / "calibration.md").read_text()
     assert f"**{result['selected']:g}**" in md and "1009001" in md
+
+
+def test_cosine_learned_optimizer_anneals_the_step_over_the_run_and_matches_the_plain_one_at_step_one():
+    from l2l_torch.optim import LearnedOptimizer
+
+    torch.manual_seed(0)
+    lopt = LSTMOptimizer(hidden_size=4, preprocess="none")
+    w0 = torch.randn(5)
+    ws = [w0.clone().requires_grad_(), w0.clone().requires_grad_()]
+    plain = LearnedOptimizer([ws[0]], lopt=lopt, lr=0.5)
+    cosine = cal.cosine_learned_optimizer([ws[1]], 4, lopt=lopt, lr=0.5)
+    lrs = []
+    for t in range(4):
+        for w, opt in zip(ws, (plain, cosine)):
+            opt.zero_grad()
+            w.pow(2).sum().backward()
+            if opt is cosine:
+                lrs.append(opt.param_groups[0]["lr"])
+            opt.step()
+        if t == 0:  # the first step uses the full lr: the same update
+            torch.testing.assert_close(ws[0], ws[1])
+    assert lrs == pytest.approx([0.5 * (1 + math.cos(math.pi * t / 4)) / 2 for t in range(4)])
+    assert not torch.allclose(ws[0], ws[1])  # later steps are smaller

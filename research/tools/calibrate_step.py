@@ -12,6 +12,10 @@ schedule (``--horizon`` and ``--min-horizon`` override its range), once per mult
 ``--no-augmentation`` unwraps every :class:`~l2l_torch.tasks.task_augmentation.AugmentedFamily` of the config,
 so that the instances are the networks themselves, as a user builds them.
 
+``--schedule cosine`` anneals each run's step from the multiplier towards 0 over the run's horizon with torch's
+:class:`~torch.optim.lr_scheduler.CosineAnnealingLR` (:func:`cosine_learned_optimizer`), as a user's training loop
+would with a known number of steps; the default keeps it constant.
+
 Score of a multiplier: the geometric mean over instances of the final training loss (each instance's loss scale
 cancels; a diverged run scores infinity). The grid is extended by half-decades (1, 3.16, 10 or 0.03, 0.01) past an
 edge that wins, at most twice on each side. Writes ``DIR/calibration.json`` (per instance and multiplier: final training loss, diverged) and
@@ -74,11 +78,32 @@ def extension(grid: list[float], best: float, extended: dict[str, int]) -> float
     return None
 
 
+def cosine_learned_optimizer(groups: Any, total_steps: int, **kwargs: Any):
+    """A :class:`~l2l_torch.optim.LearnedOptimizer` (``kwargs``) whose ``lr`` follows torch's
+    :class:`~torch.optim.lr_scheduler.CosineAnnealingLR` over ``total_steps`` optimizer steps: step ``t`` (from 1)
+    uses ``lr * (1 + cos(pi * (t - 1) / total_steps)) / 2``. The scheduler steps with the optimizer."""
+    import torch
+
+    from l2l_torch.optim import LearnedOptimizer
+
+    class CosineLearnedOptimizer(LearnedOptimizer):
+        def __init__(self) -> None:
+            super().__init__(groups, **kwargs)
+            self.scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(self, T_max=total_steps)
+
+        def step(self, closure=None):
+            loss = super().step(closure)
+            self.scheduler.step()
+            return loss
+
+    return CosineLearnedOptimizer()
+
+
 _WORKER: dict[str, Any] = {}
 
 
 def _init_worker(config: str, checkpoint: str, horizon: int | None, min_horizon: int | None,
-                 no_augmentation: bool) -> None:
+                 no_augmentation: bool, schedule: str = "constant") -> None:
     import torch
 
     from l2l_torch.checkpoint import load_learned_optimizer
@@ -98,7 +123,7 @@ def _init_worker(config: str, checkpoint: str, horizon: int | None, min_horizon:
     # only the horizons are read off the schedule (no unroll happens here); theta is read once and shared by the
     # runs (each LearnedOptimizer keeps its own state)
     _WORKER.update(family=family, schedule=TruncationSchedule(horizon=horizon, unroll=1, min_horizon=min_horizon),
-                   lopt=load_learned_optimizer(path)[0])
+                   lopt=load_learned_optimizer(path)[0], step_schedule=schedule)
 
 
 def _run(seed: int, multiplier: float) -> dict[str, Any]:
@@ -109,7 +134,13 @@ def _run(seed: int, multiplier: float) -> dict[str, Any]:
     task = family.sample(seed)
     steps = schedule.horizon_of(seed)
     start = time.perf_counter()
-    r = train_optimizee(task, lambda groups: LearnedOptimizer(groups, lopt=lopt, lr=multiplier), steps, seed)
+    if _WORKER["step_schedule"] == "cosine":
+        def make(groups):
+            return cosine_learned_optimizer(groups, steps, lopt=lopt, lr=multiplier)
+    else:
+        def make(groups):
+            return LearnedOptimizer(groups, lopt=lopt, lr=multiplier)
+    r = train_optimizee(task, make, steps, seed)
     loss = r.final.get("train_loss", math.nan)
     mixture = hasattr(family, "family_index")
     label = family.family_label(seed) if mixture else family.name
@@ -128,7 +159,7 @@ def calibrate(a: argparse.Namespace, argv: list[str]) -> dict[str, Any]:
     grid = [float(x) for x in a.multipliers.split(",")]
     runs: list[dict[str, Any]] = []
     extended = {"up": 0, "down": 0}
-    init = (a.config, a.checkpoint, a.horizon, a.min_horizon, a.no_augmentation)
+    init = (a.config, a.checkpoint, a.horizon, a.min_horizon, a.no_augmentation, a.schedule)
     if a.workers > 1:  # spawned processes, one thread each (forking a process that has run torch is unsafe)
         pool = ProcessPoolExecutor(a.workers, mp_context=multiprocessing.get_context("spawn"),
                                    initializer=_init_worker, initargs=init)
@@ -155,6 +186,7 @@ def calibrate(a: argparse.Namespace, argv: list[str]) -> dict[str, Any]:
         wins[min(mine, key=mine.get)] += 1
     return {"command": " ".join(["python -m research.tools.calibrate_step", *argv]),
             "config": a.config, "checkpoint": a.checkpoint, "augmentation": not a.no_augmentation,
+            "schedule": a.schedule,
             "horizon": a.horizon, "min_horizon": a.min_horizon, "seeds": seeds,
             "scores": {f"{m:g}": v for m, v in sorted(scores.items(), reverse=True)},
             "wins": {f"{m:g}": v for m, v in sorted(wins.items(), reverse=True)}, "selected": best,
@@ -200,6 +232,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--horizon", type=int, help="longest horizon (default: the config's)")
     p.add_argument("--min-horizon", type=int, help="shortest horizon (default: the config's)")
     p.add_argument("--no-augmentation", action="store_true", help="the networks without task augmentation")
+    p.add_argument("--schedule", choices=("constant", "cosine"), default="constant",
+                   help="the step over each run: constant, or annealed to 0 by a cosine over the run's horizon")
     p.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="processes, one thread each")
     p.add_argument("--out", required=True)
     argv = sys.argv[1:] if argv is None else argv
