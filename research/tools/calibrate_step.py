@@ -34,6 +34,7 @@ import statistics
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -134,12 +135,8 @@ def _run(seed: int, multiplier: float) -> dict[str, Any]:
     task = family.sample(seed)
     steps = schedule.horizon_of(seed)
     start = time.perf_counter()
-    if _WORKER["step_schedule"] == "cosine":
-        def make(groups):
-            return cosine_learned_optimizer(groups, steps, lopt=lopt, lr=multiplier)
-    else:
-        def make(groups):
-            return LearnedOptimizer(groups, lopt=lopt, lr=multiplier)
+    make = (partial(cosine_learned_optimizer, total_steps=steps, lopt=lopt, lr=multiplier)
+            if _WORKER["step_schedule"] == "cosine" else partial(LearnedOptimizer, lopt=lopt, lr=multiplier))
     r = train_optimizee(task, make, steps, seed)
     loss = r.final.get("train_loss", math.nan)
     mixture = hasattr(family, "family_index")

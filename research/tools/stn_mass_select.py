@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import statistics
 import sys
 import time
@@ -49,7 +50,7 @@ def mass_excess(ratios: Mapping[str, float], caps: Mapping[str, float], min_mass
     total = 0.0
     for split, cap in caps.items():
         r = ratios[split]
-        if not torch.isfinite(torch.tensor(r)):
+        if not math.isfinite(r):
             return float("inf")
         total += max(0.0, r - cap) + max(0.0, min_mass - r)
     return total
