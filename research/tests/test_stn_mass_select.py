@@ -9,8 +9,13 @@ import torch
 
 from l2l_torch.tasks.base import VAL_SEED_OFFSET
 from l2l_torch.tasks.stn import STNTask
-from research.tools.stn_mass_select import (OUT_OF_BOUNDS, MassCappedSTNFamily, MassCappedSTNTask, mass_excess,
-                                            measure_caps)
+from research.tools.stn_mass_select import (
+    OUT_OF_BOUNDS,
+    MassCappedSTNFamily,
+    MassCappedSTNTask,
+    mass_excess,
+    measure_caps,
+)
 from tests.test_affnist import fake_sets
 
 
