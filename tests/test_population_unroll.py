@@ -65,6 +65,19 @@ def _mlps() -> list[Task]:
             for seed in range(3)]
 
 
+def _assert_close(a: Tensor, b: Tensor, norm_rtol: float | None = None, norm_atol: float = 0.0, **tol) -> None:
+    """``torch.testing.assert_close(a, b, **tol)``; with ``norm_rtol``, instead ``||a - b|| <= norm_rtol * ||b|| +
+    norm_atol`` over the whole tensor (float32 parity: a sum's rounding depends on the CPU's kernels, so a coordinate
+    where terms cancel can differ by more than an elementwise tolerance allows, while the tensor agrees to float32
+    accuracy)."""
+    if norm_rtol is None:
+        return torch.testing.assert_close(a, b, **tol)
+    assert a.shape == b.shape and a.dtype == b.dtype
+    err, ref = float((a - b).double().norm()), float(b.double().norm())
+    bound = norm_rtol * ref + norm_atol
+    assert err <= bound, f"||a - b|| = {err:.3g} > {norm_rtol:g} * ||b|| + {norm_atol:g} = {bound:.3g}"
+
+
 def _assert_same_tree(a, b, **tol) -> None:
     la, sa = tree_flatten(a)
     lb, sb = tree_flatten(b)
@@ -72,7 +85,7 @@ def _assert_same_tree(a, b, **tol) -> None:
     for x, y in zip(la, lb, strict=True):
         if isinstance(x, Tensor):
             assert x.shape == y.shape and x.dtype == y.dtype
-            torch.testing.assert_close(x, y, **tol)
+            _assert_close(x, y, **tol)
         else:
             assert x == y
 
@@ -94,10 +107,10 @@ def _compare(lopt: LearnedOptimizerBase, tasks: Callable[[], list[Task]], mode: 
                                     materialize_grads=True)
         assert any(float(g.abs().max()) > 0 for g in g_ref)
         for a, b in zip(g_out, g_ref, strict=True):
-            torch.testing.assert_close(a, b, **tol)
+            _assert_close(a, b, **tol)
         for r, o in zip(ref, out, strict=True):
             for name in ("meta_loss", "losses", "update_size"):
-                torch.testing.assert_close(getattr(o, name), getattr(r, name), **tol)
+                _assert_close(getattr(o, name), getattr(r, name), **tol)
             assert float(o.update_size) > 0
             assert o.state.step == r.state.step
             _assert_same_tree(o.state.params, r.state.params, **tol)
@@ -147,7 +160,9 @@ def test_population_keeps_second_order_terms():
 @needs_data("FashionMNIST")
 @pytest.mark.parametrize("arch", ["lstm_flat", "small_fc"])
 def test_population_equals_one_by_one_on_fashion_mnist_in_float32(arch, tmp_path, monkeypatch):
-    """The shipped kind of task (an MLP on Fashion-MNIST) in float32: equal up to float32 rounding."""
+    """The shipped kind of task (an MLP on Fashion-MNIST) in float32: equal up to float32 rounding, per tensor (a
+    difference of 1e-5 of a tensor's norm is some 100 float32 roundings, and 1e-6 the floor for tensors near 0; an
+    error in the population path is of order 1)."""
     from l2l_torch.tasks.image_classification import ImageClassificationFamily
 
     monkeypatch.setenv("L2L_CACHE_DIR", str(tmp_path / "l2l_cache"))
@@ -155,7 +170,7 @@ def test_population_equals_one_by_one_on_fashion_mnist_in_float32(arch, tmp_path
     fam = ImageClassificationFamily(dataset="fashion_mnist", model="mlp", hidden=[6], subset=300, batch_size=8,
                                     data_dir=str(SHARED_DATA))
     make, mode = LOPTS[arch]
-    _compare(make(), lambda: [fam.sample(s) for s in range(3)], mode, rtol=1e-4, atol=1e-6)
+    _compare(make(), lambda: [fam.sample(s) for s in range(3)], mode, norm_rtol=1e-5, norm_atol=1e-6)
 
 
 def test_step_mode_and_obstacles():
