@@ -82,22 +82,16 @@ def extension(grid: list[float], best: float, extended: dict[str, int]) -> float
 def cosine_learned_optimizer(groups: Any, total_steps: int, **kwargs: Any):
     """A :class:`~l2l_torch.optim.LearnedOptimizer` (``kwargs``) whose ``lr`` follows torch's
     :class:`~torch.optim.lr_scheduler.CosineAnnealingLR` over ``total_steps`` optimizer steps: step ``t`` (from 1)
-    uses ``lr * (1 + cos(pi * (t - 1) / total_steps)) / 2``. The scheduler steps with the optimizer."""
+    uses ``lr * (1 + cos(pi * (t - 1) / total_steps)) / 2``. The scheduler steps after each optimizer step (a step
+    post-hook)."""
     import torch
 
     from l2l_torch.optim import LearnedOptimizer
 
-    class CosineLearnedOptimizer(LearnedOptimizer):
-        def __init__(self) -> None:
-            super().__init__(groups, **kwargs)
-            self.scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(self, T_max=total_steps)
-
-        def step(self, closure=None):
-            loss = super().step(closure)
-            self.scheduler.step()
-            return loss
-
-    return CosineLearnedOptimizer()
+    opt = LearnedOptimizer(groups, **kwargs)
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=total_steps)
+    opt.register_step_post_hook(lambda *_: scheduler.step())
+    return opt
 
 
 _WORKER: dict[str, Any] = {}

@@ -56,6 +56,19 @@ def mass_excess(ratios: Mapping[str, float], caps: Mapping[str, float], min_mass
     return total
 
 
+def mass_ratios(task: STNTask, final: Mapping[str, float], params: Mapping[str, Tensor],
+                buffers: Mapping[str, Tensor], splits) -> dict[str, float]:
+    """The mean mass ratio of each of ``splits`` under the trained STN: from the run's ``final`` metrics when they
+    hold it (``val``), else evaluated."""
+    return {s: final[f"{s}_mass_ratio"] if f"{s}_mass_ratio" in final
+            else task.evaluate(params, buffers, s)["mass_ratio"] for s in splits}
+
+
+def _bounds_description(mass_caps: Mapping[str, float], min_mass: float) -> dict[str, Any]:
+    """The mass bounds, for ``describe`` (empty when off)."""
+    return {"mass_caps": dict(mass_caps), "min_mass": min_mass} if mass_caps else {}
+
+
 class MassCappedSTNTask(STNTask):
     """:class:`~l2l_torch.tasks.stn.STNTask` whose validation number bounds the validation digits' mass ratios.
 
@@ -76,9 +89,8 @@ class MassCappedSTNTask(STNTask):
 
     def validation_mass_ratios(self, final: Mapping[str, float], params: Mapping[str, Tensor],
                                buffers: Mapping[str, Tensor]) -> dict[str, float]:
-        """The mean mass ratio of each capped split under the trained STN (``val``'s from ``final`` when there)."""
-        return {s: final[f"{s}_mass_ratio"] if f"{s}_mass_ratio" in final
-                else self.evaluate(params, buffers, s)["mass_ratio"] for s in self.mass_caps}
+        """The mean mass ratio of each capped split under the trained STN (:func:`mass_ratios`)."""
+        return mass_ratios(self, final, params, buffers, self.mass_caps)
 
     def validation_loss(self, final: Mapping[str, float], params: Mapping[str, Tensor] | None = None,
                         buffers: Mapping[str, Tensor] | None = None) -> float:
@@ -93,8 +105,7 @@ class MassCappedSTNTask(STNTask):
         return loss if excess == 0 else OUT_OF_BOUNDS + excess
 
     def describe(self) -> dict[str, Any]:
-        return {**super().describe(), **({"mass_caps": self.mass_caps, "min_mass": self.min_mass}
-                                         if self.mass_caps else {})}
+        return {**super().describe(), **_bounds_description(self.mass_caps, self.min_mass)}
 
 
 class MassCappedSTNFamily(STNFamily):
@@ -119,8 +130,7 @@ class MassCappedSTNFamily(STNFamily):
                                       f"({caps})" if self.mass_caps else "")
 
     def describe(self) -> dict[str, Any]:
-        return {**super().describe(), **({"mass_caps": self.mass_caps, "min_mass": self.min_mass}
-                                         if self.mass_caps else {})}
+        return {**super().describe(), **_bounds_description(self.mass_caps, self.min_mass)}
 
 
 def measure_caps(family: STNFamily, lr: float, instances: int, steps: int, margin: float) -> dict[str, Any]:
@@ -136,8 +146,8 @@ def measure_caps(family: STNFamily, lr: float, instances: int, steps: int, margi
                             keep_params=True)
         if r.diverged:
             raise RuntimeError(f"Adam at lr {lr} diverged on validation instance {i}")
-        for split in task.validation_splits:
-            per_split.setdefault(split, []).append(task.evaluate(r.params, r.buffers, split)["mass_ratio"])
+        for split, ratio in mass_ratios(task, r.final, r.params, r.buffers, task.validation_splits).items():
+            per_split.setdefault(split, []).append(ratio)
     means = {s: statistics.fmean(v) for s, v in per_split.items()}
     return {"lr": lr, "instances": instances, "steps": steps, "margin": margin,
             "first_instance": VAL_SEED_OFFSET, "mean_mass_ratio": means,
