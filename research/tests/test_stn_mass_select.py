@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import math
+from pathlib import Path
 
 import pytest
 import torch
+import yaml
 
 from l2l_torch.tasks.base import VAL_SEED_OFFSET
 from l2l_torch.tasks.stn import STNTask
@@ -74,3 +77,12 @@ def test_measure_caps_trains_adam_on_validation_instances_and_scales_its_mean_ra
         assert len(values) == 2 and values[0] != values[1]  # two instances, two different STNs
         assert out["mean_mass_ratio"][split] == pytest.approx(sum(values) / 2)
         assert out["caps"][split] == pytest.approx(1.1 * out["mean_mass_ratio"][split])
+
+
+def test_the_recipe_caps_are_the_measured_caps_rounded():
+    """The caps in the STN config are caps.json's, rounded to 4 decimals, for every capped split."""
+    root = Path(__file__).resolve().parents[2]
+    measured = json.loads((root / "research/experiments/stn_mass_select/caps.json").read_text())["caps"]
+    config = yaml.safe_load((root / "research/experiments/stn_mass_select/affnist_mass_select.yaml").read_text())
+    caps = config["model"]["task"]["init_args"]["mass_caps"]
+    assert caps == {s: round(c, 4) for s, c in measured.items()}
