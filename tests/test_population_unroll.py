@@ -162,9 +162,9 @@ def test_population_keeps_second_order_terms():
 def test_population_equals_one_by_one_on_fashion_mnist_in_float32(arch, tmp_path, monkeypatch):
     """The shipped kind of task (an MLP on Fashion-MNIST) in float32: equal up to float32 rounding, per tensor, in norm
     (1e-4 of a tensor's norm, and 1e-6 the floor for tensors near 0; an error in the population path is of order 1).
-    The float64 tests above hold the paths to 1e-9 (relative); here the rounding of the two paths' different kernels adds up
-    over the unroll and its backward: one meta-gradient tensor of small_fc differed by 2.3e-5 of its norm on an AMD
-    EPYC CPU (and one coordinate by 1.9e-6 on an Intel CPU), so 1e-5 was tighter than float32 allows."""
+    The float64 tests above hold the paths to 1e-9 (relative); here the rounding of the two paths' different
+    kernels adds up over the unroll and its backward: one meta-gradient tensor of small_fc differed by 2.3e-5 of its
+    norm on an AMD EPYC CPU (and one coordinate by 1.9e-6 on an Intel CPU), so 1e-5 was tighter than float32 allows."""
     from l2l_torch.tasks.image_classification import ImageClassificationFamily
 
     monkeypatch.setenv("L2L_CACHE_DIR", str(tmp_path / "l2l_cache"))

@@ -1,11 +1,14 @@
-"""Image classification with a research-only meta-objective term on accuracy (``research/experiments/fmnist_t1_soft_error``).
+"""Image classification with a research-only meta-objective term on accuracy.
+
+Used by ``research/experiments/fmnist_t1_soft_error``.
 
 On fmnist_t1 the learned LSTMs reach a lower test cross-entropy than tuned Adam but a lower test accuracy: the
 meta-objective (the optimizee's cross-entropy along its training) rewards the loss, the goal is the accuracy. Here the
 learned optimizer's meta-loss adds ``weight * soft error`` at every optimizee step, the soft error of a fresh
-training batch (drawn from a stream of the instance's own) being ``mean(1 - softmax(output)[label])``, a smooth stand-in for the error rate; checkpoint selection
-uses the validation error ``1 - val_accuracy``. The optimizee itself still trains on cross-entropy alone, so an
-optimizer meta-trained here is deployed and evaluated like any other (``evaluate.py --task fmnist_t1``).
+training batch (drawn from a stream of the instance's own) being ``mean(1 - softmax(output)[label])``, a smooth
+stand-in for the error rate; checkpoint selection uses the validation error ``1 - val_accuracy``. The optimizee
+itself still trains on cross-entropy alone, so an optimizer meta-trained here is deployed and evaluated like any
+other (``evaluate.py --task fmnist_t1``).
 """
 
 from __future__ import annotations
@@ -35,7 +38,11 @@ class SoftErrorTask(ImageClassificationTask):
         self.weight = weight
         # the term's batches come from a stream of their own, so that the optimizee's training batches (the shared
         # generator's) are the plain task's; it is not part of a checkpoint (a resumed run draws other term batches)
-        self._term_generator = torch.Generator(device=self.device).manual_seed(self.seed)
+        self._term_generator = self._fresh_term_generator()
+
+    def _fresh_term_generator(self) -> torch.Generator:
+        """The term's batch stream on :attr:`device`, from the instance's seed."""
+        return torch.Generator(device=self.device).manual_seed(self.seed)
 
     @classmethod
     def like(cls, task: ImageClassificationTask, weight: float) -> SoftErrorTask:
@@ -59,7 +66,7 @@ class SoftErrorTask(ImageClassificationTask):
     def to(self, device: torch.device | str) -> SoftErrorTask:
         super().to(device)
         if self._term_generator.device != self.device:
-            self._term_generator = torch.Generator(device=self.device).manual_seed(self.seed)
+            self._term_generator = self._fresh_term_generator()
         return self
 
     def describe(self) -> dict[str, Any]:
