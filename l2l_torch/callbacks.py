@@ -37,6 +37,7 @@ class ExportBestOptimizer(L.Callback):
     def __init__(self, dirpath: str | None = None, monitor: str = "val/loss") -> None:
         self.dirpath, self.monitor = dirpath, monitor
         self.best = math.inf
+        self._before_fit: dict[str, Any] | None = None  # the selection of a validation before meta-training
 
     def path(self, trainer: L.Trainer) -> Path:
         return Path(self.dirpath or trainer.log_dir or ".") / "optimizer.pt"
@@ -48,9 +49,18 @@ class ExportBestOptimizer(L.Callback):
         if value is None or not math.isfinite(float(value)) or float(value) >= self.best:
             return
         self.best = float(value)
-        self._write(pl_module, {"validated": True, "selected_by": self.monitor, "selected_value": self.best,
-                                "metrics": {k: float(v) for k, v in trainer.callback_metrics.items()
-                                            if k.startswith("val/")}}, trainer)
+        selection = {"validated": True, "selected_by": self.monitor, "selected_value": self.best,
+                     "metrics": {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")}}
+        self._before_fit = selection if trainer.state.fn != "fit" else None
+        self._write(pl_module, selection, trainer)
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        """Write again an optimizer selected by a validation before meta-training (the warm start, meta-step 0):
+        its metadata then names the meta-training's settings, such as ``meta_lr``, that exist only once fit has
+        set up the meta-optimizer. Its weights have not changed since."""
+        if self._before_fit is not None and trainer.is_global_zero:
+            self._write(pl_module, self._before_fit, trainer)
+        self._before_fit = None
 
     def export_on_interrupt(self, trainer: L.Trainer, pl_module: L.LightningModule) -> str:
         """Called when meta-training stops on a signal at a meta-step boundary. Returns what ``optimizer.pt``

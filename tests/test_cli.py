@@ -143,7 +143,7 @@ def test_evaluate_reuses_baselines(tmp_path):
 
 def test_warm_start_is_validated_before_meta_training(tmp_path):
     """A warm-started run validates its starting point (meta-step 0): if meta-training never beats it,
-    the exported optimizer is the warm start itself."""
+    the exported optimizer is the warm start itself, and its optimizer.json names the run's meta learning rate."""
     import torch
 
     import train
@@ -155,9 +155,10 @@ def test_warm_start_is_validated_before_meta_training(tmp_path):
     train.main(["--task", "quadratic", "--out", str(tmp_path / "out"), "--trainer.max_steps", "1",
                 "--model.val_every", "50", "--model.val_tasks", "2", "--model.val_horizon", "3",
                 "--model.truncation.unroll", "3", "--model.truncation.horizon", "6",
-                "--model.lopt.init_args.init_from", str(tmp_path / "start.pt")])
+                "--model.lopt.init_args.init_from", str(tmp_path / "start.pt"), "--optimizer.lr", "0.0123"])
     meta = json.loads((tmp_path / "out" / "optimizer.json").read_text())
     assert meta["global_step"] == 0 and meta["selected_by"] == "val/loss"
+    assert meta["meta_lr"] == 0.0123  # the meta-training's settings, though selected before it started
     exported, _ = load_learned_optimizer(tmp_path / "out" / "optimizer.pt")
     for a, b in zip(exported.parameters(), start.parameters(), strict=True):
         torch.testing.assert_close(a, b)
