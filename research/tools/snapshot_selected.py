@@ -1,0 +1,98 @@
+"""Keep every optimizer that validation selects during one meta-training run, with the run time it was selected at.
+
+    python -m research.tools.snapshot_selected watch RUN_DIR OUT_DIR --pid PID [--every 2]
+    python -m research.tools.snapshot_selected at OUT_DIR --minutes 30 60 120 [--steps 2000]
+
+``train.py`` overwrites ``RUN_DIR/optimizer.pt`` (and ``optimizer.json``) whenever a validation beats the best so far,
+so at the end only the run's overall selection is left. This watcher polls ``optimizer.json`` until process ``PID``
+exits and copies both files to ``OUT_DIR/step<N>/`` each time a new meta-step ``N`` is selected, appending a line to
+``OUT_DIR/selections.tsv``: seconds since the watcher started, meta-step, selected metric. What a shorter time budget
+would have selected is then the last line before that budget, e.g. the 30- and 60-minute points of a 120-minute run
+(start the watcher with the run: its clock and the trainer's time budget both start with the process, within seconds).
+``at`` prints those: for each budget in minutes (or in meta-steps), the folder of the optimizer selected by then.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import time
+from pathlib import Path
+
+
+def alive(pid: int) -> bool:
+    """Whether process ``pid`` still runs."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def selected_step(meta_path: Path) -> tuple[int, float] | None:
+    """The (meta-step, selected value) of ``optimizer.json``, or None while it is absent or half-written."""
+    try:
+        meta = json.loads(meta_path.read_text())
+    except (OSError, ValueError):
+        return None
+    return int(meta["global_step"]), float(meta.get("selected_value") or float("nan"))
+
+
+def selected_at(rows: list[tuple[float, int]], seconds: float = float("inf"), steps: float = float("inf")) -> int | None:
+    """The meta-step selected by a budget of ``seconds`` or ``steps`` (the last of ``rows``, (seconds, meta-step) in
+    the order written, within it); None when nothing was selected by then."""
+    within = [step for t, step in rows if t <= seconds and step <= steps]
+    return within[-1] if within else None
+
+
+def read_selections(out_dir: Path) -> list[tuple[float, int]]:
+    """The (seconds, meta-step) rows of ``out_dir/selections.tsv``."""
+    lines = (out_dir / "selections.tsv").read_text().splitlines()[1:]
+    return [(float(t), int(step)) for t, step, _ in (line.split("\t") for line in lines)]
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    w = sub.add_parser("watch", help="copy each selection of a running meta-training")
+    w.add_argument("run_dir", type=Path, help="the run's output folder (--out of train.py)")
+    w.add_argument("out_dir", type=Path, help="where the selections are copied")
+    w.add_argument("--pid", type=int, required=True, help="the meta-training process; the watcher stops with it")
+    w.add_argument("--every", type=float, default=2.0, help="seconds between polls (default 2)")
+    at = sub.add_parser("at", help="the selection a shorter budget would have made")
+    at.add_argument("out_dir", type=Path, help="the watcher's folder")
+    at.add_argument("--minutes", type=float, nargs="*", default=[], help="time budgets")
+    at.add_argument("--steps", type=int, nargs="*", default=[], help="meta-step budgets")
+    a = ap.parse_args(argv)
+    if a.cmd == "at":
+        rows = read_selections(a.out_dir)
+        for budget, kw in [(f"{m:g} min", {"seconds": 60 * m}) for m in a.minutes] + \
+                          [(f"{s} meta-steps", {"steps": s}) for s in a.steps]:
+            step = selected_at(rows, **kw)
+            print(f"{budget}\t{'nothing selected' if step is None else a.out_dir / f'step{step}'}")
+        return
+    a.out_dir.mkdir(parents=True, exist_ok=True)
+    start, last = time.monotonic(), None
+    table = a.out_dir / "selections.tsv"
+    table.write_text("seconds\tmeta_step\tselected_value\n")
+    while True:
+        running = alive(a.pid)  # read before the poll, so a selection written just before the exit is kept
+        sel = selected_step(a.run_dir / "optimizer.json")
+        if sel is not None and sel[0] != last:
+            step, value = sel
+            dest = a.out_dir / f"step{step}"
+            dest.mkdir(exist_ok=True)
+            for name in ("optimizer.pt", "optimizer.json"):  # the .pt is written before its .json
+                shutil.copy2(a.run_dir / name, dest / name)
+            with table.open("a") as f:
+                f.write(f"{time.monotonic() - start:.0f}\t{step}\t{value:.6g}\n")
+            last = step
+        if not running:
+            break
+        time.sleep(a.every)
+
+
+if __name__ == "__main__":
+    main()
