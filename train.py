@@ -312,7 +312,8 @@ def plan(out: Path, trainer, module) -> str:
     hp = module.hparams
     start = f", warm-started from {module.lopt.warm_started_from}" if module.lopt.warm_started_from else ""
     return (f"plan: meta-train {module.lopt.arch_name} ({type(module.estimator).__name__}{start}) for at most "
-            + (" or ".join(limits) or "an unlimited number of meta-steps") + ", whichever comes first\n"
+            + (" or ".join(limits) or "an unlimited number of meta-steps")
+            + (", whichever comes first" if len(limits) > 1 else "") + "\n"
             f"      every {hp.get('val_every')} meta-steps it validates on {hp.get('val_tasks')} held-out task "
             f"instances; the best so far is written to {out / 'optimizer.pt'}")
 

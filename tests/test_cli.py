@@ -269,6 +269,26 @@ def test_train_says_its_plan_once_before_it_starts(finished_run):
     assert output.index("plan: ") < output.index("meta-step")
 
 
+def test_plan_names_only_the_limits_the_run_has(tmp_path):
+    """A run limited by time alone (``--trainer.max_steps -1``) says so, without "whichever comes first"."""
+    from types import SimpleNamespace
+
+    from lightning.pytorch.callbacks import Timer
+
+    import train
+    from l2l_torch.estimators import TruncatedBPTT
+
+    module = SimpleNamespace(lopt=SimpleNamespace(arch_name="lstm", warm_started_from=None), estimator=TruncatedBPTT(),
+                             hparams={"val_every": 25, "val_tasks": 4})
+    for max_steps, duration, said in ((-1, "00:02:00:00", "for at most 2:00:00 (h:mm:ss)\n"),
+                                      (2000, None, "for at most 2000 meta-steps\n"),
+                                      (2000, "00:00:28:00", "2000 meta-steps or 0:28:00 (h:mm:ss), whichever comes first\n"),
+                                      (-1, None, "for at most an unlimited number of meta-steps\n")):
+        callbacks = [Timer(duration=duration)] if duration else []
+        text = train.plan(tmp_path, SimpleNamespace(callbacks=callbacks, max_steps=max_steps), module)
+        assert said in text, text
+
+
 def test_train_says_where_its_outputs_went(finished_run):
     out, output = finished_run
     assert "done: meta-step 7 of 7" in output
