@@ -30,7 +30,8 @@ FRESH = "research/experiments/headline_fresh"
 HEADLINE: list[tuple[str, str, str]] = [
     ("small_fc_warmup_pes", "Fashion-MNIST MLP 784-20-10", f"{FRESH}/fmnist_t1/small_fc_warmup_pes"),
     ("hyper_adam_fmnist_t1", "Fashion-MNIST MLP 784-20-10", f"{FRESH}/fmnist_t1/hyper_adam_fmnist_t1"),
-    ("fmnist_t1 (paper LSTM)", "Fashion-MNIST MLP 784-20-10", f"{FRESH}/fmnist_t1/fmnist_t1"),
+    ("fmnist_t1 (paper LSTM)", "Fashion-MNIST MLP 784-20-10",
+     "research/experiments/fmnist_t1_time_budget/min120/fresh_instances"),
     ("small_fc_warmup_pes", "Fashion-MNIST MLP 784-20-20-10", f"{FRESH}/fmnist_t3/small_fc_warmup_pes"),
     ("fmnist_t3 (paper LSTM)", "Fashion-MNIST MLP 784-20-20-10", f"{FRESH}/fmnist_t3/fmnist_t3"),
     ("small_fc_warmup_pes", "CIFAR-10 conv+dense CNN", f"{FRESH}/cifar_convdense/small_fc_warmup_pes"),
