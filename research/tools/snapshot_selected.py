@@ -53,6 +53,30 @@ def read_selections(out_dir: Path) -> list[tuple[float, int]]:
     return [(float(t), int(step)) for t, step, _ in (line.split("\t") for line in lines)]
 
 
+def watch(run_dir: Path, out_dir: Path, pid: int, every: float = 2.0) -> None:
+    """Copy each new selection of the run in ``run_dir`` to ``out_dir/step<N>/`` and log it in
+    ``out_dir/selections.tsv``, polling every ``every`` seconds until process ``pid`` exits."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    start, last = time.monotonic(), None
+    table = out_dir / "selections.tsv"
+    table.write_text("seconds\tmeta_step\tselected_value\n")
+    while True:
+        running = alive(pid)  # read before the poll, so a selection written just before the exit is kept
+        sel = selected_step(run_dir / "optimizer.json")
+        if sel is not None and sel[0] != last:
+            step, value = sel
+            dest = out_dir / f"step{step}"
+            dest.mkdir(exist_ok=True)
+            for name in ("optimizer.pt", "optimizer.json"):  # the .pt is written before its .json
+                shutil.copy2(run_dir / name, dest / name)
+            with table.open("a") as f:
+                f.write(f"{time.monotonic() - start:.0f}\t{step}\t{value:.6g}\n")
+            last = step
+        if not running:
+            break
+        time.sleep(every)
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -73,25 +97,7 @@ def main(argv: list[str] | None = None) -> None:
             step = selected_at(rows, **kw)
             print(f"{budget}\t{'nothing selected' if step is None else a.out_dir / f'step{step}'}")
         return
-    a.out_dir.mkdir(parents=True, exist_ok=True)
-    start, last = time.monotonic(), None
-    table = a.out_dir / "selections.tsv"
-    table.write_text("seconds\tmeta_step\tselected_value\n")
-    while True:
-        running = alive(a.pid)  # read before the poll, so a selection written just before the exit is kept
-        sel = selected_step(a.run_dir / "optimizer.json")
-        if sel is not None and sel[0] != last:
-            step, value = sel
-            dest = a.out_dir / f"step{step}"
-            dest.mkdir(exist_ok=True)
-            for name in ("optimizer.pt", "optimizer.json"):  # the .pt is written before its .json
-                shutil.copy2(a.run_dir / name, dest / name)
-            with table.open("a") as f:
-                f.write(f"{time.monotonic() - start:.0f}\t{step}\t{value:.6g}\n")
-            last = step
-        if not running:
-            break
-        time.sleep(a.every)
+    watch(a.run_dir, a.out_dir, a.pid, a.every)
 
 
 if __name__ == "__main__":
