@@ -5,8 +5,10 @@
 
 ``train.py`` overwrites ``RUN_DIR/optimizer.pt`` (and ``optimizer.json``) whenever a validation beats the best so far,
 so at the end only the run's overall selection is left. This watcher polls ``optimizer.json`` until process ``PID``
-exits and copies both files to ``OUT_DIR/step<N>/`` each time a new meta-step ``N`` is selected, appending a line to
-``OUT_DIR/selections.tsv``: seconds since the watcher started, meta-step, selected metric. What a shorter time budget
+exits and, each time it names a new selection, copies ``optimizer.pt`` to ``OUT_DIR/step<N>/``, appending a line to
+``OUT_DIR/selections.tsv``: seconds since the watcher started, meta-step, selected metric. ``N`` and the copy's
+``optimizer.json`` are read from the copied file's own metadata, not from the run's ``optimizer.json``: the run may
+select again between the two reads, and the ``.pt`` (written atomically, before its ``.json``) is then the newer. What a shorter time budget
 would have selected is then the last line before that budget, e.g. the 30- and 60-minute points of a 120-minute run
 (start the watcher with the run: its clock and the trainer's time budget both start with the process, within seconds).
 ``at`` prints those: for each budget in minutes (or in meta-steps), the folder of the optimizer selected by then.
@@ -20,6 +22,8 @@ import os
 import shutil
 import time
 from pathlib import Path
+
+from l2l_torch.checkpoint import read_checkpoint
 
 
 def alive(pid: int) -> bool:
@@ -53,6 +57,20 @@ def read_selections(out_dir: Path) -> list[tuple[float, int]]:
     return [(float(t), int(step)) for t, step, _ in (line.split("\t") for line in lines)]
 
 
+def snapshot(run_dir: Path, out_dir: Path) -> tuple[int, float, Path]:
+    """Copy ``run_dir/optimizer.pt`` to ``out_dir/step<N>/`` with its metadata as ``optimizer.json`` beside it, N
+    being the meta-step recorded in the copied file. Returns (N, selected value, the folder)."""
+    incoming = out_dir / "incoming.pt"
+    shutil.copy2(run_dir / "optimizer.pt", incoming)  # one open file: a rename in the run during the copy is harmless
+    meta = read_checkpoint(incoming)["meta"]
+    step = int(meta["global_step"])
+    dest = out_dir / f"step{step}"
+    dest.mkdir(exist_ok=True)
+    os.replace(incoming, dest / "optimizer.pt")
+    (dest / "optimizer.json").write_text(json.dumps(meta, indent=2, default=str))
+    return step, float(meta.get("selected_value") or float("nan")), dest
+
+
 def watch(run_dir: Path, out_dir: Path, pid: int, every: float = 2.0) -> None:
     """Copy each new selection of the run in ``run_dir`` to ``out_dir/step<N>/`` and log it in
     ``out_dir/selections.tsv``, polling every ``every`` seconds until process ``pid`` exits."""
@@ -64,14 +82,11 @@ def watch(run_dir: Path, out_dir: Path, pid: int, every: float = 2.0) -> None:
         running = alive(pid)  # read before the poll, so a selection written just before the exit is kept
         sel = selected_step(run_dir / "optimizer.json")
         if sel is not None and sel[0] != last:
-            step, value = sel
-            dest = out_dir / f"step{step}"
-            dest.mkdir(exist_ok=True)
-            for name in ("optimizer.pt", "optimizer.json"):  # the .pt is written before its .json
-                shutil.copy2(run_dir / name, dest / name)
-            with table.open("a") as f:
-                f.write(f"{time.monotonic() - start:.0f}\t{step}\t{value:.6g}\n")
-            last = step
+            step, value, _ = snapshot(run_dir, out_dir)
+            if step != last:
+                with table.open("a") as f:
+                    f.write(f"{time.monotonic() - start:.0f}\t{step}\t{value:.6g}\n")
+                last = step
         if not running:
             break
         time.sleep(every)
