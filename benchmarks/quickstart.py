@@ -1,4 +1,5 @@
-"""Time the README's two first commands on this machine: ``python train.py --task quadratic`` and the test suite.
+"""Time the README's two first commands on this machine: ``python train.py --task quadratic`` and the test suite
+(``bash scripts/test.sh``, which installs the project into ``.venv`` first when it is not there yet).
 
     python benchmarks/quickstart.py --out DIR                 # DIR/quickstart.json
     python benchmarks/quickstart.py --out DIR --no-tests      # the training command only
@@ -52,8 +53,8 @@ def main(argv: list[str] | None = None) -> None:
                                   "exported_meta_step": exported.get("global_step", exported.get("meta_step")),
                                   "last_lines": proc.stdout.strip().splitlines()[-6:]}}
     if not a.no_tests:
-        seconds, proc = timed([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"], env)
-        result["test_suite"] = {"command": "python -m pytest -q", "seconds": round(seconds, 1),
+        seconds, proc = timed(["bash", "scripts/test.sh", "-p", "no:cacheprovider"], env)
+        result["test_suite"] = {"command": "bash scripts/test.sh", "seconds": round(seconds, 1),
                                 "returncode": proc.returncode, "summary": proc.stdout.strip().splitlines()[-1:]}
     (a.out / "quickstart.json").write_text(json.dumps(result, indent=1) + "\n")
     print(json.dumps(result, indent=1))

@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
 # Install l2l_torch with its test extra into ./.venv and run the test suite.
 # Usage: bash scripts/test.sh [pytest args...]
+# The suite runs in L2L_TEST_WORKERS pytest-xdist processes (default 2; 0 runs it in this process), each with
+# OMP_NUM_THREADS threads (default 1): most of its time is Python start-up and small subprocess runs, which
+# one process leaves on one core.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
@@ -22,9 +25,9 @@ quiet python -m pip install -q -e ".[test]"
 # needs a dataset folder missing there is skipped, and says which folder.
 export L2L_DATA_DIR="${L2L_DATA_DIR:-$(cd .. && pwd)/shared/data}"
 export L2L_CACHE_DIR="${L2L_CACHE_DIR:-$PWD/.cache/l2l_torch}"
-export OMP_NUM_THREADS="${OMP_NUM_THREADS:-2}"
+export OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}"
 set +e
-python -m pytest -q "$@"
+python -m pytest -q -n "${L2L_TEST_WORKERS:-2}" "$@"
 rc=$?
 set -e
 if [ "$rc" -eq 5 ]; then
