@@ -8,9 +8,10 @@ so at the end only the run's overall selection is left. This watcher polls ``opt
 exits and, each time it names a new selection, copies ``optimizer.pt`` to ``OUT_DIR/step<N>/``, appending a line to
 ``OUT_DIR/selections.tsv``: seconds since the watcher started, meta-step, selected metric. ``N`` and the copy's
 ``optimizer.json`` are read from the copied file's own metadata, not from the run's ``optimizer.json``: the run may
-select again between the two reads, and the ``.pt`` (written atomically, before its ``.json``) is then the newer. What a shorter time budget
-would have selected is then the last line before that budget, e.g. the 30- and 60-minute points of a 120-minute run
-(start the watcher with the run: its clock and the trainer's time budget both start with the process, within seconds).
+select again between the two reads, and the ``.pt`` (written atomically, before its ``.json``) is then the newer.
+What a shorter time budget would have selected is then the last line before that budget, e.g. the 30- and 60-minute
+points of a 120-minute run (start the watcher with the run: its clock and the trainer's time budget both start with
+the process, within seconds).
 ``at`` prints those: for each budget in minutes (or in meta-steps), the folder of the optimizer selected by then.
 """
 
