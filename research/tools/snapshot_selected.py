@@ -36,13 +36,13 @@ def alive(pid: int) -> bool:
     return True
 
 
-def selected_step(meta_path: Path) -> tuple[int, float] | None:
-    """The (meta-step, selected value) of ``optimizer.json``, or None while it is absent or half-written."""
+def selected_step(meta_path: Path) -> int | None:
+    """The meta-step ``optimizer.json`` names, or None while it is absent or half-written (only a sign that the run
+    selected again: what is kept is read from the copied ``.pt``, :func:`snapshot`)."""
     try:
-        meta = json.loads(meta_path.read_text())
+        return int(json.loads(meta_path.read_text())["global_step"])
     except (OSError, ValueError):
         return None
-    return int(meta["global_step"]), float(meta.get("selected_value") or float("nan"))
 
 
 def selected_at(rows: list[tuple[float, int]], seconds: float = float("inf"), steps: float = float("inf")) -> int | None:
@@ -81,8 +81,8 @@ def watch(run_dir: Path, out_dir: Path, pid: int, every: float = 2.0) -> None:
     table.write_text("seconds\tmeta_step\tselected_value\n")
     while True:
         running = alive(pid)  # read before the poll, so a selection written just before the exit is kept
-        sel = selected_step(run_dir / "optimizer.json")
-        if sel is not None and sel[0] != last:
+        named = selected_step(run_dir / "optimizer.json")
+        if named is not None and named != last:
             step, value, _ = snapshot(run_dir, out_dir)
             if step != last:
                 with table.open("a") as f:
