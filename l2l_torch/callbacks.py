@@ -3,7 +3,6 @@ warped digits of a held-out STN in TensorBoard."""
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 from typing import Any
@@ -11,7 +10,7 @@ from typing import Any
 import lightning as L
 from lightning.pytorch.callbacks import Timer, TQDMProgressBar
 
-from l2l_torch.checkpoint import save_learned_optimizer
+from l2l_torch.checkpoint import save_learned_optimizer, write_meta_json
 
 
 class ExportBestOptimizer(L.Callback):
@@ -77,7 +76,7 @@ class ExportBestOptimizer(L.Callback):
         meta = {**pl_module.describe(), **selection}
         path = self.path(trainer)
         save_learned_optimizer(pl_module.lopt, path, meta)
-        path.with_suffix(".json").write_text(json.dumps(meta, indent=2, default=str))
+        write_meta_json(path, meta)
 
     def state_dict(self):
         return {"best": self.best}

@@ -30,6 +30,7 @@ This module imports no architecture: each one adds itself to :data:`REGISTRY` wi
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 from collections.abc import Mapping
@@ -100,6 +101,15 @@ def save_learned_optimizer(lopt: nn.Module, path: str | os.PathLike, meta: dict[
             raise ValueError(f"refusing to save a learned optimizer with non-finite weights ({k})")
     atomic_torch_save({"format": FORMAT, "version": VERSION, "arch": lopt.arch_name,
                        "config": lopt.config(), "state_dict": state, "meta": dict(meta or {})}, path)
+
+
+def write_meta_json(path: str | os.PathLike, meta: Mapping[str, Any]) -> Path:
+    """Write ``meta`` (an optimizer file's metadata) as the human-readable ``.json`` beside the optimizer file
+    ``path`` (``optimizer.pt`` -> ``optimizer.json``). Values JSON cannot hold are written as strings.
+    Returns the ``.json`` path."""
+    out = Path(path).with_suffix(".json")
+    out.write_text(json.dumps(dict(meta), indent=2, default=str))
+    return out
 
 
 def safe_torch_load(path: str | os.PathLike, what: str, mmap: bool = False) -> Any:

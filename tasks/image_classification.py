@@ -121,6 +121,7 @@ class ImageClassificationFamily(DataTaskFamily):
     """
 
     datamodule_class = ImageDataModule
+    task_class: type[ImageClassificationTask] = ImageClassificationTask  # a subclass's instances may be a variant
     data_keys = {"source": "source", "data_dir": "data_dir", "val_fraction": "val_fraction",
                  "split_seed": "split_seed", "subset": "subset"}
 
@@ -171,8 +172,12 @@ class ImageClassificationFamily(DataTaskFamily):
         info = DATASETS[self.dataset]
         module = build_model(self.model, info.shape, info.num_classes, self.hidden, self.activation, self.channels,
                              self.batchnorm, self.pooling)
-        return ImageClassificationTask(seed, self.data(), module, self.batch_size, self.train_eval_size,
-                                       self.eval_batch_size, (info.mean, info.std))
+        return self.task_class(seed, self.data(), module, self.batch_size, self.train_eval_size,
+                               self.eval_batch_size, (info.mean, info.std), **self.task_options())
+
+    def task_options(self) -> dict[str, Any]:
+        """Keyword arguments of :attr:`task_class` beyond those every instance gets (none here)."""
+        return {}
 
     def describe(self) -> dict[str, Any]:
         cnn = {"channels": self.channels, "batchnorm": self.batchnorm, "pooling": self.pooling} if self.model == "cnn" else {}

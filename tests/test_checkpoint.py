@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import pickle
 from pathlib import Path
 
@@ -9,7 +10,7 @@ import pytest
 import torch
 
 from l2l_torch import CheckpointError, LSTMOptimizer, load_learned_optimizer, save_learned_optimizer
-from l2l_torch.checkpoint import VERSION, read_checkpoint
+from l2l_torch.checkpoint import VERSION, read_checkpoint, write_meta_json
 from l2l_torch.export import export, lopt_from_lightning
 from l2l_torch.export import main as export_main
 from tests.helpers import smoke_train
@@ -34,6 +35,14 @@ def test_round_trip_weights_only(tmp_path):
     for (k, a), (_, b) in zip(lopt.state_dict().items(), ref.state_dict().items()):
         assert torch.equal(a, b), k
     assert oct(path.stat().st_mode & 0o777) != oct(0o600)  # readable like any file the user writes
+
+
+def test_meta_json_beside_the_optimizer_file_matches_its_metadata(tmp_path):
+    path = _saved(tmp_path)
+    meta = read_checkpoint(path)["meta"]
+    out = write_meta_json(path, {**meta, "folder": tmp_path})
+    assert out == tmp_path / "optimizer.json"
+    assert json.loads(out.read_text()) == {**meta, "folder": str(tmp_path)}  # a Path is written as its string
 
 
 def test_missing_file(tmp_path):

@@ -20,8 +20,9 @@ def _task(weight: float | None) -> ImageClassificationTask:
             for split in ("train", "val", "test")}
     torch.manual_seed(0)
     module = nn.Sequential(nn.Flatten(), nn.Linear(64, 5), nn.Tanh(), nn.Linear(5, 10))
-    plain = ImageClassificationTask(3, data, module, batch_size=6)
-    return plain if weight is None else SoftErrorTask.like(plain, weight)
+    if weight is None:
+        return ImageClassificationTask(3, data, module, batch_size=6)
+    return SoftErrorTask(3, data, module, batch_size=6, weight=weight)
 
 
 def test_soft_error_is_the_mean_probability_mass_off_the_label():

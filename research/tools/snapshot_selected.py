@@ -24,7 +24,7 @@ import shutil
 import time
 from pathlib import Path
 
-from l2l_torch.checkpoint import read_checkpoint
+from l2l_torch.checkpoint import read_checkpoint, write_meta_json
 
 
 def alive(pid: int) -> bool:
@@ -68,7 +68,7 @@ def snapshot(run_dir: Path, out_dir: Path) -> tuple[int, float, Path]:
     dest = out_dir / f"step{step}"
     dest.mkdir(exist_ok=True)
     os.replace(incoming, dest / "optimizer.pt")
-    (dest / "optimizer.json").write_text(json.dumps(meta, indent=2, default=str))
+    write_meta_json(dest / "optimizer.pt", meta)
     return step, float(meta.get("selected_value") or float("nan")), dest
 
 

@@ -44,12 +44,6 @@ class SoftErrorTask(ImageClassificationTask):
         """The term's batch stream on :attr:`device`, from the instance's seed."""
         return torch.Generator(device=self.device).manual_seed(self.seed)
 
-    @classmethod
-    def like(cls, task: ImageClassificationTask, weight: float) -> SoftErrorTask:
-        """The same instance (seed, data, network, batch size, evaluation settings) with the soft-error term."""
-        return cls(task.seed, task.data, task.module, task.batch_size, task.train_eval_size, task.eval_batch_size,
-                   task.normalization, weight=weight)
-
     def meta_penalty(self, params: Mapping[str, Tensor], buffers: Mapping[str, Tensor],
                      generator: torch.Generator) -> Tensor | None:
         if not self.weight:
@@ -81,8 +75,10 @@ class SoftErrorFamily(ImageClassificationFamily):
         super().__init__(*args, **kwargs)
         self.soft_error_weight = soft_error_weight
 
-    def sample(self, seed: int) -> SoftErrorTask:
-        return SoftErrorTask.like(super().sample(seed), self.soft_error_weight)
+    task_class = SoftErrorTask
+
+    def task_options(self) -> dict[str, Any]:
+        return {"weight": self.soft_error_weight}
 
     def describe(self) -> dict[str, Any]:
         return {**super().describe(), "soft_error_weight": self.soft_error_weight}
