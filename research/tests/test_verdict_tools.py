@@ -77,3 +77,31 @@ def test_the_ablation_row_averages_over_runs_and_counts_runs_at_the_goal(tmp_pat
     assert cells[-2:] == ["2 / 3", "1 / 3"]  # the third misses the SSIM bar; the second the 1s mass cap
     line, _ = stn_ablation.row("one run", dirs[:1], "adam_tuned")
     assert "0.850 (–)" in line
+
+
+def test_recipes_against_the_first_are_welch_tests_holm_corrected(tmp_path, capsys):
+    def recipe(name: str, ssims: list[float]) -> str:
+        dirs = []
+        for i, v in enumerate(ssims):
+            d = tmp_path / f"{name}{i}"
+            d.mkdir()
+            res = _stn_results("lstm", {s: [v] * 3 for s in stn_goal.SETS}, {s: 1.0 + v / 10 for s in stn_goal.SETS})
+            res["optimizers"]["adam_tuned"].update({f"{s}_ssim": {"mean": 0.72} for s in stn_goal.SETS})
+            (d / "results.json").write_text(json.dumps(res))
+            dirs.append(str(d))
+        return f"{name}={','.join(dirs)}"
+
+    stn_ablation.main([recipe("base", [0.80, 0.81, 0.82]), recipe("same", [0.805, 0.81, 0.815]),
+                       recipe("lower", [0.70, 0.71, 0.72]), "--versus-first"])
+    out = capsys.readouterr().out
+    assert out.count("| same | 3 |") == 1  # the ablation table's row, then the comparisons
+    below = out.split("Against the first recipe (base)", 1)[1]
+    rows = {tuple(c.strip() for c in line.strip("|").split("|")[:2]): line.strip("|").split("|")[2:]
+            for line in below.splitlines() if line.startswith(("| same |", "| lower |"))}
+    assert len(rows) == 12  # two recipes x six figures
+    assert float(rows[("lower", "SSIM 8s")][0]) == pytest.approx(-0.10)
+    assert rows[("lower", "SSIM 8s")][-1].strip() == "worse" and rows[("same", "SSIM 1s")][-1].strip() == "level"
+    assert rows[("lower", "mass ratio 6s")][-1].strip() == "differs"
+    p = [float(rows[("lower", f)][1]) for f in ("SSIM 8s", "SSIM 6s", "SSIM 1s")]
+    p_holm = [float(rows[("lower", f)][2]) for f in ("SSIM 8s", "SSIM 6s", "SSIM 1s")]
+    assert all(h >= q for h, q in zip(p_holm, p)) and max(p_holm) < 0.05

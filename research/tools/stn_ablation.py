@@ -9,6 +9,10 @@ runs, the mean over runs of each run's mean SSIM and foreground-mass ratio on un
 standard error over runs (sample std / sqrt(runs); "–" for one run), and how many runs meet each part of the
 STN goal of :mod:`research.tools.stn_goal` (SSIM at least the reference's minus one SE, mass ratio within 0.8
 and 1.1 x the reference's). A last row gives the reference itself, from the first run's folder.
+
+``--versus-first`` adds, below the table, each later recipe against the first on each of the six figures: the
+difference of the means over runs, and Welch's t-test over the runs' means (the runs of two recipes are
+different meta-training runs, so the test is unpaired), Holm-corrected across every test listed.
 """
 
 from __future__ import annotations
@@ -19,8 +23,12 @@ import statistics
 from pathlib import Path
 from typing import Any
 
+from l2l_torch.stats import ALPHA, holm, unpaired_comparison, verdict
 from research.tools.research_report import learned_name
 from research.tools.stn_goal import SETS, goal
+
+FIGURES = [(f"SSIM {s[4:]}s", i, "ssim") for i, s in enumerate(SETS)] + \
+    [(f"mass ratio {s[4:]}s", i, "mass") for i, s in enumerate(SETS)]
 
 
 def _mean_se(xs: list[float]) -> str:
@@ -29,10 +37,39 @@ def _mean_se(xs: list[float]) -> str:
     return f"{m:.3f}" + (f" ± {se:.3f}" if se is not None else " (–)")
 
 
+def run_goals(dirs: list[Path], reference: str) -> tuple[list[list[dict[str, Any]]], list[dict[str, Any]]]:
+    """Per run (folder): the rows of :func:`~research.tools.stn_goal.goal`, and the run's results."""
+    runs = [json.loads((d / "results.json").read_text()) for d in dirs]
+    return [goal(r, learned_name(r), reference) for r in runs], runs
+
+
+def versus_first(recipes: list[tuple[str, list[list[dict[str, Any]]]]]) -> list[str]:
+    """Lines comparing each recipe after the first with the first (``recipes``: name and :func:`run_goals`
+    rows), on every figure of :data:`FIGURES`: the difference of the means over runs, Welch's p and its Holm
+    adjustment across all the tests listed, and the verdict at 5 %. SSIM is better higher; a mass ratio is
+    judged by no direction (its goal is a band), so its verdict says "differs" or "level"."""
+    (first, base), tests = recipes[0], []
+    for name, goals in recipes[1:]:
+        for label, i, key in FIGURES:
+            a, b = ([g[i][key] for g in gs] for gs in (goals, base))
+            sd = [statistics.stdev(x) if len(x) > 1 else float("nan") for x in (a, b)]
+            tests.append((name, label, key, unpaired_comparison((statistics.fmean(a), sd[0], len(a)),
+                                                                (statistics.fmean(b), sd[1], len(b)),
+                                                                population_std=False)))
+    adjusted = holm([t["p"] for *_, t in tests])
+    lines = [f"Against the first recipe ({first}): difference of the means over runs, Welch's t-test over the "
+             f"runs' means, Holm-corrected across these {len(tests)} tests.", "",
+             "| recipe | figure | difference | p | p (Holm) | verdict |", "|---|---|---|---|---|---|"]
+    for (name, label, key, t), p in zip(tests, adjusted):
+        v = verdict(t["mean_diff"], p, lower_is_better=False) if key == "ssim" else \
+            ("differs" if p < ALPHA else "level")
+        lines.append(f"| {name} | {label} | {t['mean_diff']:+.3f} | {t['p']:.2g} | {p:.2g} | {v} |")
+    return lines
+
+
 def row(name: str, dirs: list[Path], reference: str) -> tuple[str, dict[str, Any]]:
     """The Markdown row of one recipe, and the first run's results (for the reference row)."""
-    runs = [json.loads((d / "results.json").read_text()) for d in dirs]
-    goals = [goal(r, learned_name(r), reference) for r in runs]
+    goals, runs = run_goals(dirs, reference)
     ssim = [_mean_se([g[i]["ssim"] for g in goals]) for i in range(len(SETS))]
     mass = [_mean_se([g[i]["mass"] for g in goals]) for i in range(len(SETS))]
     n_ssim = sum(all(r["ssim_met"] for r in g) for g in goals)
@@ -45,21 +82,27 @@ def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("rows", nargs="+", help="NAME=DIR[,DIR...]: one recipe's evaluate.py output folders")
     ap.add_argument("--reference", default="adam_tuned", help="the baseline of the goal (default adam_tuned)")
+    ap.add_argument("--versus-first", action="store_true",
+                    help="below the table, each later recipe against the first (Welch, Holm-corrected)")
     a = ap.parse_args(argv)
     print("| recipe | runs | SSIM 8s | 6s | 1s | mass ratio 8s | 6s | 1s | runs at the SSIM goal "
           "| runs at the whole goal |")
     print("|---|---|---|---|---|---|---|---|---|---|")
-    first = None
+    first, recipes = None, []
     for spec in a.rows:
         name, sep, dirs = spec.partition("=")
         if not sep or not dirs:
             ap.error(f"expected NAME=DIR[,DIR...], got {spec!r}")
-        line, res = row(name, [Path(d) for d in dirs.split(",")], a.reference)
+        folders = [Path(d) for d in dirs.split(",")]
+        line, res = row(name, folders, a.reference)
         first = first or res
+        recipes.append((name, run_goals(folders, a.reference)[0]))
         print(line)
     ref = first["optimizers"][a.reference]
     cells = [f"{ref[f'{s}_{m}']['mean']:.3f}" for m in ("ssim", "mass_ratio") for s in SETS]
     print(f"| {a.reference} (the reference) | – | " + " | ".join(cells) + " | | |")
+    if a.versus_first and len(recipes) > 1:
+        print("\n" + "\n".join(versus_first(recipes)))
 
 
 if __name__ == "__main__":
