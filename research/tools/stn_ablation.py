@@ -70,12 +70,17 @@ def versus_first(recipes: list[tuple[str, list[list[dict[str, Any]]]]]) -> list[
 def row(name: str, dirs: list[Path], reference: str) -> tuple[str, dict[str, Any]]:
     """The Markdown row of one recipe, and the first run's results (for the reference row)."""
     goals, runs = run_goals(dirs, reference)
+    return row_of(name, goals), runs[0]
+
+
+def row_of(name: str, goals: list[list[dict[str, Any]]]) -> str:
+    """The Markdown row of one recipe from its runs' :func:`run_goals` rows."""
     ssim = [_mean_se([g[i]["ssim"] for g in goals]) for i in range(len(SETS))]
     mass = [_mean_se([g[i]["mass"] for g in goals]) for i in range(len(SETS))]
     n_ssim = sum(all(r["ssim_met"] for r in g) for g in goals)
     n_all = sum(all(r["ssim_met"] and r["mass_met"] for r in g) for g in goals)
-    cells = [name, str(len(runs)), *ssim, *mass, f"{n_ssim} / {len(runs)}", f"{n_all} / {len(runs)}"]
-    return "| " + " | ".join(cells) + " |", runs[0]
+    cells = [name, str(len(goals)), *ssim, *mass, f"{n_ssim} / {len(goals)}", f"{n_all} / {len(goals)}"]
+    return "| " + " | ".join(cells) + " |"
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -93,11 +98,10 @@ def main(argv: list[str] | None = None) -> None:
         name, sep, dirs = spec.partition("=")
         if not sep or not dirs:
             ap.error(f"expected NAME=DIR[,DIR...], got {spec!r}")
-        folders = [Path(d) for d in dirs.split(",")]
-        line, res = row(name, folders, a.reference)
-        first = first or res
-        recipes.append((name, run_goals(folders, a.reference)[0]))
-        print(line)
+        goals, runs = run_goals([Path(d) for d in dirs.split(",")], a.reference)
+        first = first or runs[0]
+        recipes.append((name, goals))
+        print(row_of(name, goals))
     ref = first["optimizers"][a.reference]
     cells = [f"{ref[f'{s}_{m}']['mean']:.3f}" for m in ("ssim", "mass_ratio") for s in SETS]
     print(f"| {a.reference} (the reference) | – | " + " | ".join(cells) + " | | |")
