@@ -79,25 +79,35 @@ def test_the_ablation_row_averages_over_runs_and_counts_runs_at_the_goal(tmp_pat
     assert "0.850 (–)" in line
 
 
+def _recipe(tmp_path, name: str, ssims: list[float]) -> str:
+    """A recipe argument of stn_ablation: one evaluation folder per run, SSIM ``ssims[i]`` on every set."""
+    dirs = []
+    for i, v in enumerate(ssims):
+        d = tmp_path / f"{name}{i}"
+        d.mkdir()
+        res = _stn_results("lstm", {s: [v] * 3 for s in stn_goal.SETS}, {s: 1.0 + v / 10 for s in stn_goal.SETS})
+        res["optimizers"]["adam_tuned"].update({f"{s}_ssim": {"mean": 0.72} for s in stn_goal.SETS})
+        (d / "results.json").write_text(json.dumps(res))
+        dirs.append(str(d))
+    return f"{name}={','.join(dirs)}"
+
+
+def _comparisons(out: str, first: str) -> dict[tuple[str, str], list[str]]:
+    below = out.split(f"Against the first recipe ({first})", 1)[1]
+    return {tuple(c.strip() for c in line.strip("|").split("|")[:2]): line.strip("|").split("|")[2:]
+            for line in below.splitlines() if line.startswith("| ") and "---" not in line
+            and not line.startswith("| recipe |")}
+
+
 def test_recipes_against_the_first_are_welch_tests_holm_corrected(tmp_path, capsys):
     def recipe(name: str, ssims: list[float]) -> str:
-        dirs = []
-        for i, v in enumerate(ssims):
-            d = tmp_path / f"{name}{i}"
-            d.mkdir()
-            res = _stn_results("lstm", {s: [v] * 3 for s in stn_goal.SETS}, {s: 1.0 + v / 10 for s in stn_goal.SETS})
-            res["optimizers"]["adam_tuned"].update({f"{s}_ssim": {"mean": 0.72} for s in stn_goal.SETS})
-            (d / "results.json").write_text(json.dumps(res))
-            dirs.append(str(d))
-        return f"{name}={','.join(dirs)}"
+        return _recipe(tmp_path, name, ssims)
 
     stn_ablation.main([recipe("base", [0.80, 0.81, 0.82]), recipe("same", [0.805, 0.81, 0.815]),
                        recipe("lower", [0.70, 0.71, 0.72]), "--versus-first"])
     out = capsys.readouterr().out
     assert out.count("| same | 3 |") == 1  # the ablation table's row, then the comparisons
-    below = out.split("Against the first recipe (base)", 1)[1]
-    rows = {tuple(c.strip() for c in line.strip("|").split("|")[:2]): line.strip("|").split("|")[2:]
-            for line in below.splitlines() if line.startswith(("| same |", "| lower |"))}
+    rows = _comparisons(out, "base")
     assert len(rows) == 12  # two recipes x six figures
     assert float(rows[("lower", "SSIM 8s")][0]) == pytest.approx(-0.10)
     assert rows[("lower", "SSIM 8s")][-1].strip() == "worse" and rows[("same", "SSIM 1s")][-1].strip() == "level"
@@ -105,3 +115,23 @@ def test_recipes_against_the_first_are_welch_tests_holm_corrected(tmp_path, caps
     p = [float(rows[("lower", f)][1]) for f in ("SSIM 8s", "SSIM 6s", "SSIM 1s")]
     p_holm = [float(rows[("lower", f)][2]) for f in ("SSIM 8s", "SSIM 6s", "SSIM 1s")]
     assert all(h >= q for h, q in zip(p_holm, p)) and max(p_holm) < 0.05
+
+
+def test_checkpoints_of_the_same_runs_are_compared_by_a_paired_test(tmp_path, capsys):
+    # each run's other checkpoint is 0.01 lower, give or take 0.001: the spread between runs (0.05) hides it from
+    # Welch's test, the pairing by run does not
+    base, other = [0.80, 0.85, 0.90, 0.82], [0.789, 0.841, 0.889, 0.811]
+    args = [_recipe(tmp_path, "validated", base), _recipe(tmp_path, "last", other), "--versus-first"]
+    stn_ablation.main(args)
+    welch = _comparisons(capsys.readouterr().out, "validated")
+    stn_ablation.main([*args, "--paired"])
+    out = capsys.readouterr().out
+    paired = _comparisons(out, "validated")
+    assert "the paired t-test over the runs" in out
+    assert welch[("last", "SSIM 8s")][-1].strip() == "level"
+    assert paired[("last", "SSIM 8s")][-1].strip() == "worse"
+    assert float(paired[("last", "SSIM 8s")][0]) == pytest.approx(-0.01)
+    with pytest.raises(SystemExit):  # three runs cannot be paired with four
+        stn_ablation.main([args[0], _recipe(tmp_path, "fewer", other[:3]), "--versus-first", "--paired"])
+    with pytest.raises(SystemExit):  # --paired alone compares nothing
+        stn_ablation.main(args[:2] + ["--paired"])

@@ -12,7 +12,10 @@ and 1.1 x the reference's). A last row gives the reference itself, from the firs
 
 ``--versus-first`` adds, below the table, each later recipe against the first on each of the six figures: the
 difference of the means over runs, and Welch's t-test over the runs' means (the runs of two recipes are
-different meta-training runs, so the test is unpaired), Holm-corrected across every test listed.
+different meta-training runs, so the test is unpaired), Holm-corrected across every test listed. With
+``--paired`` the later recipes are other checkpoints of the first recipe's runs, listed in the same order (for
+example the last meta-step of each run against the one validation selected): the test is then the paired t-test
+over the runs.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ import statistics
 from pathlib import Path
 from typing import Any
 
-from l2l_torch.stats import ALPHA, holm, unpaired_comparison, verdict
+from l2l_torch.stats import ALPHA, holm, paired_comparison, unpaired_comparison, verdict
 from research.tools.research_report import learned_name
 from research.tools.stn_goal import SETS, goal
 
@@ -43,22 +46,34 @@ def run_goals(dirs: list[Path], reference: str) -> tuple[list[list[dict[str, Any
     return [goal(r, learned_name(r), reference) for r in runs], runs
 
 
-def versus_first(recipes: list[tuple[str, list[list[dict[str, Any]]]]]) -> list[str]:
+def versus_first(recipes: list[tuple[str, list[list[dict[str, Any]]]]], paired: bool = False) -> list[str]:
     """Lines comparing each recipe after the first with the first (``recipes``: name and :func:`run_goals`
-    rows), on every figure of :data:`FIGURES`: the difference of the means over runs, Welch's p and its Holm
+    rows), on every figure of :data:`FIGURES`: the difference of the means over runs, the p-value of Welch's
+    t-test (``paired``: of the paired t-test over runs, the recipes' runs listed in the same order) and its Holm
     adjustment across all the tests listed, and the verdict at 5 %. SSIM is better higher; a mass ratio is
-    judged by no direction (its goal is a band), so its verdict says "differs" or "level"."""
+    judged by no direction (its goal is a band), so its verdict says "differs" or "level". A test without a
+    p-value (fewer than two runs, or a paired difference without spread) counts as p = 1.
+
+    Raises:
+        ValueError: ``paired`` and a recipe has another number of runs than the first.
+    """
     (first, base), tests = recipes[0], []
     for name, goals in recipes[1:]:
+        if paired and len(goals) != len(base):
+            raise ValueError(f"cannot pair the {len(goals)} runs of {name!r} with the {len(base)} of {first!r}")
         for label, i, key in FIGURES:
             a, b = ([g[i][key] for g in gs] for gs in (goals, base))
-            sd = [statistics.stdev(x) if len(x) > 1 else float("nan") for x in (a, b)]
-            tests.append((name, label, key, unpaired_comparison((statistics.fmean(a), sd[0], len(a)),
-                                                                (statistics.fmean(b), sd[1], len(b)),
-                                                                population_std=False)))
-    adjusted = holm([t["p"] for *_, t in tests])
-    lines = [f"Against the first recipe ({first}): difference of the means over runs, Welch's t-test over the "
-             f"runs' means, Holm-corrected across these {len(tests)} tests.", "",
+            if paired:
+                t = paired_comparison(a, b)
+            else:
+                sd = [statistics.stdev(x) if len(x) > 1 else float("nan") for x in (a, b)]
+                t = unpaired_comparison((statistics.fmean(a), sd[0], len(a)), (statistics.fmean(b), sd[1], len(b)),
+                                        population_std=False)
+            tests.append((name, label, key, t))
+    adjusted = holm([t["p"] if t["p"] == t["p"] else 1.0 for *_, t in tests])
+    test = "the paired t-test over the runs" if paired else "Welch's t-test over the runs' means"
+    lines = [f"Against the first recipe ({first}): difference of the means over runs, {test}, Holm-corrected "
+             f"across these {len(tests)} tests.", "",
              "| recipe | figure | difference | p | p (Holm) | verdict |", "|---|---|---|---|---|---|"]
     for (name, label, key, t), p in zip(tests, adjusted):
         v = verdict(t["mean_diff"], p, lower_is_better=False) if key == "ssim" else \
@@ -89,6 +104,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--reference", default="adam_tuned", help="the baseline of the goal (default adam_tuned)")
     ap.add_argument("--versus-first", action="store_true",
                     help="below the table, each later recipe against the first (Welch, Holm-corrected)")
+    ap.add_argument("--paired", action="store_true",
+                    help="with --versus-first: the recipes are checkpoints of the same runs, in the same order "
+                         "(paired t-test over the runs)")
     a = ap.parse_args(argv)
     print("| recipe | runs | SSIM 8s | 6s | 1s | mass ratio 8s | 6s | 1s | runs at the SSIM goal "
           "| runs at the whole goal |")
@@ -105,8 +123,13 @@ def main(argv: list[str] | None = None) -> None:
     ref = first["optimizers"][a.reference]
     cells = [f"{ref[f'{s}_{m}']['mean']:.3f}" for m in ("ssim", "mass_ratio") for s in SETS]
     print(f"| {a.reference} (the reference) | – | " + " | ".join(cells) + " | | |")
+    if a.paired and not a.versus_first:
+        ap.error("--paired goes with --versus-first")
     if a.versus_first and len(recipes) > 1:
-        print("\n" + "\n".join(versus_first(recipes)))
+        try:
+            print("\n" + "\n".join(versus_first(recipes, a.paired)))
+        except ValueError as e:
+            ap.error(str(e))
 
 
 if __name__ == "__main__":
