@@ -103,7 +103,11 @@ def test_pes_needs_a_positive_sigma_and_keeps_its_perturbations_across_a_checkpo
     states = pes.start(lopt, [init_unroll(lopt, quadratic64(), 0)])
     assert len(states) == 2 and all(torch.count_nonzero(x) == 0 for x in pes.xi)
     est = pes.estimate(lopt, states, 2, None)
-    assert est.grad is not None and "pes_var" in est.logs and not est.meta_loss.requires_grad
+    assert est.grad is not None and not est.meta_loss.requires_grad
+    assert "pes_var" not in est.logs  # one pair: no variance over pairs to log
+    two = PES(sigma=0.1)
+    est2 = two.estimate(lopt, two.start(lopt, [init_unroll(lopt, quadratic64(), s) for s in (0, 1)]), 2, None)
+    assert torch.isfinite(est2.logs["pes_var"]) and est2.logs["pes_var"] > 0
     again = PES(sigma=0.1)
     assert again.load_state_dict(pes.state_dict(), "cpu")
     torch.testing.assert_close(again.xi[0], pes.xi[0])

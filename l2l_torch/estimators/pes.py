@@ -126,7 +126,8 @@ def pes_estimate(lopt: LearnedOptimizerBase, pairs: list[tuple[UnrollState, Unro
 class PES(GradientEstimator):
     """Persistent Evolution Strategies with antithetic pairs: each task instance is run by two particles, with
     theta perturbed by ``+eps`` and ``-eps`` (a fresh ``eps`` per truncation), and each pair accumulates its
-    perturbations (``xi``) while its optimizee lives. The estimate's variance is logged as ``pes_var``.
+    perturbations (``xi``) while its optimizee lives. With two or more pairs (``tasks_per_step`` >= 2) the
+    estimate's variance over the pairs is logged as ``pes_var``; one pair has none to log.
 
     Args:
         sigma: standard deviation of the perturbations of theta.
@@ -154,7 +155,7 @@ class PES(GradientEstimator):
                            self.batched)
         self.xi = est.xi
         meta_loss = torch.stack([r.meta_loss.detach() for r in est.results]).mean()  # the gradient is est.grad
-        return Estimate(est.results, meta_loss, est.grad, {"pes_var": est.variance})
+        return Estimate(est.results, meta_loss, est.grad, {"pes_var": est.variance} if len(states) > 2 else {})
 
     def state_dict(self) -> dict[str, Any]:
         return {"xi": [x.detach().cpu() for x in self.xi]}
