@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import statistics
 from pathlib import Path
 from typing import Any
@@ -70,7 +71,7 @@ def versus_first(recipes: list[tuple[str, list[list[dict[str, Any]]]]], paired: 
                 t = unpaired_comparison((statistics.fmean(a), sd[0], len(a)), (statistics.fmean(b), sd[1], len(b)),
                                         population_std=False)
             tests.append((name, label, key, t))
-    adjusted = holm([t["p"] if t["p"] == t["p"] else 1.0 for *_, t in tests])
+    adjusted = holm([1.0 if math.isnan(t["p"]) else t["p"] for *_, t in tests])
     test = "the paired t-test over the runs" if paired else "Welch's t-test over the runs' means"
     lines = [f"Against the first recipe ({first}): difference of the means over runs, {test}, Holm-corrected "
              f"across these {len(tests)} tests.", "",
@@ -108,6 +109,8 @@ def main(argv: list[str] | None = None) -> None:
                     help="with --versus-first: the recipes are checkpoints of the same runs, in the same order "
                          "(paired t-test over the runs)")
     a = ap.parse_args(argv)
+    if a.paired and not a.versus_first:
+        ap.error("--paired goes with --versus-first")
     print("| recipe | runs | SSIM 8s | 6s | 1s | mass ratio 8s | 6s | 1s | runs at the SSIM goal "
           "| runs at the whole goal |")
     print("|---|---|---|---|---|---|---|---|---|---|")
@@ -123,8 +126,6 @@ def main(argv: list[str] | None = None) -> None:
     ref = first["optimizers"][a.reference]
     cells = [f"{ref[f'{s}_{m}']['mean']:.3f}" for m in ("ssim", "mass_ratio") for s in SETS]
     print(f"| {a.reference} (the reference) | – | " + " | ".join(cells) + " | | |")
-    if a.paired and not a.versus_first:
-        ap.error("--paired goes with --versus-first")
     if a.versus_first and len(recipes) > 1:
         try:
             print("\n" + "\n".join(versus_first(recipes, a.paired)))
