@@ -100,11 +100,8 @@ def _comparisons(out: str, first: str) -> dict[tuple[str, str], list[str]]:
 
 
 def test_recipes_against_the_first_are_welch_tests_holm_corrected(tmp_path, capsys):
-    def recipe(name: str, ssims: list[float]) -> str:
-        return _recipe(tmp_path, name, ssims)
-
-    stn_ablation.main([recipe("base", [0.80, 0.81, 0.82]), recipe("same", [0.805, 0.81, 0.815]),
-                       recipe("lower", [0.70, 0.71, 0.72]), "--versus-first"])
+    stn_ablation.main([_recipe(tmp_path, "base", [0.80, 0.81, 0.82]), _recipe(tmp_path, "same", [0.805, 0.81, 0.815]),
+                       _recipe(tmp_path, "lower", [0.70, 0.71, 0.72]), "--versus-first"])
     out = capsys.readouterr().out
     assert out.count("| same | 3 |") == 1  # the ablation table's row, then the comparisons
     rows = _comparisons(out, "base")

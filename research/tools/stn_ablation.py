@@ -111,9 +111,6 @@ def main(argv: list[str] | None = None) -> None:
     a = ap.parse_args(argv)
     if a.paired and not a.versus_first:
         ap.error("--paired goes with --versus-first")
-    print("| recipe | runs | SSIM 8s | 6s | 1s | mass ratio 8s | 6s | 1s | runs at the SSIM goal "
-          "| runs at the whole goal |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
     first, recipes = None, []
     for spec in a.rows:
         name, sep, dirs = spec.partition("=")
@@ -122,15 +119,22 @@ def main(argv: list[str] | None = None) -> None:
         goals, runs = run_goals([Path(d) for d in dirs.split(",")], a.reference)
         first = first or runs[0]
         recipes.append((name, goals))
+    comparison = []
+    if a.versus_first and len(recipes) > 1:
+        try:  # before any output: recipes that cannot be paired print nothing
+            comparison = ["", *versus_first(recipes, a.paired)]
+        except ValueError as e:
+            ap.error(str(e))
+    print("| recipe | runs | SSIM 8s | 6s | 1s | mass ratio 8s | 6s | 1s | runs at the SSIM goal "
+          "| runs at the whole goal |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for name, goals in recipes:
         print(row_of(name, goals))
     ref = first["optimizers"][a.reference]
     cells = [f"{ref[f'{s}_{m}']['mean']:.3f}" for m in ("ssim", "mass_ratio") for s in SETS]
     print(f"| {a.reference} (the reference) | – | " + " | ".join(cells) + " | | |")
-    if a.versus_first and len(recipes) > 1:
-        try:
-            print("\n" + "\n".join(versus_first(recipes, a.paired)))
-        except ValueError as e:
-            ap.error(str(e))
+    if comparison:
+        print("\n".join(comparison))
 
 
 if __name__ == "__main__":
