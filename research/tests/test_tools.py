@@ -140,7 +140,11 @@ def test_epoch_and_update_plots_reach_the_report(tmp_path, tiny_ckpt):
     report.main(["--results", str(results), "--no-rerun"])
     text = (tmp_path / "RESULTS.md").read_text()
     assert "(experiments/quadratic/epochs.png)" in text and "(experiments/quadratic/updates.png)" in text
-    assert "epoch 2 (step 4)" in text
+    assert "epoch 2 (step 4)" not in text and "[table.md](experiments/quadratic/table.md)" in text
+    (out / "table.md").unlink()  # without the folder's table the section carries it, per-epoch rows included
+    report.main(["--results", str(results), "--no-rerun"])
+    text = (tmp_path / "RESULTS.md").read_text()
+    assert "epoch 2 (step 4)" in text and "| lstm | learned |" in text
     assert "median |update|" in text
     # the stand-alone histogram of a checkpoint (tuned Adam's lr from the folder's results.json)
     other = tmp_path / "other"

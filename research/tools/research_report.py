@@ -189,7 +189,8 @@ def section_verdicts(res: dict[str, Any]) -> str:
 
 def experiment_section(name: str, res: dict[str, Any], rel: str, folder: Path | None = None) -> str:
     """Markdown of one experiment. ``folder`` (the experiment's results folder) adds the per-epoch and
-    update-size figures where it holds them."""
+    update-size figures where it holds them; its ``table.md`` (every optimizer's figures, written by
+    ``evaluate.py``) is linked rather than repeated."""
     averaged = "" if res.get("average") is None else \
         f"; every optimizer evaluated at the moving average of its iterates (decay {res['average']:g})"
     lines = [f"## {name}", "", f"`{res.get('command', '?')}`", "",
@@ -197,7 +198,9 @@ def experiment_section(name: str, res: dict[str, Any], rel: str, folder: Path | 
              f"`{res.get('checkpoint')}` (selected meta-step: {res.get('checkpoint_meta', {}).get('global_step', '?')})"
              f"{averaged}.", ""]
     lines += provenance_lines(res, rel, folder)
-    lines.append(markdown_table(res))
+    table = folder is not None and (folder / "table.md").is_file()
+    lines.append(f"Every optimizer's figures (and the per-epoch table where evaluated): [table.md]({rel}/table.md).\n"
+                 if table else markdown_table(res))
     lines.append(section_verdicts(res))
     ref = STUDY_REFERENCE.get(name)
     if ref:
@@ -210,11 +213,11 @@ def experiment_section(name: str, res: dict[str, Any], rel: str, folder: Path | 
     lines.append("")
     if folder is not None and (folder / "curves.png").is_file():
         lines += [f"![{name}]({rel}/curves.png)", ""]
-    ep = epoch_table(res)
+    ep = None if table else epoch_table(res)
     if ep:
         lines += [ep]
-        if folder is not None and (folder / "epochs.png").is_file():
-            lines += [f"![{name}: per-epoch validation]({rel}/epochs.png)", ""]
+    if folder is not None and (folder / "epochs.png").is_file():
+        lines += [f"![{name}: per-epoch validation]({rel}/epochs.png)", ""]
     if folder is not None and (folder / "updates.json").is_file():
         lines += [updates_line(json.loads((folder / "updates.json").read_text())), ""]
         if (folder / "updates.png").is_file():
