@@ -62,6 +62,12 @@ def test_report_quick_and_markdown(tmp_path, tiny_ckpt, capsys):
     report.main(["--results", str(results), "--no-rerun"])
     text = (tmp_path / "RESULTS.md").read_text()
     assert text.startswith("# Results") and "| [quadratic](experiments/quadratic/)" in text
+    assert "`python evaluate.py --task quadratic" in text  # no COMMAND.md: the section carries the command
+    (results / "quadratic" / "COMMAND.md").write_text("the exact commands\n")
+    report.main(["--results", str(results), "--no-rerun"])
+    text = (tmp_path / "RESULTS.md").read_text()
+    assert "`python evaluate.py --task quadratic" not in text
+    assert "[COMMAND.md](experiments/quadratic/COMMAND.md)" in text
 
 
 def test_compare_and_judge_paired_unpaired_and_special_cases():

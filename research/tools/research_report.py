@@ -190,14 +190,16 @@ def section_verdicts(res: dict[str, Any]) -> str:
 def experiment_section(name: str, res: dict[str, Any], rel: str, folder: Path | None = None) -> str:
     """Markdown of one experiment. ``folder`` (the experiment's results folder) adds the per-epoch and
     update-size figures where it holds them; its ``table.md`` (every optimizer's figures, written by
-    ``evaluate.py``) is linked rather than repeated."""
+    ``evaluate.py``) is linked rather than repeated, and so is the command where a ``COMMAND.md`` holds it."""
     averaged = "" if res.get("average") is None else \
         f"; every optimizer evaluated at the moving average of its iterates (decay {res['average']:g})"
-    lines = [f"## {name}", "", f"`{res.get('command', '?')}`", "",
+    provenance = provenance_lines(res, rel, folder)
+    documented = any(line.startswith("Exact commands") for line in provenance)
+    lines = [f"## {name}", ""] + ([] if documented else [f"`{res.get('command', '?')}`", ""]) + [
              f"{res['steps']} optimizee steps, {res['seeds']} held-out seeds; checkpoint "
              f"`{res.get('checkpoint')}` (selected meta-step: {res.get('checkpoint_meta', {}).get('global_step', '?')})"
              f"{averaged}.", ""]
-    lines += provenance_lines(res, rel, folder)
+    lines += provenance
     table = folder is not None and (folder / "table.md").is_file()
     lines.append(f"Every optimizer's figures (and the per-epoch table where evaluated): [table.md]({rel}/table.md).\n"
                  if table else markdown_table(res))
