@@ -310,10 +310,13 @@ def plan(out: Path, trainer, module) -> str:
     if seconds:
         limits.append(f"{datetime.timedelta(seconds=int(seconds))} (h:mm:ss)")
     hp = module.hparams
-    start = f", warm-started from {module.lopt.warm_started_from}" if module.lopt.warm_started_from else ""
+    warm = module.lopt.warm_started_from
+    start = f", warm-started from {warm}" if warm else ""
     return (f"plan: meta-train {module.lopt.arch_name} ({type(module.estimator).__name__}{start}) for at most "
             + (" or ".join(limits) or "an unlimited number of meta-steps")
             + (", whichever comes first" if len(limits) > 1 else "") + "\n"
+            f"      training task instances from seed {hp.get('seed')} on (--model.seed"
+            + ("; the warm start fixes the initialisation, so runs differ only by this seed" if warm else "") + ")\n"
             f"      every {hp.get('val_every')} meta-steps it validates on {hp.get('val_tasks')} held-out task "
             f"instances; the best so far is written to {out / 'optimizer.pt'}")
 

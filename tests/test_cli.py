@@ -264,6 +264,7 @@ def test_train_says_its_plan_once_before_it_starts(finished_run):
     out, output = finished_run
     assert output.count("plan: meta-train lstm (TruncatedBPTT) for at most 7 meta-steps or 0:30:00 (h:mm:ss), "
                         "whichever comes first") == 1
+    assert "      training task instances from seed 0 on (--model.seed)\n" in output
     assert re.search(rf"every 3 meta-steps it validates on \d+ held-out task instances; the best so far is written to "
                      rf"{re.escape(str(out / 'optimizer.pt'))}\n", output)
     assert output.index("plan: ") < output.index("meta-step")
@@ -287,6 +288,23 @@ def test_plan_names_only_the_limits_the_run_has(tmp_path):
         callbacks = [Timer(duration=duration)] if duration else []
         text = train.plan(tmp_path, SimpleNamespace(callbacks=callbacks, max_steps=max_steps), module)
         assert said in text, text
+
+
+def test_plan_names_the_task_seed_that_makes_warm_started_runs_differ(tmp_path):
+    """A warm start fixes theta's initialisation, so ``--seed_everything`` alone repeats the same run: the plan
+    names the seed of the training task instances, and says so for a warm start."""
+    from types import SimpleNamespace
+
+    import train
+    from l2l_torch.estimators import TruncatedBPTT
+
+    trainer = SimpleNamespace(callbacks=[], max_steps=10)
+    for warm in (None, "start.pt"):
+        module = SimpleNamespace(lopt=SimpleNamespace(arch_name="lstm", warm_started_from=warm),
+                                 estimator=TruncatedBPTT(), hparams={"val_every": 5, "val_tasks": 2, "seed": 3000})
+        text = train.plan(tmp_path, trainer, module)
+        assert "training task instances from seed 3000 on (--model.seed" in text
+        assert ("runs differ only by this seed" in text) is bool(warm)
 
 
 def test_train_says_where_its_outputs_went(finished_run):
