@@ -40,6 +40,8 @@ from l2l_torch.heldout import HELDOUT_MODELS, HELDOUT_VERSION, HeldOutModel
 REFERENCES: tuple[str, ...] = ("adam_tuned", "adamw_tuned")
 #: the learned optimizer's mean final training loss should be below this fraction of adam_tuned's
 TARGET_RATIO = 0.95
+#: the baselines every model trains (their tuned rows are REFERENCES), or takes from ``--reuse-baselines``
+HELDOUT_BASELINES: tuple[str, ...] = ("adam", "adamw_tuned")
 #: the name of the learned optimizer's rows
 LEARNED = "learned"
 #: a run "did not train" when its mean final training loss is above this fraction of its mean initial loss (the
@@ -146,11 +148,16 @@ def run_heldout(lopt_factory: Callable, models: Sequence[HeldOutModel], seeds: i
             check(family, m)
         n = steps or m.steps
         start = time.perf_counter()
-        factory, learned = lopt_factory, {}
+        factory, learned, checked = lopt_factory, {}, None
         if learned_lr_grid:
             from functools import partial
 
-            from l2l_torch.evaluation import tune_lr
+            from l2l_torch.evaluation import checked_reuse, tune_lr
+
+            if reuse is not None:  # before the learned optimizer's tuning runs, not after them
+                checked = checked_reuse(family, reuse["models"][m.name], HELDOUT_BASELINES, n, say)
+                if say:
+                    say(f"the reused baselines reproduce here ({checked['optimizer']}, seed {checked['seed']})")
 
             def tried(lr: float, score: float, say=say) -> None:
                 if say:
@@ -162,9 +169,9 @@ def run_heldout(lopt_factory: Callable, models: Sequence[HeldOutModel], seeds: i
             learned = {"learned_lr": best, "learned_tuning": {str(k): v for k, v in scores.items()},
                        "learned_tuning_cost": len(scores) * tune_seeds * n}
         res = evaluate_learned_optimizer(family, factory, n, seeds, tune=True, tune_seeds=tune_seeds,
-                                         baselines=("adam", "adamw_tuned"), learned_name=LEARNED, progress=say,
+                                         baselines=HELDOUT_BASELINES, learned_name=LEARNED, progress=say,
                                          lr_grid=tuple(lr_grid or LR_GRID), tune_trials=tune_trials,
-                                         reuse=None if reuse is None else reuse["models"][m.name])
+                                         reuse=None if reuse is None else reuse["models"][m.name], reuse_check=checked)
         opts = {k: {f: v[f] for f in _KEEP if f in v} for k, v in res["optimizers"].items()}
         ratio = ratio_to_adam(opts)
         out[m.name] = {"model": m.describe(), "steps": n, "optimizers": opts, "tuning": res["tuning"],
@@ -267,7 +274,8 @@ def _thin_curves(result: dict[str, Any]) -> dict[str, Any]:
 
 def _write(result: dict[str, Any], out: Path, what: str) -> None:
     out.mkdir(parents=True, exist_ok=True)
-    text = json.dumps(_finite(_thin_curves(result)), indent=1, allow_nan=False)
+    # compact (no indentation): these files are committed as records, and indentation made them 1.6 times larger
+    text = json.dumps(_finite(_thin_curves(result)), separators=(",", ":"), allow_nan=False)
     (out / "heldout.json").write_text(text + "\n")
     lr = result.get("learned_lr") or 1.0  # (runs written before the flag existed: 1)
     lr = f" with its step times {lr:g} (`lr`)" if lr != 1.0 else ""
@@ -282,7 +290,7 @@ def _heldout_main(a) -> None:
     from l2l_torch.checkpoint import CheckpointError, check_compatible
     from l2l_torch.cli import UserError, fail, load_checkpoint
     from l2l_torch.data import DataError
-    from l2l_torch.evaluation import check_test_seeds
+    from l2l_torch.evaluation import ReuseRefused, check_test_seeds
     from l2l_torch.heldout import model
     from l2l_torch.optim import LearnedOptimizer
     from l2l_torch.pretrained import list_pretrained, pretrained_path
@@ -339,6 +347,8 @@ def _heldout_main(a) -> None:
                              progress, reuse, done=write, learned_lr_grid=learned_grid)
     except UserError as e:
         fail(str(e))
+    except ReuseRefused as e:
+        fail(f"--reuse-baselines {a.reuse_baselines}: {e}")
     write(result)
     print(f"wrote {out / 'heldout.json'} and {out / 'heldout.md'}: target met on {result['summary']['target_met']} "
           f"of {len(models)} models")

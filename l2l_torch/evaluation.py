@@ -279,7 +279,8 @@ def evaluate_learned_optimizer(family: TaskFamily, lopt_factory: OptimizerFactor
                                progress: Callable[[str], None] | None = None, lr_grid: Sequence[float] = LR_GRID,
                                reuse: Mapping[str, Any] | None = None, average: float | None = None,
                                tune_trials: int | None = None, allow_drift: bool = False,
-                               first_seed: int = TEST_SEED_OFFSET) -> dict[str, Any]:
+                               first_seed: int = TEST_SEED_OFFSET,
+                               reuse_check: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """The full comparison of ``evaluate.py``: the learned optimizer against every baseline at its
     default learning rate and (``tune``) at its learning rate tuned on separate instances.
 
@@ -300,7 +301,8 @@ def evaluate_learned_optimizer(family: TaskFamily, lopt_factory: OptimizerFactor
     seed on one machine, but another CPU (its BLAS code path) or library version can round differently,
     and on some tasks (the STN) that drifts a 200-step run far: so one reused run is trained again first
     (:func:`check_reuse`, recorded as ``"reuse_check"``), and unless ``allow_drift`` a reuse that does not
-    reproduce, or cannot be checked, raises :class:`ReuseRefused`.
+    reproduce, or cannot be checked, raises :class:`ReuseRefused` (:func:`checked_reuse`; ``reuse_check``, the
+    result of that function called earlier on the same reuse, skips training it again).
     Returns the ``optimizers`` part of ``results.json`` plus ``"tuning"``: ``{name: {lr: score}}`` (``adamw_tuned``:
     its search record).
     """
@@ -309,15 +311,9 @@ def evaluate_learned_optimizer(family: TaskFamily, lopt_factory: OptimizerFactor
     tuning: dict[str, Any] = {}
     held_out = {"epoch_steps": epoch_steps, "progress": progress, "average": average, "first_seed": first_seed}
     if reuse is not None:
-        kept = {k: v for k, v in reuse["optimizers"].items() if k in baselines or k.removesuffix("_tuned") in baselines}
-        check = check_reuse(family, kept, steps, progress, average=average, seed=first_seed)
-        if not check.get("reproduced") and not allow_drift:
-            why = (f"do not reproduce here: {check['optimizer']} on seed {check['seed']} differs by "
-                   f"{check['max_rel_diff']:.2g} (relative)") if check.get("reproduced") is False else (
-                   "cannot be checked here (no tuned baseline with per-seed figures to train again)")
-            raise ReuseRefused(f"the reused baselines {why}; they came from another machine, library version or code. "
-                               "Run the evaluation without --reuse-baselines (or pass --allow-drift to compare "
-                               "against them anyway, which mixes two environments)")
+        kept = _kept_baselines(reuse, baselines)
+        check = reuse_check if reuse_check is not None else checked_reuse(
+            family, reuse, baselines, steps, progress, average=average, first_seed=first_seed, allow_drift=allow_drift)
         results = compare(family, optimizers, steps, seeds, **held_out)
         return {"optimizers": {**results, **kept},
                 "tuning": {k: v for k, v in reuse.get("tuning", {}).items() if k in kept or f"{k}_tuned" in kept},
@@ -383,6 +379,27 @@ def meta_training_cost(meta: Mapping[str, Any]) -> dict[str, Any] | None:
 
 #: relative difference above which a reused baseline run counts as not reproduced
 REUSE_RTOL = 1e-4
+
+
+def _kept_baselines(reuse: Mapping[str, Any], baselines: Sequence[str]) -> dict[str, Any]:
+    """The rows of an earlier ``results.json`` (``reuse``) that ``baselines`` name, default and tuned."""
+    return {k: v for k, v in reuse["optimizers"].items() if k in baselines or k.removesuffix("_tuned") in baselines}
+
+
+def checked_reuse(family: TaskFamily, reuse: Mapping[str, Any], baselines: Sequence[str], steps: int,
+                  progress: Callable[[str], None] | None = None, average: float | None = None,
+                  first_seed: int = TEST_SEED_OFFSET, allow_drift: bool = False) -> dict[str, Any]:
+    """:func:`check_reuse` of the rows of ``reuse`` that ``baselines`` name, raising :class:`ReuseRefused` when
+    they do not reproduce here or cannot be checked (unless ``allow_drift``). Returns the check."""
+    check = check_reuse(family, _kept_baselines(reuse, baselines), steps, progress, average=average, seed=first_seed)
+    if not check.get("reproduced") and not allow_drift:
+        why = (f"do not reproduce here: {check['optimizer']} on seed {check['seed']} differs by "
+               f"{check['max_rel_diff']:.2g} (relative)") if check.get("reproduced") is False else (
+               "cannot be checked here (no tuned baseline with per-seed figures to train again)")
+        raise ReuseRefused(f"the reused baselines {why}; they came from another machine, library version or code. "
+                           "Run the evaluation without --reuse-baselines (or pass --allow-drift to compare "
+                           "against them anyway, which mixes two environments)")
+    return check
 
 
 def check_reuse(family: TaskFamily, reused: Mapping[str, Any], steps: int,

@@ -116,7 +116,8 @@ def model(name: str) -> HeldOutModel:
 def card(result: dict[str, Any], source: str) -> dict[str, Any]:
     """The held-out part of a shipped optimizer's model card: which models ran (and which did not), the target and
     verdict counts, the models it did not train at all, and every model where the optimizer is not better than a
-    tuned reference, with its figures.
+    tuned reference, with its figures. A run that tuned the optimizer's ``lr`` per model (``--tune-learned-lr``)
+    also gives the grid (``lr_grid``) and the ``lr`` chosen for each model (``chosen_lr``).
     ``result``: a ``heldout.json`` (:mod:`l2l_torch.benchmark`); ``source``: its folder."""
     comps = result["comparisons"]
     run = list(result["models"])
@@ -130,8 +131,12 @@ def card(result: dict[str, Any], source: str) -> dict[str, Any]:
     refs = dict.fromkeys(c["reference"] for c in comps)
     counts = {ref: {v: sum(c["verdict"] == v and c["reference"] == ref for c in comps)
                     for v in ("better", "level", "worse", "diverged")} for ref in refs}
+    tuned = {}
+    if result.get("learned_lr_grid"):
+        tuned = {"lr_grid": result["learned_lr_grid"],
+                 "chosen_lr": {n: r["learned_lr"] for n, r in result["models"].items()}}
     return {"version": result["version"], "source": source, "seeds": result["seeds"],
-            "tune_trials": result.get("tune_trials"), "models_run": run,
+            "tune_trials": result.get("tune_trials"), **tuned, "models_run": run,
             "models_not_run": [m.name for m in HELDOUT_MODELS if m.name not in run],
             "target_ratio": result["target_ratio"], "target_met": result["summary"]["target_met"],
             "did_not_train": [n for n, r in result["models"].items() if r.get("learned_did_not_train")],

@@ -6,7 +6,8 @@
 Copies ``results/<task>/optimizer.pt`` into the package and writes ``<name>.json`` beside it with
 what it was trained on, its horizon, and a one-line summary built from ``results/<task>/results.json``.
 ``--heldout DIR`` (alone) records the held-out benchmark run in ``DIR/heldout.json`` in the shipped entry ``NAME``
-(its model card's ``"heldout"``: models run, target, verdicts, where it is not better).
+(its model card's ``"heldout"``: models run, target, verdicts, where it is not better; ``"heldout_lr_tuned"`` for a
+run that tuned the optimizer's ``lr`` per model, with the ``lr`` chosen for each).
 """
 
 from __future__ import annotations
@@ -34,7 +35,8 @@ def main(argv: list[str] | None = None) -> None:
             c = set_heldout_card(a.name, a.heldout)
         except (FileNotFoundError, ValueError) as e:
             fail(str(e))
-        print(f"{a.name}: held-out target met on {c['target_met']} of {len(c['models_run'])} models run")
+        how = " with its lr tuned per model" if "chosen_lr" in c else ""
+        print(f"{a.name}{how}: held-out target met on {c['target_met']} of {len(c['models_run'])} models run")
         return
     if not a.results_dir:
         p.error("results_dir is required (or --heldout DIR --name NAME)")

@@ -154,15 +154,41 @@ def test_tiny_heldout_run_writes_json_and_markdown(tmp_path, monkeypatch, capsys
                     "--models", models.split(",")[1], "--steps", "4", "--subset", "300", "--tune-trials", "2",
                     "--tune-seeds", "1", "--lr-grid", "0.001,0.01", "--reuse-baselines", str(tmp_path),
                     "--tune-learned-lr", "1,0.5,0.25"])
+    assert "the reused baselines reproduce here" in capsys.readouterr().err  # checked before the tuning runs
     row = json.loads((tuned / "heldout.json").read_text())["models"][models.split(",")[1]]
     scores = row["learned_tuning"]
     assert float(min(scores, key=lambda k: (scores[k], float(k)))) == row["learned_lr"]  # the best on tuning seeds
     assert row["learned_tuning_cost"] == 4 * len(row["learned_tuning"])
     assert f"(lr {row['learned_lr']:g})" in (tuned / "heldout.md").read_text()
+    # its model card goes beside the as-shipped one and names the lr chosen per model; a fixed lr is refused
+    t = set_heldout_card("small_fc_warmup_pes", tuned, folder=shop)
+    card = json.loads((shop / "small_fc_warmup_pes.json").read_text())
+    assert card["heldout_lr_tuned"] == t and card["heldout"] == c
+    assert t["lr_grid"] == [1.0, 0.5, 0.25] and t["chosen_lr"] == {models.split(",")[1]: row["learned_lr"]}
+    fixed = tmp_path / "fixed"
+    fixed.mkdir()
+    (fixed / "heldout.json").write_text(json.dumps({**result, "learned_lr": 0.1}))
+    with pytest.raises(ValueError, match="fixed lr 0.1"):
+        set_heldout_card("small_fc_warmup_pes", fixed, folder=shop)
     with pytest.raises(SystemExit) as e:  # other settings: refused
         benchmark.main(["heldout", "--checkpoint", "small_fc_warmup_pes", "--out", str(tmp_path / "no"), "--seeds",
                         "2", "--models", models, "--steps", "5", "--subset", "300", "--reuse-baselines", str(tmp_path)])
     assert e.value.code == 2 and "settings differ" in capsys.readouterr().err
+    # baselines that do not reproduce here are refused before the learned optimizer's lr is tuned, in one line
+    name = models.split(",")[1]
+    drifted = json.loads(json.dumps(result))
+    per_seed = drifted["models"][name]["optimizers"]["adam_tuned"]["per_seed"]
+    per_seed["train_loss"][0] *= 1.5
+    (tmp_path / "drifted").mkdir()
+    (tmp_path / "drifted" / "heldout.json").write_text(json.dumps(drifted))
+    with pytest.raises(SystemExit) as e, pytest.warns(UserWarning, match="does not reproduce"):
+        benchmark.main(["heldout", "--checkpoint", "small_fc_warmup_pes", "--out", str(tmp_path / "no"), "--seeds",
+                        "2", "--models", name, "--steps", "4", "--subset", "300", "--tune-trials", "2",
+                        "--tune-seeds", "1", "--lr-grid", "0.001,0.01", "--reuse-baselines", str(tmp_path / "drifted"),
+                        "--tune-learned-lr", "1,0.5"])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and "do not reproduce here" in err and "Traceback" not in err
+    assert "tuning the learned optimizer's lr" not in err
 
     # the table of a run split by model, merged, is the table of the whole run (Holm over all its rows)
     for i, name in enumerate(models.split(",")):

@@ -334,11 +334,14 @@ def add_pretrained(results_dir: str | os.PathLike, name: str | None = None,
 
 def set_heldout_card(name: str, heldout_dir: str | os.PathLike, folder: str | os.PathLike | None = None) -> dict:
     """Record in the shipped entry ``name`` its held-out benchmark (``heldout_dir/heldout.json``, written by
-    ``python -m l2l_torch.benchmark heldout``), summarised by :func:`l2l_torch.heldout.card`, under ``"heldout"``.
-    Returns the card.
+    ``python -m l2l_torch.benchmark heldout``), summarised by :func:`l2l_torch.heldout.card`: under ``"heldout"``
+    for a run of the optimizer as shipped, under ``"heldout_lr_tuned"`` for a run that tuned its ``lr`` per model
+    (``--tune-learned-lr``). Returns the card.
 
     Raises:
-        ValueError: no entry ``name``, or the run was of another optimizer. FileNotFoundError: no heldout.json.
+        ValueError: no entry ``name``; the run was of another optimizer; or it fixed another ``lr`` than the
+            shipped step (``--learned-lr``: a diagnostic, not a way a user would choose it).
+        FileNotFoundError: no heldout.json.
     """
     from l2l_torch.heldout import card
 
@@ -346,10 +349,17 @@ def set_heldout_card(name: str, heldout_dir: str | os.PathLike, folder: str | os
     result = json.loads((Path(heldout_dir) / "heldout.json").read_text())
     if Path(str(result.get("checkpoint"))).stem != name:
         raise ValueError(f"{heldout_dir}/heldout.json is a run of {result.get('checkpoint')!r}, not of {name!r}")
+    if result.get("learned_lr_grid"):
+        key = "heldout_lr_tuned"
+    elif (result.get("learned_lr") or 1.0) == 1.0:
+        key = "heldout"
+    else:
+        raise ValueError(f"{heldout_dir}/heldout.json ran the optimizer at a fixed lr {result['learned_lr']:g} "
+                         "(--learned-lr): a model card records it as shipped, or with its lr tuned per model")
     entry = json.loads(path.read_text())
-    entry["heldout"] = card(result, str(heldout_dir))
+    entry[key] = card(result, str(heldout_dir))
     path.write_text(json.dumps(entry, indent=1, default=str) + "\n")
-    return entry["heldout"]
+    return entry[key]
 
 
 def main(argv: list[str] | None = None) -> int:
