@@ -138,7 +138,7 @@ def run_heldout(lopt_factory: Callable, models: Sequence[HeldOutModel], seeds: i
         The content of ``heldout.json``: ``{"version", "seeds", "models": {name: {"model", "steps", "optimizers",
         "tuning", "ratio_to_adam_tuned", "target_met"}}, "comparisons", "summary"}``.
     """
-    from l2l_torch.evaluation import LR_GRID, evaluate_learned_optimizer
+    from l2l_torch.evaluation import LR_GRID, checked_reuse, evaluate_learned_optimizer
 
     out: dict[str, Any] = {}
     for i, m in enumerate(models):
@@ -149,15 +149,14 @@ def run_heldout(lopt_factory: Callable, models: Sequence[HeldOutModel], seeds: i
         n = steps or m.steps
         start = time.perf_counter()
         factory, learned, checked = lopt_factory, {}, None
+        if reuse is not None:  # before any run of the learned optimizer (its lr tuning included), not after them
+            checked = checked_reuse(family, reuse["models"][m.name], HELDOUT_BASELINES, n, say)
+            if say:
+                say(f"the reused baselines reproduce here ({checked['optimizer']}, seed {checked['seed']})")
         if learned_lr_grid:
             from functools import partial
 
-            from l2l_torch.evaluation import checked_reuse, tune_lr
-
-            if reuse is not None:  # before the learned optimizer's tuning runs, not after them
-                checked = checked_reuse(family, reuse["models"][m.name], HELDOUT_BASELINES, n, say)
-                if say:
-                    say(f"the reused baselines reproduce here ({checked['optimizer']}, seed {checked['seed']})")
+            from l2l_torch.evaluation import tune_lr
 
             def tried(lr: float, score: float, say=say) -> None:
                 if say:
@@ -274,7 +273,7 @@ def _thin_curves(result: dict[str, Any]) -> dict[str, Any]:
 
 def _write(result: dict[str, Any], out: Path, what: str) -> None:
     out.mkdir(parents=True, exist_ok=True)
-    # compact (no indentation): these files are committed as records, and indentation made them 1.6 times larger
+    # compact (no indentation): these files are committed as records, and indentation made them much larger
     text = json.dumps(_finite(_thin_curves(result)), separators=(",", ":"), allow_nan=False)
     (out / "heldout.json").write_text(text + "\n")
     lr = result.get("learned_lr") or 1.0  # (runs written before the flag existed: 1)
