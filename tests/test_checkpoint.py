@@ -213,6 +213,30 @@ def test_refreshing_a_pretrained_entry_keeps_what_was_written_by_hand(tmp_path):
     assert __import__("json").loads((folder / "toy.json").read_text()) == again
 
 
+def test_deployment_cost_goes_into_the_model_card(tmp_path):
+    import json
+
+    from l2l_torch.pretrained import add_pretrained, set_deployment_card
+
+    folder = tmp_path / "pkg"
+    d = _results(tmp_path)
+    add_pretrained(d, folder=folder)
+    bench = tmp_path / "deployment.json"
+    row = {"batch": 128, "params": 68522, "adam_ms": 126.5556, "learned_ms": 146.2613, "ratio": 1.1557}
+    bench.write_text(json.dumps({"threads": 1, "device": "cpu", "rows": [
+        {**row, "task": "convdense", "learned": "lstm per kind (untrained)"},
+        {**row, "task": "heldout:big_cnn", "learned": "toy"}]}))
+    rows = set_deployment_card("toy", bench, folder=folder)
+    assert rows == [{"model": "heldout:big_cnn", "params": 68522, "batch": 128, "adam_ms_per_step": 126.56,
+                     "learned_ms_per_step": 146.26, "per_step_vs_adam": 1.156, "threads": 1, "device": "cpu",
+                     "source": str(bench)}]
+    assert json.loads((folder / "toy.json").read_text())["deployment"] == rows
+    bench.write_text(json.dumps({"threads": 1, "device": "cpu", "rows": [{**row, "task": "mlp", "learned": "x"}]}))
+    with pytest.raises(ValueError, match="no row of 'toy'"):  # a benchmark of another optimizer
+        set_deployment_card("toy", bench, folder=folder)
+    assert "deployment" not in add_pretrained(d, folder=folder)  # it described the file that was replaced
+
+
 def test_pretrained_entry_lists_the_meta_training_stages_behind_it(tmp_path):
     from l2l_torch.pretrained import add_pretrained
 
@@ -246,7 +270,8 @@ def test_shipped_pretrained_entries_match_their_results():
     import json
 
     from l2l_torch import LearnedOptimizer, list_pretrained
-    from l2l_torch.pretrained import summary_from_results
+    from l2l_torch.heldout import card
+    from l2l_torch.pretrained import deployment_card, summary_from_results
     from tests.helpers import REPO
 
     shipped = list_pretrained()
@@ -258,3 +283,12 @@ def test_shipped_pretrained_entries_match_their_results():
         res = REPO / entry.get("evaluation", entry["source"]) / "results.json"
         if res.is_file():
             assert entry["summary"] == summary_from_results(json.loads(res.read_text())), name
+        # the held-out and deployment parts of the model card are what their committed sources give today
+        for key in ("heldout", "heldout_lr_tuned"):
+            if key in entry:
+                src = entry[key]["source"]
+                again = card(json.loads((REPO / src / "heldout.json").read_text()), src)
+                assert entry[key] == json.loads(json.dumps(again, default=str)), (name, key)
+        if "deployment" in entry:
+            src = entry["deployment"][0]["source"]
+            assert entry["deployment"] == deployment_card(name, json.loads((REPO / src).read_text()), src), name

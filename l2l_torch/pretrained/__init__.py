@@ -294,7 +294,8 @@ def add_pretrained(results_dir: str | os.PathLike, name: str | None = None,
     ``name`` defaults to the folder's name. ``evaluation`` is the folder whose ``results.json`` gives the
     summary when it is not ``results_dir`` itself (an optimizer evaluated in subfolders, one per task).
     The checkpoint is validated (format, version, architecture, finite weights) before it is copied. Refreshing
-    an entry keeps its :data:`CURATED` fields (and drops a held-out card, which described the old file).
+    an entry keeps its :data:`CURATED` fields (and drops its held-out and deployment cards, which described the
+    old file).
     Returns the entry's metadata.
 
     Raises:
@@ -360,6 +361,34 @@ def set_heldout_card(name: str, heldout_dir: str | os.PathLike, folder: str | os
     entry[key] = card(result, str(heldout_dir))
     path.write_text(json.dumps(entry, indent=1, default=str) + "\n")
     return entry[key]
+
+
+def deployment_card(name: str, bench: dict[str, Any], source: str) -> list[dict[str, Any]]:
+    """The rows of ``name`` in a ``deployment.json`` of ``benchmarks/deployment.py --pretrained NAME`` (``bench``,
+    read from ``source``), as its model card keeps them: the model, its parameters and batch, milliseconds per
+    training step of Adam and of the learned optimizer, their ratio, the threads and the device."""
+    return [{"model": r["task"], "params": r["params"], "batch": r["batch"],
+             "adam_ms_per_step": round(r["adam_ms"], 2), "learned_ms_per_step": round(r["learned_ms"], 2),
+             "per_step_vs_adam": round(r["ratio"], 3), "threads": bench.get("threads"), "device": bench.get("device"),
+             "source": source}
+            for r in bench["rows"] if r.get("learned") == name]
+
+
+def set_deployment_card(name: str, deployment_json: str | os.PathLike, folder: str | os.PathLike | None = None) -> list:
+    """Record in the shipped entry ``name`` what one training step with it costs against Adam's
+    (:func:`deployment_card` of ``deployment_json``), under ``"deployment"``. Returns those rows.
+
+    Raises:
+        ValueError: no entry ``name``, or the file has no row of it. FileNotFoundError: no such file.
+    """
+    path = pretrained_path(name, folder).with_suffix(".json")
+    rows = deployment_card(name, json.loads(Path(deployment_json).read_text()), str(deployment_json))
+    if not rows:
+        raise ValueError(f"{deployment_json} has no row of {name!r} (benchmarks/deployment.py --pretrained {name})")
+    entry = json.loads(path.read_text())
+    entry["deployment"] = rows
+    path.write_text(json.dumps(entry, indent=1, default=str) + "\n")
+    return rows
 
 
 def main(argv: list[str] | None = None) -> int:
