@@ -371,7 +371,7 @@ def deployment_card(name: str, bench: dict[str, Any], source: str) -> list[dict[
              "adam_ms_per_step": round(r["adam_ms"], 2), "learned_ms_per_step": round(r["learned_ms"], 2),
              "per_step_vs_adam": round(r["ratio"], 3), "threads": bench.get("threads"), "device": bench.get("device"),
              "source": source}
-            for r in bench["rows"] if r.get("learned") == name]
+            for r in bench.get("rows", []) if r.get("learned") == name]
 
 
 def set_deployment_card(name: str, deployment_json: str | os.PathLike, folder: str | os.PathLike | None = None) -> list:
