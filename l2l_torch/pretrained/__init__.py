@@ -329,8 +329,21 @@ def add_pretrained(results_dir: str | os.PathLike, name: str | None = None,
     tmp = folder / f".{name}.pt.tmp"
     shutil.copyfile(ckpt, tmp)
     os.replace(tmp, folder / f"{name}.pt")
-    (folder / f"{name}.json").write_text(json.dumps(entry, indent=1, default=str, ensure_ascii=False) + "\n")
+    _write_entry(folder / f"{name}.json", entry)
     return entry
+
+
+def _write_entry(path: Path, entry: dict[str, Any]) -> None:
+    """Write a shipped entry's ``NAME.json`` (every writer of the file goes through here)."""
+    path.write_text(json.dumps(entry, indent=1, default=str, ensure_ascii=False) + "\n")
+
+
+def _set_card_part(name: str, folder: str | os.PathLike | None, key: str, value: Any) -> None:
+    """Set one part of the shipped entry ``name``'s model card (``NAME.json[key]``), keeping the rest."""
+    path = pretrained_path(name, folder).with_suffix(".json")
+    entry = json.loads(path.read_text())
+    entry[key] = value
+    _write_entry(path, entry)
 
 
 def set_heldout_card(name: str, heldout_dir: str | os.PathLike, folder: str | os.PathLike | None = None) -> dict:
@@ -346,7 +359,7 @@ def set_heldout_card(name: str, heldout_dir: str | os.PathLike, folder: str | os
     """
     from l2l_torch.heldout import card
 
-    path = pretrained_path(name, folder).with_suffix(".json")
+    pretrained_path(name, folder)  # an unknown name is refused before the run is read
     result = json.loads((Path(heldout_dir) / "heldout.json").read_text())
     if Path(str(result.get("checkpoint"))).stem != name:
         raise ValueError(f"{heldout_dir}/heldout.json is a run of {result.get('checkpoint')!r}, not of {name!r}")
@@ -357,10 +370,9 @@ def set_heldout_card(name: str, heldout_dir: str | os.PathLike, folder: str | os
     else:
         raise ValueError(f"{heldout_dir}/heldout.json ran the optimizer at a fixed lr {result['learned_lr']:g} "
                          "(--learned-lr): a model card records it as shipped, or with its lr tuned per model")
-    entry = json.loads(path.read_text())
-    entry[key] = card(result, str(heldout_dir))
-    path.write_text(json.dumps(entry, indent=1, default=str) + "\n")
-    return entry[key]
+    part = card(result, str(heldout_dir))
+    _set_card_part(name, folder, key, part)
+    return part
 
 
 def deployment_card(name: str, bench: dict[str, Any], source: str) -> list[dict[str, Any]]:
@@ -381,13 +393,11 @@ def set_deployment_card(name: str, deployment_json: str | os.PathLike, folder: s
     Raises:
         ValueError: no entry ``name``, or the file has no row of it. FileNotFoundError: no such file.
     """
-    path = pretrained_path(name, folder).with_suffix(".json")
+    pretrained_path(name, folder)  # an unknown name is refused before the file is read
     rows = deployment_card(name, json.loads(Path(deployment_json).read_text()), str(deployment_json))
     if not rows:
         raise ValueError(f"{deployment_json} has no row of {name!r} (benchmarks/deployment.py --pretrained {name})")
-    entry = json.loads(path.read_text())
-    entry["deployment"] = rows
-    path.write_text(json.dumps(entry, indent=1, default=str) + "\n")
+    _set_card_part(name, folder, "deployment", rows)
     return rows
 
 

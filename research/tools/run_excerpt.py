@@ -16,7 +16,8 @@ import sys
 
 _CONTROL = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 _BAR = re.compile(r"meta-step: \|[^|]*\| (\d+)/\?")
-_STOP = ("time budget used up", "max_steps", "stopped", "interrupted")
+#: how the closing summary of ``train.py`` begins (``summary`` there): budget used up, step limit reached, Ctrl-C
+_STOP = ("time budget used up at meta-step", "done: meta-step", "interrupted at meta-step")
 
 
 def excerpt(text: str, steps: tuple[int, ...] = (1000, 2000)) -> str:
@@ -36,7 +37,7 @@ def excerpt(text: str, steps: tuple[int, ...] = (1000, 2000)) -> str:
         raise ValueError("no meta-step progress bar in this output")
     last = max(bars)
     shown = [s for s in steps if s in bars and s < last] + [last]
-    stop = next((i for i, line in enumerate(lines) if not _BAR.search(line) and line.lower().startswith(_STOP)),
+    stop = next((i for i, line in enumerate(lines) if line.startswith(_STOP)),
                 None)
     tail = [] if stop is None else [line for line in lines[stop:] if not _BAR.search(line)]
     label = ", ".join(f"{s:,}" for s in shown[:-1])
