@@ -11,6 +11,7 @@ import lightning as L
 from lightning.pytorch.callbacks import Timer, TQDMProgressBar
 
 from l2l_torch.checkpoint import save_learned_optimizer, write_meta_json
+from l2l_torch.plots import histogram_edges
 
 
 class ExportBestOptimizer(L.Callback):
@@ -230,7 +231,7 @@ class LogSTNGrid(L.Callback):
 def _add_log_histogram(exp: Any, tag: str, hist: dict[str, Any], step: int) -> None:
     """A histogram of :class:`~l2l_torch.training.UpdateRecorder`'s binned ``log10 |update|`` (exact zeros left
     out) as TensorBoard's raw histogram; its sums use the bins' centres."""
-    edges, counts = hist["edges"], hist["counts"]
+    edges, counts = histogram_edges(hist), hist["counts"]
     centres = [(a + b) / 2 for a, b in zip(edges[:-1], edges[1:])]
     used = [i for i, c in enumerate(counts) if c]
     exp.add_histogram_raw(tag, min=edges[used[0]], max=edges[used[-1] + 1], num=sum(counts),

@@ -218,7 +218,7 @@ def update_sizes(family: TaskFamily, optimizers: dict[str, tuple[OptimizerFactor
                  seed: int = TEST_SEED_OFFSET) -> dict[str, Any]:
     """Train the held-out instance ``seed`` once with each optimizer, recording its update sizes
     (:class:`UpdateRecorder`). Returns ``{"seed", "steps", "optimizers": {name: {"lr", "diverged",
-    "edges", "counts", "zeros", "mean_abs", "median_abs"}}}`` (the content of ``updates.json``)."""
+    "log10_range", "counts", "zeros", "mean_abs", "median_abs"}}}`` (the content of ``updates.json``)."""
     out: dict[str, Any] = {"seed": seed, "steps": steps, "optimizers": {}}
     for name, (factory, lr) in optimizers.items():
         rec = UpdateRecorder()

@@ -165,13 +165,23 @@ def plot_epochs(results: dict[str, Any], path: Path, title: str | None = None) -
     return True
 
 
+def histogram_edges(hist: dict[str, Any]) -> list[float]:
+    """The ``len(counts) + 1`` bin edges (in ``log10 |update|``) of a histogram of
+    :meth:`l2l_torch.training.UpdateRecorder.to_dict` or of an ``updates.json`` entry (files written before
+    2026-12-07 list their ``edges`` themselves)."""
+    if "edges" in hist:
+        return hist["edges"]
+    (lo, hi), bins = hist["log10_range"], len(hist["counts"])
+    return [round(lo + i * (hi - lo) / bins, 6) for i in range(bins + 1)]
+
+
 def update_summary(updates: dict[str, Any]) -> dict[str, dict[str, float]]:
     """Per optimizer, from its histogram: the median and the 10th/90th percentiles of ``|update|``
     over all coordinates and steps (interpolated in log10 inside a bin, zeros included), and the
     fraction of exact zeros."""
     out = {}
     for name, u in updates["optimizers"].items():
-        counts, edges, zeros = u["counts"], u["edges"], u.get("zeros", 0)
+        counts, edges, zeros = u["counts"], histogram_edges(u), u.get("zeros", 0)
         total = sum(counts) + zeros
         if not total:
             continue
@@ -199,7 +209,7 @@ def plot_updates(updates: dict[str, Any], path: Path, title: str | None = None) 
     for name, u in updates["optimizers"].items():
         lr = "learned" if u.get("lr") is None else f"lr {u['lr']:g}"
         total = max(sum(u["counts"]) + u.get("zeros", 0), 1)
-        edges = u["edges"]
+        edges = histogram_edges(u)
         color = "black" if u.get("lr") is None else None
         zero = f", {100 * u.get('zeros', 0) / total:.2g}% exactly 0" if u.get("zeros") else ""
         ax.stairs([c / total for c in u["counts"]], edges, fill=True, alpha=0.35, color=color,
@@ -235,10 +245,24 @@ def plot_updates(updates: dict[str, Any], path: Path, title: str | None = None) 
     plt.close(fig)
 
 
+def updates_json(updates: dict[str, Any]) -> str:
+    """The text of ``updates.json``: one line, each histogram by its ``log10_range`` (an entry that lists its
+    ``edges``, as files written before 2026-12-07 do, is given its range instead when that range makes the same
+    edges)."""
+    out = dict(updates, optimizers={})
+    for name, u in updates["optimizers"].items():
+        if "edges" in u:
+            compact = {("log10_range" if k == "edges" else k): ([v[0], v[-1]] if k == "edges" else v)
+                       for k, v in u.items()}
+            u = compact if histogram_edges(compact) == u["edges"] else u
+        out["optimizers"][name] = u
+    return json.dumps(json_safe(out), allow_nan=False)
+
+
 def write_updates(updates: dict[str, Any], out: Path) -> None:
     """``updates.json`` and ``updates.png`` into ``out``."""
     out.mkdir(parents=True, exist_ok=True)
-    (out / "updates.json").write_text(json.dumps(json_safe(updates), allow_nan=False))
+    (out / "updates.json").write_text(updates_json(updates))
     plot_updates(updates, out / "updates.png")
 
 

@@ -77,11 +77,12 @@ class UpdateRecorder:
         self._stats.append(torch.stack([u.mean(), u.median()]))
 
     def to_dict(self) -> dict[str, Any]:
-        """``{"edges", "counts", "zeros", "mean_abs", "median_abs"}`` as plain lists (one host sync)."""
+        """``{"log10_range", "counts", "zeros", "mean_abs", "median_abs"}`` as plain lists (one host sync):
+        ``counts`` has one entry per bin, the bins split ``log10_range`` evenly
+        (:func:`l2l_torch.plots.histogram_edges`)."""
         counts = [0] * (self.bins + 1) if self.counts is None else self.counts.cpu().tolist()
         stats = torch.stack(self._stats).double().cpu() if self._stats else torch.zeros(0, 2)
-        width = (self.hi - self.lo) / self.bins
-        return {"edges": [round(self.lo + i * width, 6) for i in range(self.bins + 1)], "counts": counts[:-1],
+        return {"log10_range": [self.lo, self.hi], "counts": counts[:-1],
                 "zeros": counts[-1], "mean_abs": [float(f"{v:.4g}") for v in stats[:, 0].tolist()],
                 "median_abs": [float(f"{v:.4g}") for v in stats[:, 1].tolist()]}
 

@@ -128,6 +128,26 @@ def test_update_recorder_counts_every_coordinate_and_step():
     assert 10 ** -2.3 < st["p50"] < 10 ** -1.7 and st["zero_fraction"] == 0
 
 
+def test_update_histograms_are_written_by_their_range_and_read_in_both_forms():
+    from l2l_torch.plots import histogram_edges, update_summary, updates_json
+    from l2l_torch.training import UpdateRecorder
+
+    rec = UpdateRecorder()
+    rec.before({"w": torch.zeros(3)})
+    rec.after({"w": torch.tensor([2e-3, 2e-2, 0.0])})
+    u = rec.to_dict()
+    edges = histogram_edges(u)
+    assert len(edges) == len(u["counts"]) + 1 == 111 and edges[0] == -10.0 and edges[-1] == 1.0
+    assert edges[73] == -2.7 and u["counts"][73] == u["counts"][83] == 1 and u["zeros"] == 1  # log10(2e-3) = -2.699
+    # a file of the older form, listing its edges: read alike, and rewritten by its range when that gives them back
+    old = {k: v for k, v in u.items() if k != "log10_range"} | {"edges": edges}
+    assert histogram_edges(old) == edges
+    assert update_summary({"optimizers": {"a": old}}) == update_summary({"optimizers": {"a": u}})
+    assert json.loads(updates_json({"seed": 0, "optimizers": {"a": old}}))["optimizers"]["a"] == u
+    odd = old | {"edges": [*edges[:50], -4.95, *edges[51:]]}  # not an even split of its range: kept as it is
+    assert json.loads(updates_json({"optimizers": {"a": odd}}))["optimizers"]["a"] == odd
+
+
 def test_epoch_and_update_plots_reach_the_report(tmp_path, tiny_ckpt):
     import evaluate
     from l2l_torch import plots
