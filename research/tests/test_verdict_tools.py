@@ -8,7 +8,7 @@ import statistics
 
 import pytest
 
-from research.tools import accuracy_goal, paired_verdicts, stn_ablation, stn_goal
+from research.tools import accuracy_ablation, accuracy_goal, paired_verdicts, stn_ablation, stn_goal
 
 
 def _stn_results(learned: str, ssim: dict[str, list[float]], mass: dict[str, float]) -> dict:
@@ -132,3 +132,47 @@ def test_checkpoints_of_the_same_runs_are_compared_by_a_paired_test(tmp_path, ca
         stn_ablation.main([args[0], _recipe(tmp_path, "fewer", other[:3]), "--versus-first", "--paired"])
     with pytest.raises(SystemExit):  # --paired alone compares nothing
         stn_ablation.main(args[:2] + ["--paired"])
+
+
+REF_ACC = [0.80, 0.81, 0.82, 0.81, 0.80]
+
+
+def _accuracy_run(tmp_path, name: str, acc: list[float], loss: float, ref: list[float] = REF_ACC) -> str:
+    """One evaluation folder of a classification task: the learned LSTM's per-seed test accuracies ``acc`` and
+    final training losses ``loss`` on every seed, against the reference accuracies ``ref`` (loss 0.5)."""
+    d = tmp_path / name
+    d.mkdir()
+    res = {"seeds": len(acc), "optimizers": {
+        "lstm": {"lr": None, "per_seed": {"test_accuracy": acc, "train_loss": [loss] * len(acc)}},
+        "adam_tuned": {"lr": 0.01, "per_seed": {"test_accuracy": ref, "train_loss": [0.5] * len(ref)}}}}
+    (d / "results.json").write_text(json.dumps(res))
+    return str(d)
+
+
+def test_the_accuracy_ablation_counts_runs_at_the_goal_and_better_runs_holm_corrected(tmp_path, capsys):
+    high = [x + 0.02 for x in REF_ACC]                 # 2 points above the reference on every seed, some spread
+    high[0] += 0.001
+    a = [_accuracy_run(tmp_path, "a0", high, 0.40), _accuracy_run(tmp_path, "a1", [x + 0.001 for x in REF_ACC], 0.48)]
+    b = [_accuracy_run(tmp_path, "b0", [0.70] * 5, 0.60), _accuracy_run(tmp_path, "b1", [0.71] * 5, 0.60)]
+    accuracy_ablation.main([f"two runs={','.join(a)}", f"lower={','.join(b)}", "--versus-first"])
+    out = capsys.readouterr().out
+    table, comparisons = out.split("Against the first recipe (two runs)")
+    rows = {c[0]: c for c in ([x.strip() for x in line.strip("|").split("|")] for line in table.splitlines()
+                              if line.startswith("| ") and "---" not in line)}
+    se = statistics.stdev(REF_ACC) / 5 ** 0.5
+    assert f"≥ {100 * (0.808 - se):.2f} %" in out.splitlines()[0]
+    assert rows["two runs"][1:] == ["2", f"{100 * statistics.fmean([statistics.fmean(high), 0.809]):.2f} ± "
+                                         f"{100 * statistics.stdev([statistics.fmean(high), 0.809]) / 2 ** 0.5:.2f}",
+                                    "0.440 ± 0.040", "2 / 2", "1 / 2"]  # the second run is 0.1 points above: level
+    assert rows["lower"][1:] == ["2", "70.50 ± 0.50", "0.600 ± 0.000", "0 / 2", "0 / 2"]
+    assert rows["adam_tuned (the reference, 5 held-out instances)"][2] == f"80.80 ± {100 * se:.2f}"
+    lines = [line.split("|") for line in comparisons.splitlines() if line.startswith("| lower |")]
+    assert [c[2].strip() for c in lines] == ["test accuracy", "final training loss"]
+    assert float(lines[0][3]) == pytest.approx(0.705 - statistics.fmean([statistics.fmean(high), 0.809]), abs=1e-3)
+
+
+def test_the_accuracy_ablation_refuses_runs_judged_against_other_references(tmp_path):
+    a = _accuracy_run(tmp_path, "a", REF_ACC, 0.4)
+    b = _accuracy_run(tmp_path, "b", REF_ACC, 0.4, ref=[0.7] * 5)
+    with pytest.raises(SystemExit):
+        accuracy_ablation.main([f"x={a}", f"y={b}"])

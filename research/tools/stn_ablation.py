@@ -24,6 +24,7 @@ import argparse
 import json
 import math
 import statistics
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -31,8 +32,13 @@ from l2l_torch.stats import ALPHA, holm, paired_comparison, unpaired_comparison,
 from research.tools.research_report import learned_name
 from research.tools.stn_goal import SETS, goal
 
-FIGURES = [(f"SSIM {s[4:]}s", i, "ssim") for i, s in enumerate(SETS)] + \
-    [(f"mass ratio {s[4:]}s", i, "mass") for i, s in enumerate(SETS)]
+#: a figure compared between recipes: its label, its value in one run's record, and whether higher is better (None:
+#: no direction, the figure's goal is a band, so a difference is only "differs" or "level")
+Figure = tuple[str, Callable[[Any], float], bool | None]
+
+#: the STN's figures, read from a run's :func:`run_goals` rows
+FIGURES: list[Figure] = [(f"SSIM {s[4:]}s", lambda g, i=i: g[i]["ssim"], True) for i, s in enumerate(SETS)] + \
+    [(f"mass ratio {s[4:]}s", lambda g, i=i: g[i]["mass"], None) for i, s in enumerate(SETS)]
 
 
 def _mean_se(xs: list[float]) -> str:
@@ -47,40 +53,52 @@ def run_goals(dirs: list[Path], reference: str) -> tuple[list[list[dict[str, Any
     return [goal(r, learned_name(r), reference) for r in runs], runs
 
 
-def versus_first(recipes: list[tuple[str, list[list[dict[str, Any]]]]], paired: bool = False) -> list[str]:
-    """Lines comparing each recipe after the first with the first (``recipes``: name and :func:`run_goals`
-    rows), on every figure of :data:`FIGURES`: the difference of the means over runs, the p-value of Welch's
-    t-test (``paired``: of the paired t-test over runs, the recipes' runs listed in the same order) and its Holm
-    adjustment across all the tests listed, and the verdict at 5 %. SSIM is better higher; a mass ratio is
-    judged by no direction (its goal is a band), so its verdict says "differs" or "level". A test without a
-    p-value (fewer than two runs, or a paired difference without spread) counts as p = 1.
+def versus_first(recipes: list[tuple[str, list[Any]]], paired: bool = False,
+                 figures: list[Figure] = FIGURES) -> list[str]:
+    """Lines comparing each recipe after the first with the first (``recipes``: name and its runs' records, by
+    default :func:`run_goals` rows), on every figure of ``figures``: the difference of the means over runs, the
+    p-value of Welch's t-test (``paired``: of the paired t-test over runs, the recipes' runs listed in the same
+    order) and its Holm adjustment across all the tests listed, and the verdict at 5 %. A figure without a
+    direction (the STN's mass ratios, whose goal is a band) gets "differs" or "level". A test without a p-value
+    (fewer than two runs, or a paired difference without spread) counts as p = 1.
 
     Raises:
         ValueError: ``paired`` and a recipe has another number of runs than the first.
     """
     (first, base), tests = recipes[0], []
-    for name, goals in recipes[1:]:
-        if paired and len(goals) != len(base):
-            raise ValueError(f"cannot pair the {len(goals)} runs of {name!r} with the {len(base)} of {first!r}")
-        for label, i, key in FIGURES:
-            a, b = ([g[i][key] for g in gs] for gs in (goals, base))
+    for name, runs in recipes[1:]:
+        if paired and len(runs) != len(base):
+            raise ValueError(f"cannot pair the {len(runs)} runs of {name!r} with the {len(base)} of {first!r}")
+        for label, value, higher in figures:
+            a, b = ([value(r) for r in rs] for rs in (runs, base))
             if paired:
                 t = paired_comparison(a, b)
             else:
                 sd = [statistics.stdev(x) if len(x) > 1 else float("nan") for x in (a, b)]
                 t = unpaired_comparison((statistics.fmean(a), sd[0], len(a)), (statistics.fmean(b), sd[1], len(b)),
                                         population_std=False)
-            tests.append((name, label, key, t))
+            tests.append((name, label, higher, t))
     adjusted = holm([1.0 if math.isnan(t["p"]) else t["p"] for *_, t in tests])
     test = "the paired t-test over the runs" if paired else "Welch's t-test over the runs' means"
     lines = [f"Against the first recipe ({first}): difference of the means over runs, {test}, Holm-corrected "
              f"across these {len(tests)} tests.", "",
              "| recipe | figure | difference | p | p (Holm) | verdict |", "|---|---|---|---|---|---|"]
-    for (name, label, key, t), p in zip(tests, adjusted):
-        v = verdict(t["mean_diff"], p, lower_is_better=False) if key == "ssim" else \
-            ("differs" if p < ALPHA else "level")
+    for (name, label, higher, t), p in zip(tests, adjusted):
+        v = ("differs" if p < ALPHA else "level") if higher is None else \
+            verdict(t["mean_diff"], p, lower_is_better=not higher)
         lines.append(f"| {name} | {label} | {t['mean_diff']:+.3f} | {t['p']:.2g} | {p:.2g} | {v} |")
     return lines
+
+
+def parse_recipes(ap: argparse.ArgumentParser, specs: list[str]) -> list[tuple[str, list[Path]]]:
+    """The ``NAME=DIR[,DIR...]`` arguments as (name, folders); a malformed one is an argparse error."""
+    out = []
+    for spec in specs:
+        name, sep, dirs = spec.partition("=")
+        if not sep or not dirs:
+            ap.error(f"expected NAME=DIR[,DIR...], got {spec!r}")
+        out.append((name, [Path(d) for d in dirs.split(",")]))
+    return out
 
 
 def row(name: str, dirs: list[Path], reference: str) -> tuple[str, dict[str, Any]]:
@@ -112,11 +130,8 @@ def main(argv: list[str] | None = None) -> None:
     if a.paired and not a.versus_first:
         ap.error("--paired goes with --versus-first")
     first, recipes = None, []
-    for spec in a.rows:
-        name, sep, dirs = spec.partition("=")
-        if not sep or not dirs:
-            ap.error(f"expected NAME=DIR[,DIR...], got {spec!r}")
-        goals, runs = run_goals([Path(d) for d in dirs.split(",")], a.reference)
+    for name, dirs in parse_recipes(ap, a.rows):
+        goals, runs = run_goals(dirs, a.reference)
         first = first or runs[0]
         recipes.append((name, goals))
     comparison = []

@@ -1,0 +1,108 @@
+"""An ablation table of classification meta-training recipes: one row per recipe, over its meta-training runs.
+
+    python -m research.tools.accuracy_ablation "meta-lr 0.003=DIR,DIR,..." "meta-lr 0.01=DIR,DIR,..." \
+        [--reference adam_tuned] [--versus-first]
+
+Each argument is ``NAME=DIR[,DIR...]``: the output folders of ``evaluate.py`` for that recipe's runs (one
+meta-training run each), all evaluated on the same held-out instances against the same reference runs (checked:
+the reference's per-seed test accuracies must agree in every folder). Per row: the number of runs; the mean over
+runs of each run's mean test accuracy and final training loss, with the standard error over runs (sample std /
+sqrt(runs); "–" for one run); how many runs meet the goal of :mod:`research.tools.accuracy_goal` (test accuracy
+at least the reference's minus one standard error); and how many are better than the reference in test accuracy
+by the paired t-test over the held-out seeds, Holm-corrected across every run of the table. A last row gives the
+reference itself.
+
+``--versus-first`` adds each later recipe against the first on both figures (Welch's t-test over the runs'
+means, Holm-corrected across the tests listed), as :mod:`research.tools.stn_ablation` does for the STN.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+from pathlib import Path
+from typing import Any
+
+from l2l_torch.stats import holm, paired_comparison, verdict
+from research.tools.research_report import learned_name
+from research.tools.stn_ablation import Figure, parse_recipes, versus_first
+from research.tools.stn_goal import mean_and_se
+
+METRIC, LOSS = "test_accuracy", "train_loss"
+
+FIGURES: list[Figure] = [
+    ("test accuracy", lambda res: mean_and_se(res["optimizers"][learned_name(res)], METRIC)[0], True),
+    ("final training loss", lambda res: mean_and_se(res["optimizers"][learned_name(res)], LOSS)[0], False),
+]
+
+
+def _mean_se(xs: list[float], scale: float = 1.0, digits: int = 3) -> str:
+    m = scale * statistics.fmean(xs)
+    se = scale * statistics.stdev(xs) / len(xs) ** 0.5 if len(xs) > 1 else None
+    return f"{m:.{digits}f}" + (f" ± {se:.{digits}f}" if se is not None else " (–)")
+
+
+def check_same_reference(recipes: list[tuple[str, list[Path], list[dict[str, Any]]]], reference: str) -> None:
+    """Raise ValueError unless every run was judged against the same reference runs (equal per-seed test
+    accuracies): runs on other held-out instances, or against another tuning, cannot share one table."""
+    first = None
+    for name, dirs, runs in recipes:
+        for d, res in zip(dirs, runs):
+            if reference not in res["optimizers"]:
+                raise ValueError(f"{d}: no {reference!r} in its results.json")
+            ref = res["optimizers"][reference]["per_seed"][METRIC]
+            first = first if first is not None else (d, ref)
+            if ref != first[1]:
+                raise ValueError(f"{d} ({name}) was judged against other {reference} runs than {first[0]}")
+
+
+def better_counts(recipes: list[tuple[str, list[Path], list[dict[str, Any]]]], reference: str) -> list[int]:
+    """Per recipe, its runs better than ``reference`` in test accuracy: the paired t-test over the held-out seeds,
+    Holm-corrected across every run of every recipe."""
+    tests = [paired_comparison(res["optimizers"][learned_name(res)]["per_seed"][METRIC],
+                               res["optimizers"][reference]["per_seed"][METRIC])
+             for _, _, runs in recipes for res in runs]
+    adjusted = holm([1.0 if t["p"] != t["p"] else t["p"] for t in tests])
+    better = [verdict(t["mean_diff"], p, lower_is_better=False) == "better" for t, p in zip(tests, adjusted)]
+    counts, start = [], 0
+    for _, _, runs in recipes:
+        counts.append(sum(better[start:start + len(runs)]))
+        start += len(runs)
+    return counts
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("rows", nargs="+", help="NAME=DIR[,DIR...]: one recipe's evaluate.py output folders")
+    ap.add_argument("--reference", default="adam_tuned", help="the baseline of the goal (default adam_tuned)")
+    ap.add_argument("--versus-first", action="store_true",
+                    help="below the table, each later recipe against the first (Welch, Holm-corrected)")
+    a = ap.parse_args(argv)
+    recipes = [(name, dirs, [json.loads((d / "results.json").read_text()) for d in dirs])
+               for name, dirs in parse_recipes(ap, a.rows)]
+    try:
+        check_same_reference(recipes, a.reference)
+    except ValueError as e:
+        ap.error(str(e))
+    ref_summary = recipes[0][2][0]["optimizers"][a.reference]
+    ref_acc, ref_se = mean_and_se(ref_summary, METRIC)
+    print(f"| recipe | runs | test accuracy (%) | final training loss | runs at the goal (≥ {100 * (ref_acc - ref_se):.2f} %) "
+          f"| runs better than {a.reference} (test accuracy, Holm across the table's runs) |")
+    print("|---|---|---|---|---|---|")
+    for (name, _, runs), better in zip(recipes, better_counts(recipes, a.reference)):
+        opts = [res["optimizers"][learned_name(res)] for res in runs]
+        acc = [mean_and_se(o, METRIC)[0] for o in opts]
+        loss = [mean_and_se(o, LOSS)[0] for o in opts]
+        met = sum(x >= ref_acc - ref_se for x in acc)
+        print(f"| {name} | {len(runs)} | {_mean_se(acc, 100, 2)} | {_mean_se(loss)} | {met} / {len(runs)} "
+              f"| {better} / {len(runs)} |")
+    seeds = len(ref_summary["per_seed"][METRIC])
+    print(f"| {a.reference} (the reference, {seeds} held-out instances) | – | {100 * ref_acc:.2f} ± {100 * ref_se:.2f} "
+          f"| {mean_and_se(ref_summary, LOSS)[0]:.3f} | | |")
+    if a.versus_first and len(recipes) > 1:
+        print("\n" + "\n".join(versus_first([(name, runs) for name, _, runs in recipes], figures=FIGURES)))
+
+
+if __name__ == "__main__":
+    main()
