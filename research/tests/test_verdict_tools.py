@@ -154,6 +154,9 @@ def test_the_accuracy_ablation_counts_runs_at_the_goal_and_better_runs_holm_corr
     high[0] += 0.001
     a = [_accuracy_run(tmp_path, "a0", high, 0.40), _accuracy_run(tmp_path, "a1", [x + 0.001 for x in REF_ACC], 0.48)]
     b = [_accuracy_run(tmp_path, "b0", [0.70] * 5, 0.60), _accuracy_run(tmp_path, "b1", [0.71] * 5, 0.60)]
+    for d, step in zip(b, (1500, 250)):  # the meta-steps validation kept, as evaluate.py records them
+        res = json.loads((tmp_path / d / "results.json").read_text())
+        (tmp_path / d / "results.json").write_text(json.dumps(res | {"checkpoint_meta": {"global_step": step}}))
     accuracy_ablation.main([f"two runs={','.join(a)}", f"lower={','.join(b)}", "--versus-first"])
     out = capsys.readouterr().out
     table, comparisons = out.split("Against the first recipe (two runs)")
@@ -161,11 +164,11 @@ def test_the_accuracy_ablation_counts_runs_at_the_goal_and_better_runs_holm_corr
                               if line.startswith("| ") and "---" not in line)}
     se = statistics.stdev(REF_ACC) / 5 ** 0.5
     assert f"≥ {100 * (0.808 - se):.2f} %" in out.splitlines()[0]
-    assert rows["two runs"][1:] == ["2", f"{100 * statistics.fmean([statistics.fmean(high), 0.809]):.2f} ± "
+    assert rows["two runs"][1:] == ["2", "–", f"{100 * statistics.fmean([statistics.fmean(high), 0.809]):.2f} ± "
                                          f"{100 * statistics.stdev([statistics.fmean(high), 0.809]) / 2 ** 0.5:.2f}",
                                     "0.440 ± 0.040", "2 / 2", "1 / 2"]  # the second run is 0.1 points above: level
-    assert rows["lower"][1:] == ["2", "70.50 ± 0.50", "0.600 ± 0.000", "0 / 2", "0 / 2"]
-    assert rows["adam_tuned (the reference, 5 held-out instances)"][2] == f"80.80 ± {100 * se:.2f}"
+    assert rows["lower"][1:] == ["2", "250 – 1,500", "70.50 ± 0.50", "0.600 ± 0.000", "0 / 2", "0 / 2"]
+    assert rows["adam_tuned (the reference, 5 held-out instances)"][3] == f"80.80 ± {100 * se:.2f}"
     lines = [line.split("|") for line in comparisons.splitlines() if line.startswith("| lower |")]
     assert [c[2].strip() for c in lines] == ["test accuracy", "final training loss"]
     assert float(lines[0][3]) == pytest.approx(0.705 - statistics.fmean([statistics.fmean(high), 0.809]), abs=1e-3)

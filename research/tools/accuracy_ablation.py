@@ -5,7 +5,8 @@
 
 Each argument is ``NAME=DIR[,DIR...]``: the output folders of ``evaluate.py`` for that recipe's runs (one
 meta-training run each), all evaluated on the same held-out instances against the same reference runs (checked:
-the reference's per-seed test accuracies must agree in every folder). Per row: the number of runs; the mean over
+the reference's per-seed test accuracies must agree in every folder). Per row: the number of runs; the range of
+the meta-steps that validation selected (``checkpoint_meta.global_step``, "–" where not recorded); the mean over
 runs of each run's mean test accuracy and final training loss, with the standard error over runs (sample std /
 sqrt(runs); "–" for one run); how many runs meet the goal of :mod:`research.tools.accuracy_goal` (test accuracy
 at least the reference's minus one standard error); and how many are better than the reference in test accuracy
@@ -72,6 +73,14 @@ def better_counts(recipes: list[tuple[str, list[Path], list[dict[str, Any]]]], r
     return counts
 
 
+def selected_steps(runs: list[dict[str, Any]]) -> str:
+    """The range of the meta-steps that validation kept in these runs, as recorded by ``evaluate.py``."""
+    steps = [r.get("checkpoint_meta", {}).get("global_step") for r in runs]
+    if any(s is None for s in steps):
+        return "–"
+    return f"{min(steps):,}" if min(steps) == max(steps) else f"{min(steps):,} – {max(steps):,}"
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("rows", nargs="+", help="NAME=DIR[,DIR...]: one recipe's evaluate.py output folders")
@@ -87,19 +96,20 @@ def main(argv: list[str] | None = None) -> None:
         ap.error(str(e))
     ref_summary = recipes[0][2][0]["optimizers"][a.reference]
     ref_acc, ref_se = mean_and_se(ref_summary, METRIC)
-    print(f"| recipe | runs | test accuracy (%) | final training loss | runs at the goal (≥ {100 * (ref_acc - ref_se):.2f} %) "
+    print(f"| recipe | runs | selected meta-steps | test accuracy (%) | final training loss "
+          f"| runs at the goal (≥ {100 * (ref_acc - ref_se):.2f} %) "
           f"| runs better than {a.reference} (test accuracy, Holm across the table's runs) |")
-    print("|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|")
     for (name, _, runs), better in zip(recipes, better_counts(recipes, a.reference)):
         opts = [res["optimizers"][learned_name(res)] for res in runs]
         acc = [mean_and_se(o, METRIC)[0] for o in opts]
         loss = [mean_and_se(o, LOSS)[0] for o in opts]
         met = sum(x >= ref_acc - ref_se for x in acc)
-        print(f"| {name} | {len(runs)} | {_mean_se(acc, 100, 2)} | {_mean_se(loss)} | {met} / {len(runs)} "
-              f"| {better} / {len(runs)} |")
+        print(f"| {name} | {len(runs)} | {selected_steps(runs)} | {_mean_se(acc, 100, 2)} | {_mean_se(loss)} "
+              f"| {met} / {len(runs)} | {better} / {len(runs)} |")
     seeds = len(ref_summary["per_seed"][METRIC])
-    print(f"| {a.reference} (the reference, {seeds} held-out instances) | – | {100 * ref_acc:.2f} ± {100 * ref_se:.2f} "
-          f"| {mean_and_se(ref_summary, LOSS)[0]:.3f} | | |")
+    print(f"| {a.reference} (the reference, {seeds} held-out instances) | – | – "
+          f"| {100 * ref_acc:.2f} ± {100 * ref_se:.2f} | {mean_and_se(ref_summary, LOSS)[0]:.3f} | | |")
     if a.versus_first and len(recipes) > 1:
         print("\n" + "\n".join(versus_first([(name, runs) for name, _, runs in recipes], figures=FIGURES)))
 
