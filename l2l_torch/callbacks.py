@@ -11,7 +11,6 @@ import lightning as L
 from lightning.pytorch.callbacks import Timer, TQDMProgressBar
 
 from l2l_torch.checkpoint import save_learned_optimizer, write_meta_json
-from l2l_torch.plots import histogram_edges
 
 
 class ExportBestOptimizer(L.Callback):
@@ -231,6 +230,8 @@ class LogSTNGrid(L.Callback):
 def _add_log_histogram(exp: Any, tag: str, hist: dict[str, Any], step: int) -> None:
     """A histogram of :class:`~l2l_torch.training.UpdateRecorder`'s binned ``log10 |update|`` (exact zeros left
     out) as TensorBoard's raw histogram; its sums use the bins' centres."""
+    from l2l_torch.plots import histogram_edges  # (matplotlib only when a histogram is written)
+
     edges, counts = histogram_edges(hist), hist["counts"]
     centres = [(a + b) / 2 for a, b in zip(edges[:-1], edges[1:])]
     used = [i for i, c in enumerate(counts) if c]
