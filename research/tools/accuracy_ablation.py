@@ -21,13 +21,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 from pathlib import Path
 from typing import Any
 
 from l2l_torch.stats import holm, paired_comparison, verdict
 from research.tools.research_report import learned_name
-from research.tools.stn_ablation import Figure, parse_recipes, versus_first
+from research.tools.stn_ablation import Figure, mean_se, parse_recipes, versus_first
 from research.tools.stn_goal import mean_and_se
 
 METRIC, LOSS = "test_accuracy", "train_loss"
@@ -36,12 +35,6 @@ FIGURES: list[Figure] = [
     ("test accuracy", lambda res: mean_and_se(res["optimizers"][learned_name(res)], METRIC)[0], True),
     ("final training loss", lambda res: mean_and_se(res["optimizers"][learned_name(res)], LOSS)[0], False),
 ]
-
-
-def _mean_se(xs: list[float], scale: float = 1.0, digits: int = 3) -> str:
-    m = scale * statistics.fmean(xs)
-    se = scale * statistics.stdev(xs) / len(xs) ** 0.5 if len(xs) > 1 else None
-    return f"{m:.{digits}f}" + (f" ± {se:.{digits}f}" if se is not None else " (–)")
 
 
 def check_same_reference(recipes: list[tuple[str, list[Path], list[dict[str, Any]]]], reference: str) -> None:
@@ -105,7 +98,7 @@ def main(argv: list[str] | None = None) -> None:
         acc = [mean_and_se(o, METRIC)[0] for o in opts]
         loss = [mean_and_se(o, LOSS)[0] for o in opts]
         met = sum(x >= ref_acc - ref_se for x in acc)
-        print(f"| {name} | {len(runs)} | {selected_steps(runs)} | {_mean_se(acc, 100, 2)} | {_mean_se(loss)} "
+        print(f"| {name} | {len(runs)} | {selected_steps(runs)} | {mean_se(acc, 100, 2)} | {mean_se(loss)} "
               f"| {met} / {len(runs)} | {better} / {len(runs)} |")
     seeds = len(ref_summary["per_seed"][METRIC])
     print(f"| {a.reference} (the reference, {seeds} held-out instances) | – | – "

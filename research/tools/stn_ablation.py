@@ -41,10 +41,11 @@ FIGURES: list[Figure] = [(f"SSIM {s[4:]}s", lambda g, i=i: g[i]["ssim"], True) f
     [(f"mass ratio {s[4:]}s", lambda g, i=i: g[i]["mass"], None) for i, s in enumerate(SETS)]
 
 
-def _mean_se(xs: list[float]) -> str:
-    m = statistics.fmean(xs)
-    se = statistics.stdev(xs) / len(xs) ** 0.5 if len(xs) > 1 else None
-    return f"{m:.3f}" + (f" ± {se:.3f}" if se is not None else " (–)")
+def mean_se(xs: list[float], scale: float = 1.0, digits: int = 3) -> str:
+    """``scale`` times the mean of ``xs`` and its standard error over them ("(–)" for one value), as a cell."""
+    m = scale * statistics.fmean(xs)
+    se = scale * statistics.stdev(xs) / len(xs) ** 0.5 if len(xs) > 1 else None
+    return f"{m:.{digits}f}" + (f" ± {se:.{digits}f}" if se is not None else " (–)")
 
 
 def run_goals(dirs: list[Path], reference: str) -> tuple[list[list[dict[str, Any]]], list[dict[str, Any]]]:
@@ -109,8 +110,8 @@ def row(name: str, dirs: list[Path], reference: str) -> tuple[str, dict[str, Any
 
 def row_of(name: str, goals: list[list[dict[str, Any]]]) -> str:
     """The Markdown row of one recipe from its runs' :func:`run_goals` rows."""
-    ssim = [_mean_se([g[i]["ssim"] for g in goals]) for i in range(len(SETS))]
-    mass = [_mean_se([g[i]["mass"] for g in goals]) for i in range(len(SETS))]
+    ssim = [mean_se([g[i]["ssim"] for g in goals]) for i in range(len(SETS))]
+    mass = [mean_se([g[i]["mass"] for g in goals]) for i in range(len(SETS))]
     n_ssim = sum(all(r["ssim_met"] for r in g) for g in goals)
     n_all = sum(all(r["ssim_met"] and r["mass_met"] for r in g) for g in goals)
     cells = [name, str(len(goals)), *ssim, *mass, f"{n_ssim} / {len(goals)}", f"{n_all} / {len(goals)}"]
