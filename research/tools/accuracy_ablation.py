@@ -19,14 +19,13 @@ means, Holm-corrected across the tests listed), as :mod:`research.tools.stn_abla
 
 from __future__ import annotations
 
-import argparse
 import json
 from pathlib import Path
 from typing import Any
 
 from l2l_torch.stats import holm, paired_comparison, verdict
 from research.tools.research_report import learned_name
-from research.tools.stn_ablation import Figure, mean_se, parse_recipes, versus_first
+from research.tools.stn_ablation import Figure, ablation_parser, mean_se, parse_recipes, versus_first
 from research.tools.stn_goal import mean_and_se
 
 METRIC, LOSS = "test_accuracy", "train_loss"
@@ -75,11 +74,7 @@ def selected_steps(runs: list[dict[str, Any]]) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("rows", nargs="+", help="NAME=DIR[,DIR...]: one recipe's evaluate.py output folders")
-    ap.add_argument("--reference", default="adam_tuned", help="the baseline of the goal (default adam_tuned)")
-    ap.add_argument("--versus-first", action="store_true",
-                    help="below the table, each later recipe against the first (Welch, Holm-corrected)")
+    ap = ablation_parser(__doc__)
     a = ap.parse_args(argv)
     recipes = [(name, dirs, [json.loads((d / "results.json").read_text()) for d in dirs])
                for name, dirs in parse_recipes(ap, a.rows)]

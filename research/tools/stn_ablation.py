@@ -118,12 +118,19 @@ def row_of(name: str, goals: list[list[dict[str, Any]]]) -> str:
     return "| " + " | ".join(cells) + " |"
 
 
-def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def ablation_parser(doc: str | None) -> argparse.ArgumentParser:
+    """The arguments of an ablation table: its recipes (``NAME=DIR[,DIR...]``), ``--reference`` and
+    ``--versus-first``."""
+    ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("rows", nargs="+", help="NAME=DIR[,DIR...]: one recipe's evaluate.py output folders")
     ap.add_argument("--reference", default="adam_tuned", help="the baseline of the goal (default adam_tuned)")
     ap.add_argument("--versus-first", action="store_true",
                     help="below the table, each later recipe against the first (Welch, Holm-corrected)")
+    return ap
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = ablation_parser(__doc__)
     ap.add_argument("--paired", action="store_true",
                     help="with --versus-first: the recipes are checkpoints of the same runs, in the same order "
                          "(paired t-test over the runs)")
