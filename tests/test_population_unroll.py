@@ -7,6 +7,7 @@ optimizer states over two consecutive truncations, for MLPs, a small CNN with Ba
 from __future__ import annotations
 
 import copy
+import sys
 from collections.abc import Callable
 from dataclasses import replace
 
@@ -208,6 +209,23 @@ def test_population_equals_one_by_one_on_fashion_mnist_in_float32(arch, tmp_path
                                     data_dir=str(SHARED_DATA))
     make, mode = LOPTS[arch]
     _compare(make(), lambda: [fam.sample(s) for s in range(3)], mode, float64_reference=True)
+
+
+@needs_data("FashionMNIST")
+def test_the_float32_parity_catches_an_error_of_a_tenth_of_a_percent(tmp_path, monkeypatch):
+    """The measure of the test above can fail: a population path whose meta-loss weights are 0.1 % too large."""
+    from l2l_torch.tasks.image_classification import ImageClassificationFamily
+
+    monkeypatch.setenv("L2L_CACHE_DIR", str(tmp_path / "l2l_cache"))
+    monkeypatch.setenv("L2L_OFFLINE", "1")
+    fam = ImageClassificationFamily(dataset="fashion_mnist", model="mlp", hidden=[6], subset=300, batch_size=8,
+                                    data_dir=str(SHARED_DATA))
+    right = population_unroll
+    monkeypatch.setattr(sys.modules[__name__], "population_unroll",
+                        lambda lopt, pop, steps, weights, **kw: right(lopt, pop, steps, 1.001 * weights, **kw))
+    make, mode = LOPTS["small_fc"]
+    with pytest.raises(AssertionError, match="one by one - exact"):
+        _compare(make(), lambda: [fam.sample(s) for s in range(3)], mode, float64_reference=True)
 
 
 def test_step_mode_and_obstacles():
