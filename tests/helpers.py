@@ -131,6 +131,17 @@ def write_jpeg_folder(root, per_class: dict[str, int], size: int = 32) -> None:
                 Image.fromarray(img.permute(1, 2, 0).numpy()).save(root / split / c / f"{i:04d}.jpg")
 
 
+def small_fashion_mnist_mlps(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """MLPs 784-6-10 on a 300-image subset of Fashion-MNIST from :data:`SHARED_DATA`, batch 8, float32 (the shipped kind
+    of task, small), with the decoded cache under ``tmp_path`` and no downloads."""
+    from l2l_torch.tasks.image_classification import ImageClassificationFamily
+
+    monkeypatch.setenv("L2L_CACHE_DIR", str(tmp_path / "l2l_cache"))
+    monkeypatch.setenv("L2L_OFFLINE", "1")
+    return ImageClassificationFamily(dataset="fashion_mnist", model="mlp", hidden=[6], subset=300, batch_size=8,
+                                     data_dir=str(SHARED_DATA))
+
+
 def quadratic64(seed: int = 0):
     """Two 4-d quadratics in float64 (for gradchecks)."""
     from l2l_torch.tasks.quadratic import QuadraticFamily

@@ -6,7 +6,7 @@ import torch
 
 from l2l_torch.learned_optimizers import LSTMOptimizer
 from l2l_torch.unroll import batched_unroll, init_unroll, truncated_unroll
-from tests.helpers import SHARED_DATA, needs_data, quadratic64
+from tests.helpers import needs_data, quadratic64, small_fashion_mnist_mlps
 
 
 def _compare(lopt, tasks, truncations: int = 2, steps: int = 3, **tol):
@@ -45,13 +45,7 @@ def test_batched_unroll_matches_one_by_one_quadratics(norm):
 @needs_data("FashionMNIST")
 def test_batched_unroll_matches_one_by_one_mlp_per_kind(tmp_path, monkeypatch):
     """float32, a real MLP on Fashion-MNIST batches, one LSTM per kind: the fast path's tolerance."""
-    from l2l_torch.tasks.image_classification import ImageClassificationFamily
-
-    monkeypatch.setenv("L2L_CACHE_DIR", str(tmp_path / "l2l_cache"))
-    monkeypatch.setenv("L2L_OFFLINE", "1")
-
-    fam = ImageClassificationFamily(dataset="fashion_mnist", model="mlp", hidden=[6], subset=300, batch_size=8,
-                                    data_dir=str(SHARED_DATA))
+    fam = small_fashion_mnist_mlps(tmp_path, monkeypatch)
     torch.manual_seed(0)
     lopt = LSTMOptimizer(hidden_size=6, per_kind=True)
     _compare(lopt, [fam.sample(s) for s in range(2)], rtol=1e-5, atol=1e-6)

@@ -24,7 +24,7 @@ from l2l_torch.population_unroll import population_obstacle, population_unroll, 
 from l2l_torch.tasks import Task
 from l2l_torch.tasks.image_classification import ImageClassificationTask
 from l2l_torch.unroll import UnrollState, init_unroll, truncated_unroll
-from tests.helpers import SHARED_DATA, needs_data, quadratic64
+from tests.helpers import needs_data, quadratic64, small_fashion_mnist_mlps
 
 TOL64 = {"rtol": 1e-9, "atol": 1e-12}
 
@@ -201,12 +201,7 @@ def test_population_equals_one_by_one_on_fashion_mnist_in_float32(arch, tmp_path
     """The shipped kind of task (an MLP on Fashion-MNIST) in float32: the population path as accurate as the one-by-one
     path, both measured against the one-by-one path in float64 (:func:`_judge`). The float64 tests above hold the
     paths to 1e-9 (relative) of each other."""
-    from l2l_torch.tasks.image_classification import ImageClassificationFamily
-
-    monkeypatch.setenv("L2L_CACHE_DIR", str(tmp_path / "l2l_cache"))
-    monkeypatch.setenv("L2L_OFFLINE", "1")
-    fam = ImageClassificationFamily(dataset="fashion_mnist", model="mlp", hidden=[6], subset=300, batch_size=8,
-                                    data_dir=str(SHARED_DATA))
+    fam = small_fashion_mnist_mlps(tmp_path, monkeypatch)
     make, mode = LOPTS[arch]
     _compare(make(), lambda: [fam.sample(s) for s in range(3)], mode, float64_reference=True)
 
@@ -214,12 +209,7 @@ def test_population_equals_one_by_one_on_fashion_mnist_in_float32(arch, tmp_path
 @needs_data("FashionMNIST")
 def test_the_float32_parity_catches_an_error_of_a_tenth_of_a_percent(tmp_path, monkeypatch):
     """The measure of the test above can fail: a population path whose meta-loss weights are 0.1 % too large."""
-    from l2l_torch.tasks.image_classification import ImageClassificationFamily
-
-    monkeypatch.setenv("L2L_CACHE_DIR", str(tmp_path / "l2l_cache"))
-    monkeypatch.setenv("L2L_OFFLINE", "1")
-    fam = ImageClassificationFamily(dataset="fashion_mnist", model="mlp", hidden=[6], subset=300, batch_size=8,
-                                    data_dir=str(SHARED_DATA))
+    fam = small_fashion_mnist_mlps(tmp_path, monkeypatch)
     right = population_unroll
     monkeypatch.setattr(sys.modules[__name__], "population_unroll",
                         lambda lopt, pop, steps, weights, **kw: right(lopt, pop, steps, 1.001 * weights, **kw))
