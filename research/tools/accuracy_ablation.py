@@ -89,9 +89,7 @@ def main(argv: list[str] | None = None) -> None:
           f"| runs better than {a.reference} (test accuracy, Holm across the table's runs) |")
     print("|---|---|---|---|---|---|---|")
     for (name, _, runs), better in zip(recipes, better_counts(recipes, a.reference)):
-        opts = [res["optimizers"][learned_name(res)] for res in runs]
-        acc = [mean_and_se(o, METRIC)[0] for o in opts]
-        loss = [mean_and_se(o, LOSS)[0] for o in opts]
+        acc, loss = ([value(res) for res in runs] for _, value, _ in FIGURES)
         met = sum(x >= ref_acc - ref_se for x in acc)
         print(f"| {name} | {len(runs)} | {selected_steps(runs)} | {mean_se(acc, 100, 2)} | {mean_se(loss)} "
               f"| {met} / {len(runs)} | {better} / {len(runs)} |")

@@ -37,8 +37,7 @@ def excerpt(text: str, steps: tuple[int, ...] = (1000, 2000)) -> str:
         raise ValueError("no meta-step progress bar in this output")
     last = max(bars)
     shown = [s for s in steps if s in bars and s < last] + [last]
-    stop = next((i for i, line in enumerate(lines) if line.startswith(_STOP)),
-                None)
+    stop = next((i for i, line in enumerate(lines) if line.startswith(_STOP)), None)
     tail = [] if stop is None else [line for line in lines[stop:] if not _BAR.search(line)]
     label = ", ".join(f"{s:,}" for s in shown[:-1])
     return "\n".join(head + [f"progress bar at meta-steps {label + ' and ' if label else ''}the last:"]
