@@ -8,7 +8,7 @@ import statistics
 
 import pytest
 
-from research.tools import accuracy_ablation, accuracy_goal, paired_verdicts, stn_ablation, stn_goal
+from research.tools import accuracy_ablation, accuracy_goal, paired_verdicts, rounding_spread, stn_ablation, stn_goal
 
 
 def _stn_results(learned: str, ssim: dict[str, list[float]], mass: dict[str, float]) -> dict:
@@ -179,3 +179,21 @@ def test_the_accuracy_ablation_refuses_runs_judged_against_other_references(tmp_
     b = _accuracy_run(tmp_path, "b", REF_ACC, 0.4, ref=[0.7] * 5)
     with pytest.raises(SystemExit):
         accuracy_ablation.main([f"x={a}", f"y={b}"])
+
+
+def test_the_rounding_spread_is_the_largest_per_seed_difference_of_the_learned_row(tmp_path, capsys):
+    a = _accuracy_run(tmp_path, "threads1", [0.80, 0.81, 0.82], 0.5)
+    b = _accuracy_run(tmp_path, "threads2", [0.80, 0.79, 0.825], 0.5)
+    res = json.loads((tmp_path / "threads2" / "results.json").read_text())
+    res["optimizers"]["lstm"]["per_seed"]["train_loss"] = [0.5, 0.55, 0.48]
+    (tmp_path / "threads2" / "results.json").write_text(json.dumps(res))
+    rounding_spread.main([f"lstm={a}/results.json,{b}/results.json"])
+    row = [c.strip() for c in capsys.readouterr().out.splitlines()[-1].strip("|").split("|")]
+    assert row == ["lstm", "81.00 / 80.50 %", "2.00 points", "0.5000 / 0.5100", "0.0500 (10.0 %)"]
+
+
+def test_the_rounding_spread_refuses_evaluations_of_other_instances(tmp_path):
+    a = _accuracy_run(tmp_path, "a", [0.8] * 3, 0.5)
+    b = _accuracy_run(tmp_path, "b", [0.8] * 4, 0.5)
+    with pytest.raises(SystemExit):
+        rounding_spread.main([f"x={a}/results.json,{b}/results.json"])
