@@ -292,7 +292,7 @@ def _heldout_main(a) -> None:
     from l2l_torch.evaluation import ReuseRefused, check_test_seeds
     from l2l_torch.heldout import model
     from l2l_torch.optim import LearnedOptimizer
-    from l2l_torch.pretrained import list_pretrained, pretrained_path
+    from l2l_torch.pretrained import checkpoint_path
     from l2l_torch.tasks.base import TEST_SEED_OFFSET
 
     try:
@@ -302,10 +302,7 @@ def _heldout_main(a) -> None:
         learned_grid = [float(x) for x in a.tune_learned_lr.split(",")] if a.tune_learned_lr else None
     except ValueError as e:
         fail(str(e))
-    checkpoint = a.checkpoint
-    if not Path(checkpoint).exists() and checkpoint in list_pretrained():
-        checkpoint = str(pretrained_path(checkpoint))
-    lopt, meta, device = load_checkpoint(checkpoint)
+    lopt, meta, device = load_checkpoint(checkpoint_path(a.checkpoint))
     settings = {"version": HELDOUT_VERSION, "seeds": a.seeds, "tune_seeds": a.tune_seeds, "tune_trials": a.tune_trials,
                 "lr_grid": lr_grid, "steps": a.steps, "subset": a.subset, "device": str(device)}
     reuse = None

@@ -39,7 +39,9 @@ class MetaModule(L.LightningModule):
         val_tasks: held-out task instances per validation.
         val_horizon: optimizee steps in validation (default: the truncation's horizon).
         val_seed: validation uses instances ``VAL_SEED_OFFSET + val_seed + i`` (a fine-tune: not its warm start's).
-        seed: base seed of the training task instances.
+        seed: base seed of the training task instances. It does not follow ``--seed_everything``, which seeds the
+            learned optimizer's initial weights and the estimator's noise: runs that differ only in
+            ``--seed_everything`` meta-train on the same sequence of instances. Set both to vary both.
     """
 
     def __init__(self, task: TaskFamily, lopt: LearnedOptimizerBase, estimator: GradientEstimator | None = None,

@@ -173,6 +173,16 @@ def _results(tmp_path: Path) -> Path:
     return d
 
 
+def test_a_checkpoint_argument_is_a_file_or_the_name_of_a_shipped_optimizer(tmp_path, monkeypatch):
+    from l2l_torch.pretrained import checkpoint_path, pretrained_path
+
+    assert checkpoint_path("small_fc_warmup_pes") == str(pretrained_path("small_fc_warmup_pes"))
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "small_fc_warmup_pes").write_bytes(b"")  # a file of that name wins over the shipped one
+    assert checkpoint_path("small_fc_warmup_pes") == "small_fc_warmup_pes"
+    assert checkpoint_path("runs/x/optimizer.pt") == "runs/x/optimizer.pt"  # neither: left for the loader's error
+
+
 def test_add_and_list_pretrained(tmp_path):
     from l2l_torch.pretrained import add_pretrained, list_pretrained, pretrained_path
 

@@ -210,6 +210,14 @@ def pretrained_path(name: str, folder: str | os.PathLike | None = None) -> Path:
     return Path(folder or PACKAGE_DIR) / f"{name}.pt"
 
 
+def checkpoint_path(checkpoint: str) -> str:
+    """``checkpoint`` itself when it is a file, else the path of the shipped optimizer of that name (a name that
+    is neither stays as it is, for the loader's own error)."""
+    if not Path(checkpoint).exists() and checkpoint in list_pretrained():
+        return str(pretrained_path(checkpoint))
+    return checkpoint
+
+
 def _fmt(stat: Any) -> str:
     if not isinstance(stat, dict) or stat.get("mean") is None or not math.isfinite(stat["mean"]):
         return "diverged"
