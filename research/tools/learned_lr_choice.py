@@ -24,6 +24,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--grid", required=True, help="comma-separated starting grid of the learned lr")
     ap.add_argument("--models", required=True, help="comma-separated held-out model names")
     ap.add_argument("--tune-seeds", type=int, default=3, help="tuning instances per lr (the benchmark's default 3)")
+    ap.add_argument("--no-extend", action="store_true",
+                    help="try the grid's lrs only, not past a winning edge (to split one tuning across processes: "
+                         "the choice is then the best over their lines, grown past its edge by hand)")
     a = ap.parse_args(argv)
 
     from l2l_torch.benchmark import LEARNED
@@ -39,7 +42,7 @@ def main(argv: list[str] | None = None) -> None:
     for m in (model(n) for n in a.models.split(",")):
         family = m.family().to(device)
         start = time.perf_counter()
-        best, scores = tune_lr(family, LEARNED, m.steps, a.tune_seeds, grid=grid,
+        best, scores = tune_lr(family, LEARNED, m.steps, a.tune_seeds, grid=grid, extend=not a.no_extend,
                                progress=lambda lr, s, m=m: print(f"{m.name}: lr {lr:g} -> train_loss {s:.4g}",
                                                                  file=sys.stderr, flush=True),
                                factory=lambda lr: partial(lambda groups, lr: LearnedOptimizer(groups, lopt=lopt, lr=lr),
