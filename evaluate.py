@@ -61,12 +61,14 @@ def main(argv: list[str] | None = None) -> None:
         positive_int,
         task_family_from_config,
     )
+    from l2l_torch.pretrained import checkpoint_path
     from l2l_torch.tasks.base import TEST_SEED_OFFSET, TUNE_SEED_OFFSET
 
     p = ArgumentParser(prog="python evaluate.py", description=__doc__,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--task", required=True, help=f"one of: {', '.join(available_tasks())}")
-    p.add_argument("--checkpoint", required=True, help="learned-optimizer file (optimizer.pt)")
+    p.add_argument("--checkpoint", required=True,
+                   help="learned-optimizer file (optimizer.pt), or the name of a shipped one (e.g. small_fc_warmup_pes)")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--steps", type=positive_int, help="optimizee steps (default: the config's horizon)")
     p.add_argument("--seeds", type=positive_int, default=10, help="held-out task instances per optimizer (default 10)")
@@ -142,7 +144,7 @@ def main(argv: list[str] | None = None) -> None:
         reuse = _reuse(a, overrides) if a.reuse_baselines else None
     except UserError as e:
         fail(str(e))
-    lopt, meta, device = load_checkpoint(a.checkpoint)
+    lopt, meta, device = load_checkpoint(checkpoint_path(a.checkpoint))
     try:
         family = task_family_from_config(a.task, overrides)
     except UserError as e:

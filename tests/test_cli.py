@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from l2l_torch.checkpoint import save_learned_optimizer
+from l2l_torch.checkpoint import read_learned_optimizer, save_learned_optimizer
 from l2l_torch.cli import available_tasks, load_config
 from l2l_torch.learned_optimizers import LSTMOptimizer
 from tests.helpers import REPO, SHARED_DATA, config_params, smoke_train, write_jpeg_folder
@@ -91,6 +91,18 @@ def test_evaluate_on_tiny_checkpoint(tmp_path):
     assert [int(t[2]) for t in tried] == list(range(1, len(tried) + 1))  # one run per lr with --tune-seeds 1
     assert {t[0] for t in tried} == {"adam", "rmsprop", "sgd", "adagrad"} and {t[3] for t in tried} == {str(bound)}
     assert len(tried) == sum(len(v) for v in res["tuning"].values()) <= bound
+
+
+def test_evaluate_takes_the_name_of_a_shipped_optimizer(tmp_path):
+    from l2l_torch.pretrained import pretrained_path
+
+    out = tmp_path / "eval"
+    r = run("evaluate.py", "--task", "quadratic", "--checkpoint", "quadratic", "--out", str(out),
+            "--steps", "5", "--seeds", "1", "--no-tune", "--baselines", "adam", "--no-updates")
+    assert r.returncode == 0, r.stderr
+    res = json.loads((out / "results.json").read_text())
+    assert res["checkpoint"] == "quadratic" and res["checkpoint_meta"] == read_learned_optimizer(
+        pretrained_path("quadratic"))[1]
 
 
 def test_evaluate_reuses_baselines(tmp_path):
