@@ -31,6 +31,7 @@ import math
 import sys
 import time
 from collections.abc import Callable, Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -110,6 +111,19 @@ def ratio_to_adam(optimizers: dict[str, Any]) -> float | None:
     return learned["train_loss"]["mean"] / den if den > 0 else None
 
 
+def tune_learned_lr(family: Any, lopt_factory: Callable, steps: int, tune_seeds: int, grid: Sequence[float],
+                    progress: Callable[[float, float], None] | None = None,
+                    extend: bool = True) -> tuple[float, dict[float, float]]:
+    """Tune the learned optimizer's ``lr`` (the multiplier on its learned step; ``lopt_factory(groups, lr=)``) on
+    ``family``'s tuning instances, as ``adam_tuned``'s learning rate is (:func:`~l2l_torch.evaluation.tune_lr`, from
+    ``grid``, grown past a winning edge unless ``extend`` is false; ``progress(lr, score)`` after each lr).
+    Returns ``(best lr, {lr: mean final training loss})``."""
+    from l2l_torch.evaluation import tune_lr
+
+    return tune_lr(family, LEARNED, steps, tune_seeds, grid=grid, extend=extend, progress=progress,
+                   factory=lambda lr: partial(lopt_factory, lr=lr))
+
+
 def run_heldout(lopt_factory: Callable, models: Sequence[HeldOutModel], seeds: int = 5, steps: int | None = None,
                 tune_seeds: int = 3, tune_trials: int | None = None, lr_grid: Sequence[float] | None = None,
                 device: Any = "cpu", data_dir: str | None = None, subset: int | None = None,
@@ -154,16 +168,11 @@ def run_heldout(lopt_factory: Callable, models: Sequence[HeldOutModel], seeds: i
             if say:
                 say(f"the reused baselines reproduce here ({checked['optimizer']}, seed {checked['seed']})")
         if learned_lr_grid:
-            from functools import partial
-
-            from l2l_torch.evaluation import tune_lr
-
             def tried(lr: float, score: float, say=say) -> None:
                 if say:
                     say(f"tuning the learned optimizer's lr: {lr:g} -> train_loss {score:.4g}")
 
-            best, scores = tune_lr(family, LEARNED, n, tune_seeds, grid=learned_lr_grid, progress=tried,
-                                   factory=lambda lr: partial(lopt_factory, lr=lr))
+            best, scores = tune_learned_lr(family, lopt_factory, n, tune_seeds, learned_lr_grid, tried)
             factory = partial(lopt_factory, lr=best)
             learned = {"learned_lr": best, "learned_tuning": {str(k): v for k, v in scores.items()},
                        "learned_tuning_cost": len(scores) * tune_seeds * n}

@@ -4,8 +4,8 @@
         --checkpoint small_fc_warmup_pes --grid 1,0.3,0.1,0.03 --models cifar10_mlp_256x128_relu
 
 Runs only the first step of ``python -m l2l_torch.benchmark heldout --tune-learned-lr GRID``: the learned optimizer's
-``lr`` (a multiplier on its learned step) tuned on the benchmark's tuning instances, by the same call
-(:func:`l2l_torch.evaluation.tune_lr`, the grid grown past a winning edge). Use it where the baselines of a model
+``lr`` (a multiplier on its learned step) tuned on the benchmark's tuning instances, by the same function
+(:func:`l2l_torch.benchmark.tune_learned_lr`, the grid grown past a winning edge). Use it where the baselines of a model
 cannot be trained again in the time at hand: when the choice is an ``lr`` the benchmark has already been run at, that
 run is the lr-tuned row. Prints one line per ``lr`` tried and one Markdown row per model.
 """
@@ -29,9 +29,8 @@ def main(argv: list[str] | None = None) -> None:
                          "the choice is then the best over their lines, grown past its edge by hand)")
     a = ap.parse_args(argv)
 
-    from l2l_torch.benchmark import LEARNED
+    from l2l_torch.benchmark import tune_learned_lr
     from l2l_torch.cli import load_checkpoint
-    from l2l_torch.evaluation import tune_lr
     from l2l_torch.heldout import model
     from l2l_torch.optim import LearnedOptimizer
     from l2l_torch.pretrained import checkpoint_path
@@ -42,11 +41,10 @@ def main(argv: list[str] | None = None) -> None:
     for m in (model(n) for n in a.models.split(",")):
         family = m.family().to(device)
         start = time.perf_counter()
-        best, scores = tune_lr(family, LEARNED, m.steps, a.tune_seeds, grid=grid, extend=not a.no_extend,
-                               progress=lambda lr, s, m=m: print(f"{m.name}: lr {lr:g} -> train_loss {s:.4g}",
-                                                                 file=sys.stderr, flush=True),
-                               factory=lambda lr: partial(lambda groups, lr: LearnedOptimizer(groups, lopt=lopt, lr=lr),
-                                                          lr=lr))
+        best, scores = tune_learned_lr(family, partial(LearnedOptimizer, lopt=lopt), m.steps, a.tune_seeds, grid,
+                                       lambda lr, s, m=m: print(f"{m.name}: lr {lr:g} -> train_loss {s:.4g}",
+                                                                file=sys.stderr, flush=True),
+                                       extend=not a.no_extend)
         tried = ", ".join(f"{lr:g}: {s:.4g}" for lr, s in sorted(scores.items()))
         rows.append(f"| {m.name} | {m.steps} | {tried} | {best:g} | {time.perf_counter() - start:.0f} |")
     print(f"| model | steps | tuning train_loss per lr ({a.checkpoint}, {a.tune_seeds} tuning instances) | chosen | seconds |")
