@@ -114,6 +114,7 @@ def main(argv: list[str] | None = None) -> None:
         ReuseRefused,
         check_test_seeds,
         evaluate_learned_optimizer,
+        host,
         meta_training_cost,
         updates_against_adam,
     )
@@ -170,14 +171,11 @@ def main(argv: list[str] | None = None) -> None:
             **({"lr_grid": lr_grid} if lr_grid else {}))
     except ReuseRefused as e:
         fail(f"--reuse-baselines {a.reuse_baselines}: {e}")
-    import torch
 
     res["optimizers"][lopt.arch_name]["meta_training_cost"] = meta_training_cost(meta)
     results = {"task": a.task, "steps": steps, "seeds": a.seeds, "checkpoint": str(a.checkpoint),
                "checkpoint_meta": meta, "family": family.describe(), "overrides": overrides, "device": str(device),
-               # CPU runs round differently with another thread count (and on another CPU), which some learned
-               # optimizers amplify: recorded so that a re-evaluation can tell
-               "threads": torch.get_num_threads(),
+               **host(),  # the processor and thread count, on which a CPU run's rounding depends
                # the metric the baselines were tuned on is the one the verdict compares
                "primary_metric": "final_loss" if a.tune_metric == "train_loss" else a.tune_metric,
                # shell-quoted, so that `python -m l2l_torch.report` can run it again (e.g. --set 'hidden=[20, 20]')

@@ -298,7 +298,7 @@ def _heldout_main(a) -> None:
     from l2l_torch.checkpoint import CheckpointError, check_compatible
     from l2l_torch.cli import UserError, fail, load_checkpoint
     from l2l_torch.data import DataError
-    from l2l_torch.evaluation import ReuseRefused, check_test_seeds
+    from l2l_torch.evaluation import ReuseRefused, check_test_seeds, host
     from l2l_torch.heldout import model
     from l2l_torch.optim import LearnedOptimizer
     from l2l_torch.pretrained import checkpoint_path
@@ -343,7 +343,7 @@ def _heldout_main(a) -> None:
 
     def write(result: dict[str, Any]) -> None:
         _write({"checkpoint": a.checkpoint, "learned_lr": a.learned_lr, "learned_lr_grid": learned_grid,
-                "command": command, **settings, **result},
+                "command": command, **host(), **settings, **result},
                out, a.checkpoint)
 
     try:

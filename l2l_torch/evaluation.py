@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import math
+import platform
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -245,6 +246,29 @@ def updates_against_adam(family: TaskFamily, lopt: Any, steps: int, optimizers: 
                                  name: (baseline_factory("adam", lr), lr)}, steps, seed)
 
 
+def host() -> dict[str, Any]:
+    """The processor that runs this process and torch's CPU thread count, as ``{"processor", "threads"}``.
+
+    A CPU run rounds differently on another processor or with another thread count, and some learned optimizers
+    amplify that: an evaluation records both so that a re-evaluation that does not reproduce can tell why.
+    """
+    processor = platform.processor() or platform.machine()
+    try:  # Linux names the model there; platform.processor() often gives only the architecture
+        with open("/proc/cpuinfo") as f:
+            processor = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")),
+                             processor)
+    except OSError:
+        pass
+    return {"processor": processor, "threads": torch.get_num_threads()}
+
+
+def _hosts_differ(reuse: Mapping[str, Any]) -> str:
+    """A clause naming how the machine of an earlier evaluation (``reuse``) differs from this one, or ''."""
+    here = host()
+    diff = [f"{k} {reuse[k]!r} there, {here[k]!r} here" for k in here if k in reuse and reuse[k] != here[k]]
+    return f" ({'; '.join(diff)})" if diff else ""
+
+
 def check_test_seeds(first_seed: int, seeds: int) -> None:
     """Raise ValueError unless the held-out instances ``first_seed ... first_seed + seeds - 1`` lie in the test range
     ``[TEST_SEED_OFFSET, TUNE_SEED_OFFSET)``, which neither meta-training, validation nor tuning ever samples."""
@@ -396,7 +420,8 @@ def checked_reuse(family: TaskFamily, reuse: Mapping[str, Any], baselines: Seque
         why = (f"do not reproduce here: {check['optimizer']} on seed {check['seed']} differs by "
                f"{check['max_rel_diff']:.2g} (relative)") if check.get("reproduced") is False else (
                "cannot be checked here (no tuned baseline with per-seed figures to train again)")
-        raise ReuseRefused(f"the reused baselines {why}; they came from another machine, library version or code. "
+        raise ReuseRefused(f"the reused baselines {why}; they came from another machine, library version or "
+                           f"code{_hosts_differ(reuse)}. "
                            "Run the evaluation without --reuse-baselines (or pass --allow-drift to compare "
                            "against them anyway, which mixes two environments)")
     return check

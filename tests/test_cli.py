@@ -101,7 +101,7 @@ def test_evaluate_takes_the_name_of_a_shipped_optimizer(tmp_path):
             "--steps", "5", "--seeds", "1", "--no-tune", "--baselines", "adam", "--no-updates")
     assert r.returncode == 0, r.stderr
     res = json.loads((out / "results.json").read_text())
-    assert res["threads"] >= 1  # the CPU thread count, on which a CPU run's rounding depends
+    assert res["threads"] >= 1 and res["processor"]  # on which a CPU run's rounding depends
     assert res["checkpoint"] == "quadratic" and res["checkpoint_meta"] == read_learned_optimizer(
         pretrained_path("quadratic"))[1]
 
@@ -130,10 +130,13 @@ def test_evaluate_reuses_baselines(tmp_path):
     # a stored run that came out otherwise (another machine's rounding, here tampered) is refused, before the
     # learned optimizer is trained, with what to do instead
     first["optimizers"]["adam_tuned"]["per_seed"]["train_loss"][0] *= 1.01
+    first["threads"] += 7  # and the refusal names how the two machines differ, as far as the results record it
     (tmp_path / "a" / "results.json").write_text(json.dumps(first))
     r = run("evaluate.py", *common, "--out", str(tmp_path / "d"), "--baselines", "adam",
             "--reuse-baselines", str(tmp_path / "a"))
     assert r.returncode != 0 and "do not reproduce here: adam_tuned on seed" in r.stderr
+    assert f"threads {first['threads']} there, {first['threads'] - 7} here" in r.stderr
+    assert "processor" not in r.stderr.split("do not reproduce")[1]  # the same processor is not named as a difference
     assert "without --reuse-baselines" in r.stderr and "Traceback" not in r.stderr
     assert not (tmp_path / "d" / "results.json").exists()
     # ... unless asked for, and then the results say it
