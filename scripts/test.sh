@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Install l2l_torch with its test extra into ./.venv and run the test suite.
+# Install l2l_torch with its test extra into ./.venv, lint it, and run the test suite.
 # Usage: bash scripts/test.sh [pytest args...]
 # The suite runs in L2L_TEST_WORKERS pytest-xdist processes (default 2; 0 runs it in this process), each with
 # OMP_NUM_THREADS threads (default 1): most of its time is Python start-up and small subprocess runs, which
@@ -26,6 +26,7 @@ quiet python -m pip install -q -e ".[test]"
 export L2L_DATA_DIR="${L2L_DATA_DIR:-$(cd .. && pwd)/shared/data}"
 export L2L_CACHE_DIR="${L2L_CACHE_DIR:-$PWD/.cache/l2l_torch}"
 export OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}"
+ruff check -q .  # the lint configured in pyproject.toml (under a second)
 set +e
 python -m pytest -q -n "${L2L_TEST_WORKERS:-2}" "$@"
 rc=$?

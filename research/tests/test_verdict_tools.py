@@ -5,10 +5,18 @@ from __future__ import annotations
 
 import json
 import statistics
+from pathlib import Path
 
 import pytest
 
-from research.tools import accuracy_ablation, accuracy_goal, paired_verdicts, rounding_spread, stn_ablation, stn_goal
+from research.tools import (
+    accuracy_ablation,
+    accuracy_goal,
+    paired_verdicts,
+    rounding_spread,
+    stn_ablation,
+    stn_goal,
+)
 
 
 def _stn_results(learned: str, ssim: dict[str, list[float]], mass: dict[str, float]) -> dict:
@@ -90,6 +98,19 @@ def _recipe(tmp_path, name: str, ssims: list[float]) -> str:
         (d / "results.json").write_text(json.dumps(res))
         dirs.append(str(d))
     return f"{name}={','.join(dirs)}"
+
+
+def test_the_stn_ablation_refuses_runs_judged_against_other_references(tmp_path, capsys):
+    same, other = _recipe(tmp_path, "same", [0.80, 0.81]), _recipe(tmp_path, "other", [0.80, 0.81])
+    moved = Path(other.split("=")[1].split(",")[1]) / "results.json"
+    res = json.loads(moved.read_text())  # one run judged against a reference trained again elsewhere, rounded otherwise
+    res["optimizers"]["adam_tuned"]["per_seed"][f"{stn_goal.SETS[2]}_ssim"][0] += 1e-6
+    moved.write_text(json.dumps(res))
+    stn_ablation.main([same, _recipe(tmp_path, "again", [0.79])])  # one reference for all: a table
+    assert "| same | 2 |" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        stn_ablation.main([same, other])
+    assert f"{moved.parent} (other) was judged against other adam_tuned runs" in capsys.readouterr().err
 
 
 def _comparisons(out: str, first: str) -> dict[tuple[str, str], list[str]]:

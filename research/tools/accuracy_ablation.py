@@ -25,7 +25,14 @@ from typing import Any
 
 from l2l_torch.stats import holm, paired_comparison, verdict
 from research.tools.research_report import learned_name
-from research.tools.stn_ablation import Figure, ablation_parser, mean_se, parse_recipes, versus_first
+from research.tools.stn_ablation import (
+    Figure,
+    ablation_parser,
+    check_same_reference,
+    mean_se,
+    parse_recipes,
+    versus_first,
+)
 from research.tools.stn_goal import mean_and_se
 
 METRIC, LOSS = "test_accuracy", "train_loss"
@@ -34,20 +41,6 @@ FIGURES: list[Figure] = [
     ("test accuracy", lambda res: mean_and_se(res["optimizers"][learned_name(res)], METRIC)[0], True),
     ("final training loss", lambda res: mean_and_se(res["optimizers"][learned_name(res)], LOSS)[0], False),
 ]
-
-
-def check_same_reference(recipes: list[tuple[str, list[Path], list[dict[str, Any]]]], reference: str) -> None:
-    """Raise ValueError unless every run was judged against the same reference runs (equal per-seed test
-    accuracies): runs on other held-out instances, or against another tuning, cannot share one table."""
-    first = None
-    for name, dirs, runs in recipes:
-        for d, res in zip(dirs, runs):
-            if reference not in res["optimizers"]:
-                raise ValueError(f"{d}: no {reference!r} in its results.json")
-            ref = res["optimizers"][reference]["per_seed"][METRIC]
-            first = first if first is not None else (d, ref)
-            if ref != first[1]:
-                raise ValueError(f"{d} ({name}) was judged against other {reference} runs than {first[0]}")
 
 
 def better_counts(recipes: list[tuple[str, list[Path], list[dict[str, Any]]]], reference: str) -> list[int]:
@@ -79,7 +72,7 @@ def main(argv: list[str] | None = None) -> None:
     recipes = [(name, dirs, [json.loads((d / "results.json").read_text()) for d in dirs])
                for name, dirs in parse_recipes(ap, a.rows)]
     try:
-        check_same_reference(recipes, a.reference)
+        check_same_reference(recipes, a.reference, [METRIC])
     except ValueError as e:
         ap.error(str(e))
     ref_summary = recipes[0][2][0]["optimizers"][a.reference]

@@ -54,6 +54,23 @@ def run_goals(dirs: list[Path], reference: str) -> tuple[list[list[dict[str, Any
     return [goal(r, learned_name(r), reference) for r in runs], runs
 
 
+def check_same_reference(recipes: list[tuple[str, list[Path], list[dict[str, Any]]]], reference: str,
+                         metrics: list[str]) -> None:
+    """Raise ValueError unless every run (``recipes``: name, its folders and their results) was judged against the
+    same ``reference`` runs, their per-seed ``metrics`` equal: runs on other held-out instances, or against a
+    reference tuned or trained elsewhere (another machine rounds otherwise), cannot share one table."""
+    first = None
+    for name, dirs, runs in recipes:
+        for d, res in zip(dirs, runs):
+            if reference not in res["optimizers"]:
+                raise ValueError(f"{d}: no {reference!r} in its results.json")
+            per_seed = res["optimizers"][reference]["per_seed"]
+            ref = [per_seed.get(m) for m in metrics]
+            first = first if first is not None else (d, ref)
+            if ref != first[1]:
+                raise ValueError(f"{d} ({name}) was judged against other {reference} runs than {first[0]}")
+
+
 def versus_first(recipes: list[tuple[str, list[Any]]], paired: bool = False,
                  figures: list[Figure] = FIGURES) -> list[str]:
     """Lines comparing each recipe after the first with the first (``recipes``: name and its runs' records, by
@@ -137,11 +154,16 @@ def main(argv: list[str] | None = None) -> None:
     a = ap.parse_args(argv)
     if a.paired and not a.versus_first:
         ap.error("--paired goes with --versus-first")
-    first, recipes = None, []
+    first, recipes, loaded = None, [], []
     for name, dirs in parse_recipes(ap, a.rows):
         goals, runs = run_goals(dirs, a.reference)
         first = first or runs[0]
         recipes.append((name, goals))
+        loaded.append((name, dirs, runs))
+    try:
+        check_same_reference(loaded, a.reference, [f"{s}_ssim" for s in SETS])
+    except ValueError as e:
+        ap.error(str(e))
     comparison = []
     if a.versus_first and len(recipes) > 1:
         try:  # before any output: recipes that cannot be paired print nothing
