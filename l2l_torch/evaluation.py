@@ -247,10 +247,12 @@ def updates_against_adam(family: TaskFamily, lopt: Any, steps: int, optimizers: 
 
 
 def host() -> dict[str, Any]:
-    """The processor that runs this process and torch's CPU thread count, as ``{"processor", "threads"}``.
+    """The processor that runs this process, the vector instruction set torch's CPU kernels use on it, and torch's
+    CPU thread count, as ``{"processor", "cpu_capability", "threads"}``.
 
-    A CPU run rounds differently on another processor or with another thread count, and some learned optimizers
-    amplify that: an evaluation records both so that a re-evaluation that does not reproduce can tell why.
+    A CPU run rounds differently on another processor (two of one model name can differ in AVX-512), or with another
+    thread count, and some learned optimizers amplify that: an evaluation records all three so that a re-evaluation
+    that does not reproduce can tell why.
     """
     processor = platform.processor() or platform.machine()
     try:  # Linux names the model there; platform.processor() often gives only the architecture
@@ -259,7 +261,8 @@ def host() -> dict[str, Any]:
                              processor)
     except OSError:
         pass
-    return {"processor": processor, "threads": torch.get_num_threads()}
+    return {"processor": processor, "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+            "threads": torch.get_num_threads()}
 
 
 def _hosts_differ(reuse: Mapping[str, Any]) -> str:

@@ -101,7 +101,7 @@ def test_evaluate_takes_the_name_of_a_shipped_optimizer(tmp_path):
             "--steps", "5", "--seeds", "1", "--no-tune", "--baselines", "adam", "--no-updates")
     assert r.returncode == 0, r.stderr
     res = json.loads((out / "results.json").read_text())
-    assert res["threads"] >= 1 and res["processor"]  # on which a CPU run's rounding depends
+    assert res["threads"] >= 1 and res["processor"] and res["cpu_capability"]  # on which CPU rounding depends
     assert res["checkpoint"] == "quadratic" and res["checkpoint_meta"] == read_learned_optimizer(
         pretrained_path("quadratic"))[1]
 

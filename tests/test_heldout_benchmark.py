@@ -108,7 +108,7 @@ def test_tiny_heldout_run_writes_json_and_markdown(tmp_path, monkeypatch, capsys
     result = json.loads((tmp_path / "heldout.json").read_text())
     assert result["version"] == HELDOUT_VERSION and list(result["models"]) == models.split(",")
     assert result["learned_lr"] == 1.0  # the learned step as meta-trained (--learned-lr scales it)
-    assert result["threads"] >= 1 and result["processor"]  # on which a CPU run's rounding depends
+    assert result["threads"] >= 1 and result["processor"] and result["cpu_capability"]  # CPU rounding depends on them
     for r in result["models"].values():
         assert r["steps"] == 4
         assert {"learned", "adam", "adam_tuned", "adamw_tuned"} <= set(r["optimizers"])
