@@ -4,7 +4,8 @@
         "RNNprop=research/experiments/lstm_stn/rnnprop_30min,..." [--reference adam_tuned]
 
 Each argument is ``NAME=DIR[,DIR...]``: the output folders of ``evaluate.py --task affnist`` for that
-recipe's runs (one meta-training seed each, all evaluated on the same held-out STNs). Per row: the number of
+recipe's runs (one meta-training seed each, all evaluated on the same held-out STNs against the same reference runs:
+checked, since tuned Adam's figures move between machines). Per row: the number of
 runs, the mean over runs of each run's mean SSIM and foreground-mass ratio on unseen 8s, 6s and 1s with the
 standard error over runs (sample std / sqrt(runs); "–" for one run), and how many runs meet each part of the
 STN goal of :mod:`research.tools.stn_goal` (SSIM at least the reference's minus one SE, mass ratio within 0.8
