@@ -111,6 +111,11 @@ def test_the_stn_ablation_refuses_runs_judged_against_other_references(tmp_path,
     with pytest.raises(SystemExit):
         stn_ablation.main([same, other])
     assert f"{moved.parent} (other) was judged against other adam_tuned runs" in capsys.readouterr().err
+    del res["optimizers"]["adam_tuned"]  # a folder without the reference: the same one-line error, no traceback
+    moved.write_text(json.dumps(res))
+    with pytest.raises(SystemExit):
+        stn_ablation.main([same, other])
+    assert f"{moved.parent}: no 'adam_tuned' in its results.json" in capsys.readouterr().err
 
 
 def _comparisons(out: str, first: str) -> dict[tuple[str, str], list[str]]:

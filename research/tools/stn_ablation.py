@@ -155,16 +155,14 @@ def main(argv: list[str] | None = None) -> None:
     a = ap.parse_args(argv)
     if a.paired and not a.versus_first:
         ap.error("--paired goes with --versus-first")
-    first, recipes, loaded = None, [], []
-    for name, dirs in parse_recipes(ap, a.rows):
-        goals, runs = run_goals(dirs, a.reference)
-        first = first or runs[0]
-        recipes.append((name, goals))
-        loaded.append((name, dirs, runs))
-    try:
+    loaded = [(name, dirs, [json.loads((d / "results.json").read_text()) for d in dirs])
+              for name, dirs in parse_recipes(ap, a.rows)]
+    try:  # before any goal is read from them
         check_same_reference(loaded, a.reference, [f"{s}_ssim" for s in SETS])
     except ValueError as e:
         ap.error(str(e))
+    first = loaded[0][2][0]
+    recipes = [(name, [goal(r, learned_name(r), a.reference) for r in runs]) for name, _, runs in loaded]
     comparison = []
     if a.versus_first and len(recipes) > 1:
         try:  # before any output: recipes that cannot be paired print nothing
