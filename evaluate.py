@@ -171,11 +171,10 @@ def main(argv: list[str] | None = None) -> None:
             **({"lr_grid": lr_grid} if lr_grid else {}))
     except ReuseRefused as e:
         fail(f"--reuse-baselines {a.reuse_baselines}: {e}")
-
     res["optimizers"][lopt.arch_name]["meta_training_cost"] = meta_training_cost(meta)
     results = {"task": a.task, "steps": steps, "seeds": a.seeds, "checkpoint": str(a.checkpoint),
                "checkpoint_meta": meta, "family": family.describe(), "overrides": overrides, "device": str(device),
-               **host(),  # the processor and thread count, on which a CPU run's rounding depends
+               **host(),  # the processor, its vector instruction set and the thread count: CPU rounding depends on them
                # the metric the baselines were tuned on is the one the verdict compares
                "primary_metric": "final_loss" if a.tune_metric == "train_loss" else a.tune_metric,
                # shell-quoted, so that `python -m l2l_torch.report` can run it again (e.g. --set 'hidden=[20, 20]')

@@ -19,7 +19,6 @@ means, Holm-corrected across the tests listed), as :mod:`research.tools.stn_abla
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +30,7 @@ from research.tools.stn_ablation import (
     check_same_reference,
     mean_se,
     parse_recipes,
+    read_runs,
     versus_first,
 )
 from research.tools.stn_goal import mean_and_se
@@ -69,8 +69,7 @@ def selected_steps(runs: list[dict[str, Any]]) -> str:
 def main(argv: list[str] | None = None) -> None:
     ap = ablation_parser(__doc__)
     a = ap.parse_args(argv)
-    recipes = [(name, dirs, [json.loads((d / "results.json").read_text()) for d in dirs])
-               for name, dirs in parse_recipes(ap, a.rows)]
+    recipes = [(name, dirs, read_runs(dirs)) for name, dirs in parse_recipes(ap, a.rows)]
     try:
         check_same_reference(recipes, a.reference, [METRIC])
     except ValueError as e:

@@ -49,10 +49,20 @@ def mean_se(xs: list[float], scale: float = 1.0, digits: int = 3) -> str:
     return f"{m:.{digits}f}" + (f" ± {se:.{digits}f}" if se is not None else " (–)")
 
 
+def read_runs(dirs: list[Path]) -> list[dict[str, Any]]:
+    """The ``results.json`` of each run's evaluation folder."""
+    return [json.loads((d / "results.json").read_text()) for d in dirs]
+
+
+def goals_of(runs: list[dict[str, Any]], reference: str) -> list[list[dict[str, Any]]]:
+    """Per run (its results): the rows of :func:`~research.tools.stn_goal.goal` against ``reference``."""
+    return [goal(r, learned_name(r), reference) for r in runs]
+
+
 def run_goals(dirs: list[Path], reference: str) -> tuple[list[list[dict[str, Any]]], list[dict[str, Any]]]:
     """Per run (folder): the rows of :func:`~research.tools.stn_goal.goal`, and the run's results."""
-    runs = [json.loads((d / "results.json").read_text()) for d in dirs]
-    return [goal(r, learned_name(r), reference) for r in runs], runs
+    runs = read_runs(dirs)
+    return goals_of(runs, reference), runs
 
 
 def check_same_reference(recipes: list[tuple[str, list[Path], list[dict[str, Any]]]], reference: str,
@@ -155,14 +165,13 @@ def main(argv: list[str] | None = None) -> None:
     a = ap.parse_args(argv)
     if a.paired and not a.versus_first:
         ap.error("--paired goes with --versus-first")
-    loaded = [(name, dirs, [json.loads((d / "results.json").read_text()) for d in dirs])
-              for name, dirs in parse_recipes(ap, a.rows)]
+    loaded = [(name, dirs, read_runs(dirs)) for name, dirs in parse_recipes(ap, a.rows)]
     try:  # before any goal is read from them
         check_same_reference(loaded, a.reference, [f"{s}_ssim" for s in SETS])
     except ValueError as e:
         ap.error(str(e))
     first = loaded[0][2][0]
-    recipes = [(name, [goal(r, learned_name(r), a.reference) for r in runs]) for name, _, runs in loaded]
+    recipes = [(name, goals_of(runs, a.reference)) for name, _, runs in loaded]
     comparison = []
     if a.versus_first and len(recipes) > 1:
         try:  # before any output: recipes that cannot be paired print nothing
