@@ -226,7 +226,7 @@ def _image_grids(family, optimizers: dict, lopt_factory, learned_name: str, step
     task = family.sample(seed)
     if not hasattr(task, "visualize"):
         return {}
-    from torchvision.utils import save_image
+    from l2l_torch.plots import save_png
 
     grids = {}
     for name, o in optimizers.items():
@@ -235,7 +235,7 @@ def _image_grids(family, optimizers: dict, lopt_factory, learned_name: str, step
         r = train_optimizee(task, factory, steps, seed, keep_params=True, average=average)
         if not r.diverged:
             grids[name] = task.visualize(r.params, r.buffers)
-            save_image(grids[name], out / f"grid_{name}.png")
+            save_png(grids[name], out / f"grid_{name}.png")
     return grids
 
 

@@ -360,8 +360,12 @@ def _heldout_main(a) -> None:
 
 
 def _merge_main(a) -> None:
-    """One table of several runs of the same learned optimizer and settings on different models (Holm over all)."""
+    """One table of several runs of the same learned optimizer and settings on different models (Holm over all).
+
+    Each model keeps the machine of its part (``models[name]["host"]``, :func:`l2l_torch.evaluation.host`); the
+    top level has a host field only where every part agrees on it."""
     from l2l_torch.cli import UserError, fail
+    from l2l_torch.evaluation import HOST_FIELDS
 
     try:
         parts = [_read(d, "merge") for d in a.folders]
@@ -371,7 +375,8 @@ def _merge_main(a) -> None:
                     (p.get("learned_lr") or 1.0) != (first.get("learned_lr") or 1.0)):
                 raise UserError(f"merge: {d} differs from {a.folders[0]} in its checkpoint or settings "
                                 f"{_differing(first, p)}")
-        models = {k: v for p in parts for k, v in p["models"].items()}
+        models = {k: {**v, "host": v.get("host") or {f: p.get(f) for f in HOST_FIELDS}}  # (a merge's part: its own)
+                  for p in parts for k, v in p["models"].items()}
         if len(models) != sum(len(p["models"]) for p in parts):
             raise UserError("merge: a model appears in more than one folder")
     except UserError as e:
@@ -379,7 +384,8 @@ def _merge_main(a) -> None:
     order = [m.name for m in HELDOUT_MODELS]
     models = dict(sorted(models.items(), key=lambda kv: order.index(kv[0]) if kv[0] in order else len(order)))
     command = " ; ".join([p["command"] for p in parts] + [" ".join(["python -m l2l_torch.benchmark", *a.argv])])
-    result = {**{k: first.get(k) for k in ("checkpoint", "learned_lr_grid", *SETTINGS)},
+    shared_host = {f: first.get(f) for f in HOST_FIELDS if len({json.dumps(p.get(f)) for p in parts}) == 1}
+    result = {**{k: first.get(k) for k in ("checkpoint", "learned_lr_grid", *SETTINGS)}, **shared_host,
               "learned_lr": first.get("learned_lr") or 1.0,
               "command": command,
               **tabulate(models, first["seeds"], first["tune_seeds"])}

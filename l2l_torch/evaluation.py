@@ -246,6 +246,10 @@ def updates_against_adam(family: TaskFamily, lopt: Any, steps: int, optimizers: 
                                  name: (baseline_factory("adam", lr), lr)}, steps, seed)
 
 
+#: the fields of :func:`host`, in its order
+HOST_FIELDS = ("processor", "cpu_capability", "threads")
+
+
 def host() -> dict[str, Any]:
     """The processor that runs this process, the vector instruction set torch's CPU kernels use on it, and torch's
     CPU thread count, as ``{"processor", "cpu_capability", "threads"}``.
@@ -261,8 +265,7 @@ def host() -> dict[str, Any]:
                              processor)
     except OSError:
         pass
-    return {"processor": processor, "cpu_capability": torch.backends.cpu.get_cpu_capability(),
-            "threads": torch.get_num_threads()}
+    return dict(zip(HOST_FIELDS, (processor, torch.backends.cpu.get_cpu_capability(), torch.get_num_threads())))
 
 
 def _hosts_differ(reuse: Mapping[str, Any]) -> str:

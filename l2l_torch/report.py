@@ -39,7 +39,9 @@ HEADLINE: list[tuple[str, str, str]] = [
     ("small_fc_warmup_pes", "CIFAR-10 conv-only CNN", f"{FRESH}/cifar_conv/small_fc_warmup_pes"),
     ("lstm_fmnist_family (LSTM)", "CIFAR-10 conv-only CNN", f"{FRESH}/cifar_conv/lstm_fmnist_family"),
     ("small_fc_warmup_pes", "STN, affNIST-style 8s (1 − SSIM)", f"{FRESH}/affnist/small_fc_warmup_pes"),
-    ("affnist (paper LSTM)", "STN, affNIST-style 8s (1 − SSIM)", f"{FRESH}/affnist/affnist"),
+    ("affnist (RNNprop LSTM)", "STN, affNIST-style 8s (1 − SSIM)",
+     "research/experiments/stn_recipe_fresh_instances/recipe"),
+    ("affnist_paper_lstm (paper LSTM)", "STN, affNIST-style 8s (1 − SSIM)", f"{FRESH}/affnist/affnist_paper_lstm"),
 ]
 
 #: the tuned references of the results table, in its column order

@@ -10,7 +10,7 @@ import pytest
 from l2l_torch.checkpoint import read_learned_optimizer, save_learned_optimizer
 from l2l_torch.cli import available_tasks, load_config
 from l2l_torch.learned_optimizers import LSTMOptimizer
-from tests.helpers import REPO, SHARED_DATA, config_params, smoke_train, write_jpeg_folder
+from tests.helpers import REPO, SHARED_DATA, config_params, needs_data, smoke_train, write_jpeg_folder
 
 
 def run(*args, env=None):
@@ -104,6 +104,23 @@ def test_evaluate_takes_the_name_of_a_shipped_optimizer(tmp_path):
     assert res["threads"] >= 1 and res["processor"] and res["cpu_capability"]  # on which CPU rounding depends
     assert res["checkpoint"] == "quadratic" and res["checkpoint_meta"] == read_learned_optimizer(
         pretrained_path("quadratic"))[1]
+
+
+@needs_data("MNIST")
+def test_evaluate_draws_the_stn_grids_as_indexed_pngs(tmp_path):
+    """The STN's evaluation writes one image grid per optimizer, with an indexed palette (``save_png``)."""
+    import os
+
+    from PIL import Image
+
+    out = tmp_path / "eval"
+    r = run("evaluate.py", "--task", "affnist", "--checkpoint", "affnist", "--out", str(out), "--steps", "3",
+            "--seeds", "1", "--no-tune", "--baselines", "adam", "--no-updates", "--set", "n_train=16",
+            "--set", "n_val=4", "--set", "n_test=4", env={**os.environ, "L2L_DATA_DIR": str(SHARED_DATA)})
+    assert r.returncode == 0, r.stderr
+    grids = sorted(p.name for p in out.glob("grid_*.png"))
+    assert grids == ["grid_adam.png", "grid_rnnprop.png"]
+    assert {Image.open(out / g).mode for g in grids} == {"P"}
 
 
 def test_evaluate_reuses_baselines(tmp_path):

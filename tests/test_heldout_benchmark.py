@@ -192,13 +192,17 @@ def test_tiny_heldout_run_writes_json_and_markdown(tmp_path, monkeypatch, capsys
     assert "tuning the learned optimizer's lr" not in err
 
     # the table of a run split by model, merged, is the table of the whole run (Holm over all its rows)
+    # each model keeps its part's machine; the top level only what both parts share
     for i, name in enumerate(models.split(",")):
-        part = {**result, "models": {name: result["models"][name]}}
+        part = {**result, "models": {name: result["models"][name]}, "threads": i + 1}
         (tmp_path / f"part{i}").mkdir()
         (tmp_path / f"part{i}" / "heldout.json").write_text(json.dumps(part))
     benchmark.main(["merge", str(tmp_path / "part0"), str(tmp_path / "part1"), "--out", str(tmp_path / "merged")])
     merged = json.loads((tmp_path / "merged" / "heldout.json").read_text())
     assert merged["comparisons"] == result["comparisons"] and merged["summary"] == result["summary"]
+    assert [merged["models"][n]["host"]["threads"] for n in models.split(",")] == [1, 2]
+    assert merged["models"][name]["host"]["processor"] == result["processor"] == merged["processor"]
+    assert "threads" not in merged
     with pytest.raises(SystemExit):  # a model twice
         benchmark.main(["merge", str(tmp_path), str(again), "--out", str(tmp_path / "twice")])
     assert "more than one folder" in capsys.readouterr().err

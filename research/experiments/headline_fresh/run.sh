@@ -16,7 +16,7 @@ declare -A LEARNED=(
   [fmnist_t3]="fmnist_t3"
   [cifar_convdense]="lstm_fmnist_family"
   [cifar_conv]="lstm_fmnist_family"
-  [affnist]="affnist"
+  [affnist]="affnist_paper_lstm"
 )
 for task in "$@"; do
   [[ -n "${LEARNED[$task]:-}" ]] || { echo "unknown task $task; one of: ${!LEARNED[*]}" >&2; exit 2; }
