@@ -275,7 +275,7 @@ def updates_json(updates: dict[str, Any]) -> str:
                        for k, v in u.items()}
             u = compact if histogram_edges(compact) == u["edges"] else u
         out["optimizers"][name] = u
-    return json.dumps(json_safe(out), allow_nan=False)
+    return json.dumps(json_safe(out), separators=(",", ":"), allow_nan=False)
 
 
 def write_updates(updates: dict[str, Any], out: Path) -> None:
@@ -321,6 +321,7 @@ def curve_steps(summary: dict[str, Any]) -> range:
     return range(0, every * len(summary["curve"]), every)
 
 
+_JSON_STRING = re.compile(r'("(?:[^"\\]|\\.)*")')
 _NUMBER_LIST = re.compile(r"\[\s*((?:-?[\d.eE+-]+|null)(?:,\s*(?:-?[\d.eE+-]+|null))*)\s*\]")
 
 
@@ -338,12 +339,15 @@ def round_curves(obj: Any) -> Any:
 
 def results_json(results: dict[str, Any]) -> str:
     """``results.json`` text: non-finite floats as null, curves thinned (:func:`thin_curves`) and to
-    :data:`CURVE_DIGITS` significant digits, and each list of numbers on one line (the files stay small enough
-    to commit)."""
+    :data:`CURVE_DIGITS` significant digits, one key per line, and each list of numbers on one line, with no space
+    after a colon or a comma (the files stay small enough to commit)."""
     if isinstance(results.get("optimizers"), dict):
         results = {**results, "optimizers": {k: thin_curves(o) for k, o in results["optimizers"].items()}}
-    text = json.dumps(round_curves(json_safe(results)), indent=1, allow_nan=False, default=str)
-    return _NUMBER_LIST.sub(lambda m: "[" + ", ".join(x.strip() for x in m.group(1).split(",")) + "]", text)
+    text = json.dumps(round_curves(json_safe(results)), indent=1, separators=(",", ":"), allow_nan=False, default=str)
+    parts = _JSON_STRING.split(text)  # even indices: between strings, odd: the strings, left as they are
+    parts[::2] = [_NUMBER_LIST.sub(lambda m: "[" + ",".join(x.strip() for x in m.group(1).split(",")) + "]", p)
+                  for p in parts[::2]]
+    return "".join(parts)
 
 
 def write_outputs(results: dict[str, Any], out: Path) -> None:

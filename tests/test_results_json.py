@@ -38,3 +38,13 @@ def test_plot_draws_a_thinned_curve_at_its_steps(tmp_path):
     plot_curves(res, tmp_path / "curves.png")
     assert (tmp_path / "curves.png").stat().st_size > 0
     assert curve_steps(res["optimizers"]["lstm"])[-1] == curve_steps(res["optimizers"]["adam"])[-1] - 9
+
+
+def test_written_without_spaces_one_key_a_line_and_read_back_exactly():
+    res = {"task": "t", "command": "python evaluate.py --set 'hidden=[20, 20]' --task t", "per_seed": [0.1, 0.30000000000000004],
+           "optimizers": {"adam": _summary(3)}}
+    text = results_json(res)
+    assert '"task":"t",\n' in text and '"per_seed":[0.1,0.30000000000000004],\n' in text
+    assert json.loads(text)["command"] == res["command"]  # a list inside a string stays as it was
+    assert json.loads(text)["per_seed"] == res["per_seed"] and json.loads(text)["optimizers"]["adam"]["curve"] == [
+        1.0, 0.5, float(f"{1 / 3:.4g}")]

@@ -1,6 +1,6 @@
 """Rewrite committed ``results.json`` and ``updates.json`` files in the compact form that ``evaluate.py`` now
 writes (:func:`l2l_torch.plots.results_json`: curves of 400 steps or more thinned to every k-th step, curves to 4
-significant digits, number lists on one line; :func:`l2l_torch.plots.updates_json`: each update histogram's bin
+significant digits, number lists on one line, no space after a colon or a comma outside strings; :func:`l2l_torch.plots.updates_json`: each update histogram's bin
 edges given by their range).
 
     python -m research.tools.compact_results research/experiments
