@@ -37,7 +37,7 @@ from research.tools.stn_goal import SETS, goal
 #: no direction, the figure's goal is a band, so a difference is only "differs" or "level")
 Figure = tuple[str, Callable[[Any], float], bool | None]
 
-#: the STN's figures, read from a run's :func:`run_goals` rows
+#: the STN's figures, read from a run's :func:`goals_of` rows
 FIGURES: list[Figure] = [(f"SSIM {s[4:]}s", lambda g, i=i: g[i]["ssim"], True) for i, s in enumerate(SETS)] + \
     [(f"mass ratio {s[4:]}s", lambda g, i=i: g[i]["mass"], None) for i, s in enumerate(SETS)]
 
@@ -57,12 +57,6 @@ def read_runs(dirs: list[Path]) -> list[dict[str, Any]]:
 def goals_of(runs: list[dict[str, Any]], reference: str) -> list[list[dict[str, Any]]]:
     """Per run (its results): the rows of :func:`~research.tools.stn_goal.goal` against ``reference``."""
     return [goal(r, learned_name(r), reference) for r in runs]
-
-
-def run_goals(dirs: list[Path], reference: str) -> tuple[list[list[dict[str, Any]]], list[dict[str, Any]]]:
-    """Per run (folder): the rows of :func:`~research.tools.stn_goal.goal`, and the run's results."""
-    runs = read_runs(dirs)
-    return goals_of(runs, reference), runs
 
 
 def check_same_reference(recipes: list[tuple[str, list[Path], list[dict[str, Any]]]], reference: str,
@@ -85,7 +79,7 @@ def check_same_reference(recipes: list[tuple[str, list[Path], list[dict[str, Any
 def versus_first(recipes: list[tuple[str, list[Any]]], paired: bool = False,
                  figures: list[Figure] = FIGURES) -> list[str]:
     """Lines comparing each recipe after the first with the first (``recipes``: name and its runs' records, by
-    default :func:`run_goals` rows), on every figure of ``figures``: the difference of the means over runs, the
+    default :func:`goals_of` rows), on every figure of ``figures``: the difference of the means over runs, the
     p-value of Welch's t-test (``paired``: of the paired t-test over runs, the recipes' runs listed in the same
     order) and its Holm adjustment across all the tests listed, and the verdict at 5 %. A figure without a
     direction (the STN's mass ratios, whose goal is a band) gets "differs" or "level". A test without a p-value
@@ -132,12 +126,12 @@ def parse_recipes(ap: argparse.ArgumentParser, specs: list[str]) -> list[tuple[s
 
 def row(name: str, dirs: list[Path], reference: str) -> tuple[str, dict[str, Any]]:
     """The Markdown row of one recipe, and the first run's results (for the reference row)."""
-    goals, runs = run_goals(dirs, reference)
-    return row_of(name, goals), runs[0]
+    runs = read_runs(dirs)
+    return row_of(name, goals_of(runs, reference)), runs[0]
 
 
 def row_of(name: str, goals: list[list[dict[str, Any]]]) -> str:
-    """The Markdown row of one recipe from its runs' :func:`run_goals` rows."""
+    """The Markdown row of one recipe from its runs' :func:`goals_of` rows."""
     ssim = [mean_se([g[i]["ssim"] for g in goals]) for i in range(len(SETS))]
     mass = [mean_se([g[i]["mass"] for g in goals]) for i in range(len(SETS))]
     n_ssim = sum(all(r["ssim_met"] for r in g) for g in goals)

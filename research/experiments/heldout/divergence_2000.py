@@ -20,6 +20,7 @@ import time
 
 import torch
 
+from l2l_torch.checkpoint import load_learned_optimizer
 from l2l_torch.heldout import HELDOUT_MODELS, model
 from l2l_torch.optim import LearnedOptimizer
 from l2l_torch.pretrained import checkpoint_path
@@ -27,13 +28,13 @@ from l2l_torch.tasks.base import TEST_SEED_OFFSET
 from l2l_torch.training import train_optimizee
 
 
-def row(m, checkpoint: str, lr: float, seeds: int, steps: int) -> str:
+def row(m, lopt, lr: float, seeds: int, steps: int) -> str:
     task_family = m.family(os.environ.get("L2L_DATA_DIR"))
     diverged, first, last, final, seconds = 0, [], [], [], []
     for i in range(seeds):
         task = task_family.sample(TEST_SEED_OFFSET + i)
         start = time.perf_counter()
-        r = train_optimizee(task, lambda groups: LearnedOptimizer(groups, checkpoint=checkpoint, lr=lr), steps,
+        r = train_optimizee(task, lambda groups: LearnedOptimizer(groups, lopt=lopt, lr=lr), steps,
                             TEST_SEED_OFFSET + i)
         seconds.append(time.perf_counter() - start)
         diverged += r.diverged
@@ -58,14 +59,14 @@ def main() -> None:
     p.add_argument("--lr", type=float, default=1.0)
     a = p.parse_args()
     models = [model(n) for n in a.models.split(",")] if a.models else list(HELDOUT_MODELS)
-    checkpoint = checkpoint_path(a.checkpoint)
+    lopt, _ = load_learned_optimizer(checkpoint_path(a.checkpoint))  # read once, shared by every run
     print(f"`{a.checkpoint}` at lr {a.lr:g}, {a.steps} steps, held-out instances {TEST_SEED_OFFSET} to "
           f"{TEST_SEED_OFFSET + a.seeds - 1}; {torch.get_num_threads()} thread(s)\n")
     print("| model | its benchmark steps | runs | diverged | batch loss, first 100 steps | last 100 steps | "
           "final train loss | seconds per run |")
     print("|---|---|---|---|---|---|---|---|")
     for m in models:
-        print(row(m, checkpoint, a.lr, a.seeds, a.steps), flush=True)
+        print(row(m, lopt, a.lr, a.seeds, a.steps), flush=True)
 
 
 if __name__ == "__main__":
