@@ -384,7 +384,7 @@ def _merge_main(a) -> None:
     order = [m.name for m in HELDOUT_MODELS]
     models = dict(sorted(models.items(), key=lambda kv: order.index(kv[0]) if kv[0] in order else len(order)))
     command = " ; ".join([p["command"] for p in parts] + [" ".join(["python -m l2l_torch.benchmark", *a.argv])])
-    shared_host = {f: first.get(f) for f in HOST_FIELDS if len({json.dumps(p.get(f)) for p in parts}) == 1}
+    shared_host = {f: first.get(f) for f in HOST_FIELDS if len({p.get(f) for p in parts}) == 1}
     result = {**{k: first.get(k) for k in ("checkpoint", "learned_lr_grid", *SETTINGS)}, **shared_host,
               "learned_lr": first.get("learned_lr") or 1.0,
               "command": command,
