@@ -40,7 +40,7 @@ HEADLINE: list[tuple[str, str, str]] = [
     ("lstm_fmnist_family (LSTM)", "CIFAR-10 conv-only CNN", f"{FRESH}/cifar_conv/lstm_fmnist_family"),
     ("small_fc_warmup_pes", "STN, affNIST-style 8s (1 − SSIM)", f"{FRESH}/affnist/small_fc_warmup_pes"),
     ("affnist (RNNprop LSTM)", "STN, affNIST-style 8s (1 − SSIM)",
-     "research/experiments/stn_recipe_fresh_instances/recipe"),
+     "research/experiments/stn_recipe_fresh_instances/warmup60/seed0"),
     ("affnist_paper_lstm (paper LSTM)", "STN, affNIST-style 8s (1 − SSIM)", f"{FRESH}/affnist/affnist_paper_lstm"),
 ]
 
