@@ -39,8 +39,7 @@ HEADLINE: list[tuple[str, str, str]] = [
     ("small_fc_warmup_pes", "CIFAR-10 conv-only CNN", f"{FRESH}/cifar_conv/small_fc_warmup_pes"),
     ("lstm_fmnist_family (LSTM)", "CIFAR-10 conv-only CNN", f"{FRESH}/cifar_conv/lstm_fmnist_family"),
     ("small_fc_warmup_pes", "STN, affNIST-style 8s (1 − SSIM)", f"{FRESH}/affnist/small_fc_warmup_pes"),
-    ("affnist (RNNprop LSTM)", "STN, affNIST-style 8s (1 − SSIM)",
-     "research/experiments/stn_recipe_fresh_instances/warmup60/seed0"),
+    ("affnist (RNNprop LSTM)", "STN, affNIST-style 8s (1 − SSIM)", "research/experiments/affnist_shipped_fresh_instances"),
     ("affnist_paper_lstm (paper LSTM)", "STN, affNIST-style 8s (1 − SSIM)", f"{FRESH}/affnist/affnist_paper_lstm"),
 ]
 
