@@ -57,6 +57,17 @@ def test_use_for_and_recommended_come_from_the_metadata(tmp_path):
     assert "* recommended" in lines[-1] and "~ guessed" in lines[-1]
 
 
+def test_the_heldout_count_in_use_for_comes_from_the_entrys_heldout_block(tmp_path):
+    verdicts = {"adam_tuned": {"better": 1, "level": 2, "worse": 3, "diverged": 1}}
+    _entry(tmp_path, "a", arch="lstm", trained_on="QuadraticFamily(dim=4, num=2)", horizon=5, summary="x",
+           use_for="demos", heldout={"models_run": ["m"] * 7, "verdicts": verdicts})
+    _entry(tmp_path, "b", arch="lstm", trained_on="QuadraticFamily(dim=4, num=2)", horizon=5, summary="x",
+           use_for="demos")
+    rows = {r["name"]: r for r in list_pretrained(tmp_path).rows()}
+    assert rows["a"]["use_for"] == "demos (held-out models: as shipped it loses on 4 of 7)"
+    assert rows["b"]["use_for"] == "demos"
+
+
 def test_the_table_says_which_stage_an_entry_is(tmp_path):
     _entry(tmp_path, "one", trained_on="STNFamily(data=generated from MNIST)", summary="x")
     _entry(tmp_path, "two", trained_on="STNFamily(data=generated from MNIST)", summary="x",

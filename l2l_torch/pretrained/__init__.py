@@ -178,11 +178,24 @@ def short_summary(summary: str) -> str:
     return line + (f", {g['div']} diverged" if g["div"] != "0" else "")
 
 
+def heldout_clause(meta: dict[str, Any]) -> str:
+    """How the entry fared as shipped on the held-out benchmark, from its ``heldout`` block (written by
+    ``scripts/add_pretrained.py --heldout``): ``"held-out models: as shipped it loses on 5 of 9"`` (worse than
+    lr-tuned Adam, or diverged), or ``""`` when the entry has no such block."""
+    h = meta.get("heldout")
+    if not isinstance(h, dict) or not h.get("models_run"):
+        return ""
+    v = (h.get("verdicts") or {}).get("adam_tuned") or {}
+    lost = int(v.get("worse", 0)) + int(v.get("diverged", 0))
+    return f"held-out models: as shipped it loses on {lost} of {len(h['models_run'])}"
+
+
 def describe_entry(name: str, meta: dict[str, Any]) -> dict[str, Any]:
     """One entry in a few words: ``{"name", "arch", "trained_on", "stages", "measured", "use_for",
     "use_for_derived", "recommended"}``: ``trained_on`` is its last meta-training stage (:func:`short_trained_on`),
     ``stages`` how many there were. ``use_for`` is the metadata's ``use_for`` when it has one, else a guess
-    from the task families of all its meta-training stages (``use_for_derived`` is then True)."""
+    from the task families of all its meta-training stages (``use_for_derived`` is then True); an entry measured
+    on the held-out benchmark has :func:`heldout_clause` after it, in brackets."""
     use_for = meta.get("use_for")
     derived = not (isinstance(use_for, str) and use_for.strip())
     if derived:
@@ -190,6 +203,8 @@ def describe_entry(name: str, meta: dict[str, Any]) -> dict[str, Any]:
         fams = [c for text in texts for c, _ in _families(text)]
         use_for = ", ".join(dict.fromkeys(_USE_FOR.get(c, "problems like " + c.removesuffix("Family")) for c in fams))
         use_for = use_for or "problems like those it was trained on"
+    if heldout_clause(meta):
+        use_for = f"{use_for.strip()} ({heldout_clause(meta)})"
     return {"name": name, "arch": str(meta.get("arch", "?")), "trained_on": short_trained_on(meta),
             "stages": max(1, len(meta.get("lineage") or [])),
             "measured": short_summary(str(meta.get("summary", ""))) or "not measured",
