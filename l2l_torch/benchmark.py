@@ -22,6 +22,8 @@ reproduce here), so a second learned optimizer costs only its own runs. A run sp
 
 ``--learned-lr X`` scales the learned step (the drop-in's ``lr``); ``--tune-learned-lr 1,0.3,0.1,0.03`` tunes that
 multiplier per model on the tuning instances, as ``adam_tuned``'s learning rate is, and reports the one chosen.
+``--hypergradient BETA`` adapts it online during every run instead (:class:`l2l_torch.hypergradient.HypergradientLR`,
+from ``--learned-lr`` down), and reports each run's final factor.
 """
 
 from __future__ import annotations
@@ -130,7 +132,8 @@ def run_heldout(lopt_factory: Callable, models: Sequence[HeldOutModel], seeds: i
                 check: Callable[[Any, HeldOutModel], None] | None = None,
                 progress: Callable[[str], None] | None = None, reuse: dict[str, Any] | None = None,
                 done: Callable[[dict[str, Any]], None] | None = None,
-                learned_lr_grid: Sequence[float] | None = None) -> dict[str, Any]:
+                learned_lr_grid: Sequence[float] | None = None,
+                after_model: Callable[[], dict[str, Any]] | None = None) -> dict[str, Any]:
     """Evaluate the learned optimizer of ``lopt_factory`` (param groups -> optimizer) on ``models``.
 
     Args:
@@ -147,6 +150,7 @@ def run_heldout(lopt_factory: Callable, models: Sequence[HeldOutModel], seeds: i
         learned_lr_grid: tune the learned optimizer's ``lr`` (the multiplier on its learned step; ``lopt_factory``
             then takes ``lr=``) per model on the tuning instances, as ``adam_tuned``'s learning rate is
             (:func:`~l2l_torch.evaluation.tune_lr`, starting from this grid), and evaluate it at the best.
+        after_model: called after each model's runs; what it returns is added to that model's entry.
 
     Returns:
         The content of ``heldout.json``: ``{"version", "seeds", "models": {name: {"model", "steps", "optimizers",
@@ -185,7 +189,8 @@ def run_heldout(lopt_factory: Callable, models: Sequence[HeldOutModel], seeds: i
         out[m.name] = {"model": m.describe(), "steps": n, "optimizers": opts, "tuning": res["tuning"],
                        "ratio_to_adam_tuned": ratio,
                        "seconds": round(time.perf_counter() - start, 1), **learned,
-                       **({"reuse_check": res["reuse_check"]} if "reuse_check" in res else {})}
+                       **({"reuse_check": res["reuse_check"]} if "reuse_check" in res else {}),
+                       **(after_model() if after_model is not None else {})}
         if done is not None and i + 1 < len(models):
             done(tabulate(out, seeds, tune_seeds))
     return tabulate(out, seeds, tune_seeds)
@@ -287,6 +292,9 @@ def _write(result: dict[str, Any], out: Path, what: str) -> None:
     (out / "heldout.json").write_text(text + "\n")
     lr = result.get("learned_lr") or 1.0  # (runs written before the flag existed: 1)
     lr = f" with its step times {lr:g} (`lr`)" if lr != 1.0 else ""
+    if result.get("hypergradient"):
+        lr += (f" with its `lr` adapted online by hypergradient descent (beta {result['hypergradient']:g}, from "
+               f"{result.get('learned_lr') or 1.0:g} down)")
     if result.get("learned_lr_grid"):
         lr = (" with its `lr` (a multiplier on its step) tuned per model on the tuning instances, from "
               f"{result['learned_lr_grid']}")
@@ -300,6 +308,7 @@ def _heldout_main(a) -> None:
     from l2l_torch.data import DataError
     from l2l_torch.evaluation import ReuseRefused, check_test_seeds, host
     from l2l_torch.heldout import model
+    from l2l_torch.hypergradient import HypergradientLR
     from l2l_torch.optim import LearnedOptimizer
     from l2l_torch.pretrained import checkpoint_path
     from l2l_torch.tasks.base import TEST_SEED_OFFSET
@@ -343,13 +352,27 @@ def _heldout_main(a) -> None:
 
     def write(result: dict[str, Any]) -> None:
         _write({"checkpoint": a.checkpoint, "learned_lr": a.learned_lr, "learned_lr_grid": learned_grid,
-                "command": command, **host(), **settings, **result},
+                "hypergradient": a.hypergradient, "command": command, **host(), **settings, **result},
                out, a.checkpoint)
 
+    adaptations: list[HypergradientLR] = []  # of the runs since the last model ended
+
+    def learned(groups: list[dict[str, Any]], lr: float = a.learned_lr) -> LearnedOptimizer:
+        opt = LearnedOptimizer(groups, lopt=lopt, lr=lr)
+        if a.hypergradient is not None:
+            adaptations.append(HypergradientLR(opt, beta=a.hypergradient))
+        return opt
+
+    def final_factors() -> dict[str, Any]:
+        """Per learned run of the model that just ended (its held-out seeds, in order): each group's final lr factor."""
+        factors = [hd.factors() for hd in adaptations]
+        adaptations.clear()
+        return {"hypergradient_factors": factors} if a.hypergradient is not None else {}
+
     try:
-        result = run_heldout(lambda groups, lr=a.learned_lr: LearnedOptimizer(groups, lopt=lopt, lr=lr), models,
+        result = run_heldout(learned, models,
                              a.seeds, a.steps, a.tune_seeds, a.tune_trials, lr_grid, device, None, a.subset, check,
-                             progress, reuse, done=write, learned_lr_grid=learned_grid)
+                             progress, reuse, done=write, learned_lr_grid=learned_grid, after_model=final_factors)
     except UserError as e:
         fail(str(e))
     except ReuseRefused as e:
@@ -372,7 +395,8 @@ def _merge_main(a) -> None:
         first = parts[0]
         for d, p in zip(a.folders[1:], parts[1:]):
             if _differing(first, p) or p.get("checkpoint") != first.get("checkpoint") or (
-                    (p.get("learned_lr") or 1.0) != (first.get("learned_lr") or 1.0)):
+                    (p.get("learned_lr") or 1.0) != (first.get("learned_lr") or 1.0)) or (
+                    p.get("hypergradient") != first.get("hypergradient")):
                 raise UserError(f"merge: {d} differs from {a.folders[0]} in its checkpoint or settings "
                                 f"{_differing(first, p)}")
         models = {k: {**v, "host": v.get("host") or {f: p.get(f) for f in HOST_FIELDS}}  # (a merge's part: its own)
@@ -385,7 +409,8 @@ def _merge_main(a) -> None:
     models = dict(sorted(models.items(), key=lambda kv: order.index(kv[0]) if kv[0] in order else len(order)))
     command = " ; ".join([p["command"] for p in parts] + [" ".join(["python -m l2l_torch.benchmark", *a.argv])])
     shared_host = {f: first.get(f) for f in HOST_FIELDS if len({p.get(f) for p in parts}) == 1}
-    result = {**{k: first.get(k) for k in ("checkpoint", "learned_lr_grid", *SETTINGS)}, **shared_host,
+    result = {**{k: first.get(k) for k in ("checkpoint", "learned_lr_grid", "hypergradient", *SETTINGS)},
+              **shared_host,
               "learned_lr": first.get("learned_lr") or 1.0,
               "command": command,
               **tabulate(models, first["seeds"], first["tune_seeds"])}
@@ -415,6 +440,9 @@ def main(argv: list[str] | None = None) -> None:
     h.add_argument("--tune-learned-lr", metavar="GRID",
                    help="tune the learned optimizer's lr per model on the tuning instances, from this comma-separated "
                         "grid (e.g. 1,0.3,0.1,0.03), as adam_tuned's learning rate is tuned")
+    h.add_argument("--hypergradient", metavar="BETA", type=float,
+                   help="adapt the learned optimizer's lr online during every run by hypergradient descent at this "
+                        "rate (l2l_torch.hypergradient.HypergradientLR), starting from --learned-lr")
     h.add_argument("--reuse-baselines", metavar="DIR",
                    help="take the baselines of an earlier run's heldout.json (same settings; checked to reproduce)")
     m = sub.add_parser("merge", help="one table of several heldout runs of one optimizer on different models")

@@ -30,7 +30,8 @@ class LearnedOptimizer(torch.optim.Optimizer):
     recurrent state (``state[p]["coords"]``: ``(numel, S)``), so ``state_dict()`` round-trips
     and param groups can be added later.
 
-    Param groups carry ``lr``, a multiplier on the learned update (default 1.0: the update as meta-trained),
+    Param groups carry ``lr``, a multiplier on the learned update (default 1.0: the update as meta-trained; a number,
+    or a 0-d tensor on the params' device as :class:`~l2l_torch.hypergradient.HypergradientLR` sets it),
     and ``weight_decay`` (decoupled, default 0), so torch's learning-rate schedulers work as with any optimizer:
     ``CosineAnnealingLR(LearnedOptimizer(...), T_max=...)`` anneals the learned step towards zero. One step is
 
@@ -166,16 +167,20 @@ def _apply(items: list[tuple[Tensor, dict[str, Any]]], names: list[str], params:
 
     ``items``: ``(parameter, its group)``; ``params``/``new_params``: name -> the step's input (the parameter, cast
     to the network's dtype) and output, names in the order of ``items``."""
-    buckets: dict[tuple[float, float], list[int]] = {}
+    buckets: dict[tuple[float | Tensor, float], list[int]] = {}
     for i, (_, g) in enumerate(items):
-        buckets.setdefault((float(g["lr"]), float(g["weight_decay"])), []).append(i)
+        lr = g["lr"] if isinstance(g["lr"], Tensor) else float(g["lr"])  # a tensor lr stays on its device
+        buckets.setdefault((lr, float(g["weight_decay"])), []).append(i)
     for (lr, wd), idx in buckets.items():
         ps = [items[i][0] for i in idx]
         new = [new_params[names[i]] for i in idx]
-        if lr == 1.0 and not wd:
+        if not isinstance(lr, Tensor) and lr == 1.0 and not wd:
             torch._foreach_copy_(ps, new)  # exactly the meta-trained step
             continue
         updates = torch._foreach_sub(new, [params[names[i]] for i in idx])
         if wd:
             torch._foreach_mul_(ps, 1.0 - lr * wd)
-        torch._foreach_add_(ps, updates, alpha=lr)
+        if isinstance(lr, Tensor):
+            torch._foreach_add_(ps, torch._foreach_mul(updates, lr))
+        else:
+            torch._foreach_add_(ps, updates, alpha=lr)

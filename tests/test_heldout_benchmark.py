@@ -149,6 +149,20 @@ def test_tiny_heldout_run_writes_json_and_markdown(tmp_path, monkeypatch, capsys
     assert reused["reuse_check"]["reproduced"] is True
     for name in ("adam_tuned", "adamw_tuned", "learned"):
         assert reused["optimizers"][name] == result["models"][models.split(",")[1]]["optimizers"][name]
+    # the learned optimizer's lr adapted online in every run: each run's final factors are recorded
+    adapted = tmp_path / "adapted"
+    benchmark.main(["heldout", "--checkpoint", "small_fc_warmup_pes", "--out", str(adapted), "--seeds", "2",
+                    "--models", models.split(",")[1], "--steps", "4", "--subset", "300", "--tune-trials", "2",
+                    "--tune-seeds", "1", "--lr-grid", "0.001,0.01", "--reuse-baselines", str(tmp_path),
+                    "--hypergradient", "1"])
+    result_hd = json.loads((adapted / "heldout.json").read_text())
+    factors = result_hd["models"][models.split(",")[1]]["hypergradient_factors"]
+    assert result_hd["hypergradient"] == 1.0 and len(factors) == 2
+    assert all(len(run) == 1 and 0 < run[0] <= 1 for run in factors)  # one param group; never above the start
+    assert "hypergradient descent (beta 1" in (adapted / "heldout.md").read_text()
+    with pytest.raises(SystemExit):  # an adapted run is not merged with a constant-step one
+        benchmark.main(["merge", str(again), str(adapted), "--out", str(tmp_path / "mixed")])
+    assert "differs" in capsys.readouterr().err
     # the learned optimizer's lr tuned per model on the tuning instances (never on the held-out ones)
     tuned = tmp_path / "tuned"
     benchmark.main(["heldout", "--checkpoint", "small_fc_warmup_pes", "--out", str(tuned), "--seeds", "2",

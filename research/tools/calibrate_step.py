@@ -79,6 +79,17 @@ def extension(grid: list[float], best: float, extended: dict[str, int]) -> float
     return None
 
 
+def hypergradient_learned_optimizer(groups: Any, beta: float, max_factor: float = 1.0, **kwargs: Any):
+    """A :class:`~l2l_torch.optim.LearnedOptimizer` (``kwargs``) whose ``lr`` adapts online by
+    :class:`~l2l_torch.hypergradient.HypergradientLR` (``beta``, at most ``max_factor`` times its start)."""
+    from l2l_torch.optim import LearnedOptimizer
+    from l2l_torch.hypergradient import HypergradientLR
+
+    opt = LearnedOptimizer(groups, **kwargs)
+    opt.hypergradient = HypergradientLR(opt, beta=beta, max_factor=max_factor)
+    return opt
+
+
 def cosine_learned_optimizer(groups: Any, total_steps: int, **kwargs: Any):
     """A :class:`~l2l_torch.optim.LearnedOptimizer` (``kwargs``) whose ``lr`` follows torch's
     :class:`~torch.optim.lr_scheduler.CosineAnnealingLR` over ``total_steps`` optimizer steps: step ``t`` (from 1)
@@ -98,7 +109,8 @@ _WORKER: dict[str, Any] = {}
 
 
 def _init_worker(config: str, checkpoint: str, horizon: int | None, min_horizon: int | None,
-                 no_augmentation: bool, schedule: str = "constant") -> None:
+                 no_augmentation: bool, schedule: str = "constant", beta: float = 0.0,
+                 max_factor: float = 1.0) -> None:
     import torch
 
     from l2l_torch.checkpoint import load_learned_optimizer
@@ -118,7 +130,8 @@ def _init_worker(config: str, checkpoint: str, horizon: int | None, min_horizon:
     # only the horizons are read off the schedule (no unroll happens here); theta is read once and shared by the
     # runs (each LearnedOptimizer keeps its own state)
     _WORKER.update(family=family, schedule=TruncationSchedule(horizon=horizon, unroll=1, min_horizon=min_horizon),
-                   lopt=load_learned_optimizer(path)[0], step_schedule=schedule)
+                   lopt=load_learned_optimizer(path)[0], step_schedule=schedule,
+                   beta=beta, max_factor=max_factor)
 
 
 def _run(seed: int, multiplier: float) -> dict[str, Any]:
@@ -129,8 +142,20 @@ def _run(seed: int, multiplier: float) -> dict[str, Any]:
     task = family.sample(seed)
     steps = schedule.horizon_of(seed)
     start = time.perf_counter()
-    make = (partial(cosine_learned_optimizer, total_steps=steps, lopt=lopt, lr=multiplier)
-            if _WORKER["step_schedule"] == "cosine" else partial(LearnedOptimizer, lopt=lopt, lr=multiplier))
+    made: list[Any] = []
+
+    def make(groups: Any) -> Any:
+        kind = _WORKER["step_schedule"]
+        if kind == "cosine":
+            opt = cosine_learned_optimizer(groups, total_steps=steps, lopt=lopt, lr=multiplier)
+        elif kind == "hypergradient":
+            opt = hypergradient_learned_optimizer(groups, _WORKER["beta"], _WORKER["max_factor"], lopt=lopt,
+                                                  lr=multiplier)
+        else:
+            opt = LearnedOptimizer(groups, lopt=lopt, lr=multiplier)
+        made.append(opt)
+        return opt
+
     r = train_optimizee(task, make, steps, seed)
     loss = r.final.get("train_loss", math.nan)
     mixture = hasattr(family, "family_index")
@@ -139,7 +164,9 @@ def _run(seed: int, multiplier: float) -> dict[str, Any]:
     return {"seed": seed, "multiplier": multiplier, "family": label, "steps": steps,
             "config": member.config_of(seed) if hasattr(member, "config_of") else None,
             "train_loss": loss if (not r.diverged and math.isfinite(loss)) else None, "diverged": bool(r.diverged),
-            "initial_loss": float(r.losses[0]), "seconds": round(time.perf_counter() - start, 1)}
+            "initial_loss": float(r.losses[0]), "seconds": round(time.perf_counter() - start, 1),
+            **({"final_lr_factor": made[0].hypergradient.factors()[0]} if made and hasattr(made[0], "hypergradient")
+               else {})}
 
 
 def calibrate(a: argparse.Namespace, argv: list[str]) -> dict[str, Any]:
@@ -150,7 +177,7 @@ def calibrate(a: argparse.Namespace, argv: list[str]) -> dict[str, Any]:
     grid = [float(x) for x in a.multipliers.split(",")]
     runs: list[dict[str, Any]] = []
     extended = {"up": 0, "down": 0}
-    init = (a.config, a.checkpoint, a.horizon, a.min_horizon, a.no_augmentation, a.schedule)
+    init = (a.config, a.checkpoint, a.horizon, a.min_horizon, a.no_augmentation, a.schedule, a.beta, a.max_factor)
     if a.workers > 1:  # spawned processes, one thread each (forking a process that has run torch is unsafe)
         pool = ProcessPoolExecutor(a.workers, mp_context=multiprocessing.get_context("spawn"),
                                    initializer=_init_worker, initargs=init)
@@ -167,7 +194,7 @@ def calibrate(a: argparse.Namespace, argv: list[str]) -> dict[str, Any]:
                       f"{r['train_loss']}  [{len(runs)} runs]", flush=True)
             scores = score(runs)
             nxt = extension(sorted(scores), select(scores), extended)
-            todo = [nxt] if nxt is not None else []
+            todo = [nxt] if nxt is not None and not a.no_extension else []
     scores = score(runs)
     best = select(scores)
     wins = {m: 0 for m in scores}
@@ -177,7 +204,8 @@ def calibrate(a: argparse.Namespace, argv: list[str]) -> dict[str, Any]:
         wins[min(mine, key=mine.get)] += 1
     return {"command": " ".join(["python -m research.tools.calibrate_step", *argv]),
             "config": a.config, "checkpoint": a.checkpoint, "augmentation": not a.no_augmentation,
-            "schedule": a.schedule,
+            "schedule": a.schedule, **({"beta": a.beta, "max_factor": a.max_factor}
+                                       if a.schedule == "hypergradient" else {}),
             "horizon": a.horizon, "min_horizon": a.min_horizon, "seeds": seeds,
             "scores": {f"{m:g}": v for m, v in sorted(scores.items(), reverse=True)},
             "wins": {f"{m:g}": v for m, v in sorted(wins.items(), reverse=True)}, "selected": best,
@@ -218,13 +246,17 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--config", required=True, help="meta-training config whose model.task gives the instances")
     p.add_argument("--checkpoint", required=True, help="learned-optimizer file or shipped name")
     p.add_argument("--multipliers", default="1,0.3,0.1,0.03", help="starting grid (comma-separated)")
+    p.add_argument("--no-extension", action="store_true", help="run the grid as given, never extended")
     p.add_argument("--instances", type=int, default=24)
     p.add_argument("--first-seed", type=int, default=9000, help="instances VAL_SEED_OFFSET + this + i")
     p.add_argument("--horizon", type=int, help="longest horizon (default: the config's)")
     p.add_argument("--min-horizon", type=int, help="shortest horizon (default: the config's)")
     p.add_argument("--no-augmentation", action="store_true", help="the networks without task augmentation")
-    p.add_argument("--schedule", choices=("constant", "cosine"), default="constant",
-                   help="the step over each run: constant, or annealed to 0 by a cosine over the run's horizon")
+    p.add_argument("--schedule", choices=("constant", "cosine", "hypergradient"), default="constant",
+                   help="the step over each run: constant, annealed to 0 by a cosine over the run's horizon, or "
+                        "adapted online by hypergradient descent (--beta, --max-factor)")
+    p.add_argument("--beta", type=float, default=0.02, help="hypergradient: the adaptation's rate per step")
+    p.add_argument("--max-factor", type=float, default=1.0, help="hypergradient: the largest lr over its start")
     p.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="processes, one thread each")
     p.add_argument("--out", required=True)
     argv = sys.argv[1:] if argv is None else argv
