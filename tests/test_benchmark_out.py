@@ -31,6 +31,18 @@ def test_deployment_writes_nothing_without_out_and_its_json_with_it(tmp_path):
     assert _committed_files() == before
 
 
+def test_deployment_times_the_hypergradient_adaptation_beside_the_learned_optimizer(tmp_path):
+    cmd = [sys.executable, str(REPO / "benchmarks" / "deployment.py"), "--steps", "1", "--repeats", "1", "--threads",
+           "1", "--heldout", "mnist_mlp_128x64_silu_b1024", "--pretrained", "small_fc_warmup_pes", "--out", "o"]
+    r = subprocess.run([*cmd, "--hypergradient", "1"], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    row = json.loads((tmp_path / "o" / "deployment.json").read_text())["rows"][2]
+    assert row["hypergradient_beta"] == 1.0 and row["hypergradient_ratio"] > 0 and len(row["hypergradient_runs_ms"]) == 1
+    assert json.loads(r.stdout.splitlines()[-1])["heldout_hypergradient_ratio"] == row["hypergradient_ratio"]
+    r = subprocess.run([*cmd[:-6], "--hypergradient", "1"], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 2 and "--hypergradient needs --heldout" in r.stderr
+
+
 def _fake_throughput_row(kind, repeats, truncations, tasks_per_step=1, recompute_gates=False):
     return {"task": kind, "params": 10, "tasks_per_step": tasks_per_step, "recompute_gates": recompute_gates,
             "same_meta_loss": True, "ours_steps_per_s": 2.0, "reference_steps_per_s": 1.0, "speedup": 2.0,
