@@ -34,7 +34,6 @@ import statistics
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
-from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -82,8 +81,8 @@ def extension(grid: list[float], best: float, extended: dict[str, int]) -> float
 def hypergradient_learned_optimizer(groups: Any, beta: float, max_factor: float = 1.0, **kwargs: Any):
     """A :class:`~l2l_torch.optim.LearnedOptimizer` (``kwargs``) whose ``lr`` adapts online by
     :class:`~l2l_torch.hypergradient.HypergradientLR` (``beta``, at most ``max_factor`` times its start)."""
-    from l2l_torch.optim import LearnedOptimizer
     from l2l_torch.hypergradient import HypergradientLR
+    from l2l_torch.optim import LearnedOptimizer
 
     opt = LearnedOptimizer(groups, **kwargs)
     opt.hypergradient = HypergradientLR(opt, beta=beta, max_factor=max_factor)
