@@ -25,6 +25,7 @@ Example:
 
 from __future__ import annotations
 
+import statistics
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -117,7 +118,9 @@ def card(result: dict[str, Any], source: str) -> dict[str, Any]:
     """The held-out part of a shipped optimizer's model card: which models ran (and which did not), the target and
     verdict counts, the models it did not train at all, and every model where the optimizer is not better than a
     tuned reference, with its figures. A run that tuned the optimizer's ``lr`` per model (``--tune-learned-lr``)
-    also gives the grid (``lr_grid``) and the ``lr`` chosen for each model (``chosen_lr``).
+    also gives the grid (``lr_grid``) and the ``lr`` chosen for each model (``chosen_lr``); a run that adapted it
+    online (``--hypergradient``) gives its rate (``hypergradient_beta``) and the median final ``lr`` factor of each
+    model's runs (``median_final_lr_factor``).
     ``result``: a ``heldout.json`` (:mod:`l2l_torch.benchmark`); ``source``: its folder."""
     comps = result["comparisons"]
     run = list(result["models"])
@@ -135,6 +138,10 @@ def card(result: dict[str, Any], source: str) -> dict[str, Any]:
     if result.get("learned_lr_grid"):
         tuned = {"lr_grid": result["learned_lr_grid"],
                  "chosen_lr": {n: r["learned_lr"] for n, r in result["models"].items()}}
+    if result.get("hypergradient") is not None:
+        tuned = {"hypergradient_beta": result["hypergradient"],
+                 "median_final_lr_factor": {n: round(statistics.median(f[0] for f in r["hypergradient_factors"]), 3)
+                                            for n, r in result["models"].items()}}
     return {"version": result["version"], "source": source, "seeds": result["seeds"],
             "tune_trials": result.get("tune_trials"), **tuned, "models_run": run,
             "models_not_run": [m.name for m in HELDOUT_MODELS if m.name not in run],

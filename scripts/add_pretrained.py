@@ -8,7 +8,8 @@ Copies ``results/<task>/optimizer.pt`` into the package and writes ``<name>.json
 what it was trained on, its horizon, and a one-line summary built from ``results/<task>/results.json``.
 ``--heldout DIR`` (alone) records the held-out benchmark run in ``DIR/heldout.json`` in the shipped entry ``NAME``
 (its model card's ``"heldout"``: models run, target, verdicts, where it is not better; ``"heldout_lr_tuned"`` for a
-run that tuned the optimizer's ``lr`` per model, with the ``lr`` chosen for each). ``--deployment FILE`` (alone)
+run that tuned the optimizer's ``lr`` per model, with the ``lr`` chosen for each; ``"heldout_hypergradient"`` for a
+run that adapted it online with ``--hypergradient``). ``--deployment FILE`` (alone)
 records what a training step with it costs against Adam's, from the rows of ``benchmarks/deployment.py --pretrained
 NAME`` in FILE (its model card's ``"deployment"``).
 """

@@ -160,6 +160,10 @@ def test_tiny_heldout_run_writes_json_and_markdown(tmp_path, monkeypatch, capsys
     assert result_hd["hypergradient"] == 1.0 and len(factors) == 2
     assert all(len(run) == 1 and 0 < run[0] <= 1 for run in factors)  # one param group; never above the start
     assert "hypergradient descent (beta 1" in (adapted / "heldout.md").read_text()
+    hd_card = set_heldout_card("small_fc_warmup_pes", adapted, folder=shop)
+    assert json.loads((shop / "small_fc_warmup_pes.json").read_text())["heldout_hypergradient"] == hd_card
+    assert hd_card["hypergradient_beta"] == 1.0
+    assert list(hd_card["median_final_lr_factor"]) == [models.split(",")[1]]
     with pytest.raises(SystemExit):  # an adapted run is not merged with a constant-step one
         benchmark.main(["merge", str(again), str(adapted), "--out", str(tmp_path / "mixed")])
     assert "differs" in capsys.readouterr().err

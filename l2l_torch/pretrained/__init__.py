@@ -373,7 +373,8 @@ def set_heldout_card(name: str, heldout_dir: str | os.PathLike, folder: str | os
     """Record in the shipped entry ``name`` its held-out benchmark (``heldout_dir/heldout.json``, written by
     ``python -m l2l_torch.benchmark heldout``), summarised by :func:`l2l_torch.heldout.card`: under ``"heldout"``
     for a run of the optimizer as shipped, under ``"heldout_lr_tuned"`` for a run that tuned its ``lr`` per model
-    (``--tune-learned-lr``). Returns the card.
+    (``--tune-learned-lr``), under ``"heldout_hypergradient"`` for a run that adapted it online from the shipped
+    step (``--hypergradient``). Returns the card.
 
     Raises:
         ValueError: no entry ``name``; the run was of another optimizer; or it fixed another ``lr`` than the
@@ -388,6 +389,8 @@ def set_heldout_card(name: str, heldout_dir: str | os.PathLike, folder: str | os
         raise ValueError(f"{heldout_dir}/heldout.json is a run of {result.get('checkpoint')!r}, not of {name!r}")
     if result.get("learned_lr_grid"):
         key = "heldout_lr_tuned"
+    elif result.get("hypergradient") is not None and (result.get("learned_lr") or 1.0) == 1.0:
+        key = "heldout_hypergradient"
     elif (result.get("learned_lr") or 1.0) == 1.0:
         key = "heldout"
     else:
@@ -404,8 +407,12 @@ def deployment_card(name: str, bench: dict[str, Any], source: str) -> list[dict[
     training step of Adam and of the learned optimizer, their ratio, the threads and the device."""
     return [{"model": r["task"], "params": r["params"], "batch": r["batch"],
              "adam_ms_per_step": round(r["adam_ms"], 2), "learned_ms_per_step": round(r["learned_ms"], 2),
-             "per_step_vs_adam": round(r["ratio"], 3), "threads": bench.get("threads"), "device": bench.get("device"),
-             "source": source}
+             "per_step_vs_adam": round(r["ratio"], 3),
+             **({"hypergradient_beta": r["hypergradient_beta"],
+                 "hypergradient_ms_per_step": round(r["hypergradient_ms"], 2),
+                 "hypergradient_per_step_vs_adam": round(r["hypergradient_ratio"], 3)} if "hypergradient_ms" in r
+                else {}),
+             "threads": bench.get("threads"), "device": bench.get("device"), "source": source}
             for r in bench.get("rows", []) if r.get("learned") == name]
 
 
