@@ -22,20 +22,30 @@ import torch
 
 from l2l_torch.checkpoint import load_learned_optimizer
 from l2l_torch.heldout import HELDOUT_MODELS, model
+from l2l_torch.hypergradient import HypergradientLR
 from l2l_torch.optim import LearnedOptimizer
 from l2l_torch.pretrained import checkpoint_path
 from l2l_torch.tasks.base import TEST_SEED_OFFSET
 from l2l_torch.training import train_optimizee
 
 
-def row(m, lopt, lr: float, seeds: int, steps: int) -> str:
+def make(lopt, lr: float, beta: float | None):
+    """The runs' optimizer factory: the learned optimizer at ``lr``, adapted by hypergradient descent when ``beta``."""
+    def factory(groups):
+        opt = LearnedOptimizer(groups, lopt=lopt, lr=lr)
+        if beta is not None:
+            HypergradientLR(opt, beta=beta)
+        return opt
+    return factory
+
+
+def row(m, lopt, lr: float, seeds: int, steps: int, beta: float | None = None) -> str:
     task_family = m.family(os.environ.get("L2L_DATA_DIR"))
     diverged, first, last, final, seconds = 0, [], [], [], []
     for i in range(seeds):
         task = task_family.sample(TEST_SEED_OFFSET + i)
         start = time.perf_counter()
-        r = train_optimizee(task, lambda groups: LearnedOptimizer(groups, lopt=lopt, lr=lr), steps,
-                            TEST_SEED_OFFSET + i)
+        r = train_optimizee(task, make(lopt, lr, beta), steps, TEST_SEED_OFFSET + i)
         seconds.append(time.perf_counter() - start)
         diverged += r.diverged
         if not r.diverged:
@@ -57,16 +67,18 @@ def main() -> None:
     p.add_argument("--seeds", type=int, default=5)
     p.add_argument("--steps", type=int, default=2000)
     p.add_argument("--lr", type=float, default=1.0)
+    p.add_argument("--hypergradient", type=float, metavar="BETA", help="adapt the lr online at this rate")
     a = p.parse_args()
     models = [model(n) for n in a.models.split(",")] if a.models else list(HELDOUT_MODELS)
     lopt, _ = load_learned_optimizer(checkpoint_path(a.checkpoint))  # read once, shared by every run
-    print(f"`{a.checkpoint}` at lr {a.lr:g}, {a.steps} steps, held-out instances {TEST_SEED_OFFSET} to "
+    adapted = "" if a.hypergradient is None else f" adapted by HypergradientLR(beta={a.hypergradient:g})"
+    print(f"`{a.checkpoint}` at lr {a.lr:g}{adapted}, {a.steps} steps, held-out instances {TEST_SEED_OFFSET} to "
           f"{TEST_SEED_OFFSET + a.seeds - 1}; {torch.get_num_threads()} thread(s)\n")
     print("| model | its benchmark steps | runs | diverged | batch loss, first 100 steps | last 100 steps | "
           "final train loss | seconds per run |")
     print("|---|---|---|---|---|---|---|---|")
     for m in models:
-        print(row(m, lopt, a.lr, a.seeds, a.steps), flush=True)
+        print(row(m, lopt, a.lr, a.seeds, a.steps, a.hypergradient), flush=True)
 
 
 if __name__ == "__main__":
