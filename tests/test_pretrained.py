@@ -63,8 +63,14 @@ def test_the_heldout_count_in_use_for_comes_from_the_entrys_heldout_block(tmp_pa
            use_for="demos", heldout={"models_run": ["m"] * 7, "verdicts": verdicts})
     _entry(tmp_path, "b", arch="lstm", trained_on="QuadraticFamily(dim=4, num=2)", horizon=5, summary="x",
            use_for="demos")
+    _entry(tmp_path, "c", arch="lstm", trained_on="QuadraticFamily(dim=4, num=2)", horizon=5, summary="x",
+           use_for="demos", heldout={"models_run": ["m"] * 7, "verdicts": verdicts},
+           heldout_hypergradient={"models_run": ["m"] * 6, "hypergradient_beta": 1.0, "target_ratio": 0.95,
+                                  "target_met": 5})
     rows = {r["name"]: r for r in list_pretrained(tmp_path).rows()}
     assert rows["a"]["use_for"] == "demos (held-out models: as shipped it loses on 4 of 7)"
+    assert rows["c"]["use_for"] == ("demos (held-out models: as shipped it loses on 4 of 7; with "
+                                    "HypergradientLR(beta=1) it is below 0.95x tuned Adam on 5 of 6)")
     assert rows["b"]["use_for"] == "demos"
 
 

@@ -181,13 +181,19 @@ def short_summary(summary: str) -> str:
 def heldout_clause(meta: dict[str, Any]) -> str:
     """How the entry fared as shipped on the held-out benchmark, from its ``heldout`` block (written by
     ``scripts/add_pretrained.py --heldout``): ``"held-out models: as shipped it loses on 5 of 9"`` (worse than
-    lr-tuned Adam, or diverged), or ``""`` when the entry has no such block."""
+    lr-tuned Adam, or diverged), then, when its ``heldout_hypergradient`` block exists, on how many models it met
+    the target with its ``lr`` adapted online; ``""`` when the entry has no ``heldout`` block."""
     h = meta.get("heldout")
     if not isinstance(h, dict) or not h.get("models_run"):
         return ""
     v = (h.get("verdicts") or {}).get("adam_tuned") or {}
     lost = int(v.get("worse", 0)) + int(v.get("diverged", 0))
-    return f"held-out models: as shipped it loses on {lost} of {len(h['models_run'])}"
+    clause = f"held-out models: as shipped it loses on {lost} of {len(h['models_run'])}"
+    hd = meta.get("heldout_hypergradient")
+    if isinstance(hd, dict) and hd.get("models_run"):
+        clause += (f"; with HypergradientLR(beta={hd['hypergradient_beta']:g}) it is below "
+                   f"{hd['target_ratio']:g}x tuned Adam on {hd['target_met']} of {len(hd['models_run'])}")
+    return clause
 
 
 def describe_entry(name: str, meta: dict[str, Any]) -> dict[str, Any]:
