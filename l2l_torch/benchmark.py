@@ -318,6 +318,9 @@ def _heldout_main(a) -> None:
         check_test_seeds(TEST_SEED_OFFSET, a.seeds)
         lr_grid = [float(x) for x in a.lr_grid.split(",")] if a.lr_grid else None
         learned_grid = [float(x) for x in a.tune_learned_lr.split(",")] if a.tune_learned_lr else None
+        if a.hypergradient is not None and (learned_grid or not a.hypergradient >= 0):
+            raise ValueError("--hypergradient takes a rate >= 0 and adapts the lr from --learned-lr; it does not "
+                             "go with --tune-learned-lr")
     except ValueError as e:
         fail(str(e))
     lopt, meta, device = load_checkpoint(checkpoint_path(a.checkpoint))

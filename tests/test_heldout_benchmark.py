@@ -164,6 +164,11 @@ def test_tiny_heldout_run_writes_json_and_markdown(tmp_path, monkeypatch, capsys
     assert json.loads((shop / "small_fc_warmup_pes.json").read_text())["heldout_hypergradient"] == hd_card
     assert hd_card["hypergradient_beta"] == 1.0
     assert list(hd_card["median_final_lr_factor"]) == [models.split(",")[1]]
+    for bad in (["--hypergradient", "-1"], ["--hypergradient", "1", "--tune-learned-lr", "1,0.5"]):
+        with pytest.raises(SystemExit) as e:
+            benchmark.main(["heldout", "--checkpoint", "small_fc_warmup_pes", "--out", str(tmp_path / "no"),
+                            "--models", models.split(",")[1], *bad])
+        assert e.value.code == 2 and "--hypergradient takes a rate >= 0" in capsys.readouterr().err
     with pytest.raises(SystemExit):  # an adapted run is not merged with a constant-step one
         benchmark.main(["merge", str(again), str(adapted), "--out", str(tmp_path / "mixed")])
     assert "differs" in capsys.readouterr().err
