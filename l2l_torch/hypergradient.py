@@ -36,7 +36,9 @@ class HypergradientLR:
     It runs in the optimizer's step hooks, like a scheduler that needs no ``step()`` call, and owns the ``lr``:
     do not combine it with a learning-rate scheduler on the same optimizer. The ``lr`` becomes a 0-d tensor on the
     params' device, so that nothing is read back to the host per step; :class:`~l2l_torch.LearnedOptimizer` and
-    torch's SGD, Adam and AdamW take such an ``lr``. It keeps one copy of the params (the last update).
+    torch's SGD, Adam and AdamW take such an ``lr``. It keeps one copy of the params (the last update). Groups
+    added to the optimizer afterwards keep their own ``lr``. To resume, attach it to the new optimizer first, then
+    load the optimizer's state dict and this one's.
 
     Args:
         optimizer: the optimizer whose groups' ``lr`` (numbers, when this is attached) it adapts.

@@ -89,3 +89,22 @@ def test_state_dict_round_trip_and_bad_arguments():
     for bad in ({"beta": -1.0}, {"max_factor": 0.5}, {"min_factor": 0.0}, {"beta": math.nan}):
         with pytest.raises(ValueError, match="beta >= 0"):
             HypergradientLR(torch.optim.SGD([nn.Parameter(torch.ones(2))], lr=0.1), **bad)
+
+
+def test_a_learned_optimizer_with_it_resumes_through_torch_save(tmp_path):
+    torch.manual_seed(0)
+    model = nn.Linear(4, 3)
+    opt = LearnedOptimizer(model.parameters(), lopt=LSTMOptimizer(hidden_size=4))
+    hd = HypergradientLR(opt, beta=3.0, max_factor=10.0)
+    for _ in range(4):
+        opt.zero_grad()
+        model(torch.randn(8, 4)).pow(2).mean().backward()
+        opt.step()
+    torch.save({"opt": opt.state_dict(), "hd": hd.state_dict()}, tmp_path / "s.pt")
+    saved = torch.load(tmp_path / "s.pt", weights_only=True)
+    again = LearnedOptimizer(model.parameters(), lopt=opt.lopt)
+    hd2 = HypergradientLR(again, beta=0.0)
+    again.load_state_dict(saved["opt"])
+    hd2.load_state_dict(saved["hd"])
+    assert hd.factors()[0] != 1.0 and hd2.factors() == pytest.approx(hd.factors()) and hd2.beta == 3.0
+    assert float(again.param_groups[0]["lr"]) == pytest.approx(hd.factors()[0])
