@@ -241,6 +241,12 @@ def test_deployment_cost_goes_into_the_model_card(tmp_path):
                      "learned_ms_per_step": 146.26, "per_step_vs_adam": 1.156, "threads": 1, "device": "cpu",
                      "source": str(bench)}]
     assert json.loads((folder / "toy.json").read_text())["deployment"] == rows
+    adapted = {**row, "task": "heldout:big_cnn", "learned": "toy", "hypergradient_beta": 1.0, "hypergradient_ms": 147.8,
+               "hypergradient_ratio": 1.1382}
+    bench.write_text(json.dumps({"threads": 1, "device": "cpu", "rows": [adapted]}))
+    (hd,) = set_deployment_card("toy", bench, folder=folder)  # the optimizer with HypergradientLR, timed beside it
+    assert (hd["hypergradient_beta"], hd["hypergradient_ms_per_step"], hd["hypergradient_per_step_vs_adam"]) == (
+        1.0, 147.8, 1.138)
     bench.write_text(json.dumps({"threads": 1, "device": "cpu", "rows": [{**row, "task": "mlp", "learned": "x"}]}))
     with pytest.raises(ValueError, match="no row of 'toy'"):  # a benchmark of another optimizer
         set_deployment_card("toy", bench, folder=folder)
