@@ -33,7 +33,8 @@ from torch import Tensor
 class HypergradientLR:
     """Adapts each param group's ``lr`` of ``optimizer`` by multiplicative hypergradient descent.
 
-    It runs in the optimizer's step hooks, like a scheduler that needs no ``step()`` call, and owns the ``lr``:
+    It runs in the optimizer's step hooks (inside the closure, after it, when ``step`` gets one; so not for LBFGS,
+    which calls its closure several times), like a scheduler that needs no ``step()`` call, and owns the ``lr``:
     do not combine it with a learning-rate scheduler on the same optimizer. The ``lr`` becomes a 0-d tensor on the
     params' device, so that nothing is read back to the host per step; :class:`~l2l_torch.LearnedOptimizer` and
     torch's SGD, Adam and AdamW take such an ``lr``. It keeps one copy of the params (the last update). Groups
@@ -67,8 +68,25 @@ class HypergradientLR:
     def _params(group: dict[str, Any]) -> list[Tensor]:
         return [p for p in group["params"] if p.grad is not None]
 
+    def _before_step(self, optimizer: torch.optim.Optimizer, args: tuple, kwargs: dict) -> tuple | None:
+        """Adapt now, or, when ``step`` got a closure (Lightning always passes one), right after the closure has
+        computed the gradients, before the optimizer uses them."""
+        closure = kwargs.get("closure", args[1] if len(args) > 1 else None)  # args: (optimizer, closure?)
+        if closure is None:
+            self._adapt(optimizer)
+            return None
+
+        def adapted() -> Any:
+            loss = closure()
+            self._adapt(optimizer)
+            return loss
+
+        if "closure" in kwargs:
+            return args, {**kwargs, "closure": adapted}
+        return (args[0], adapted, *args[2:]), kwargs
+
     @torch.no_grad()
-    def _before_step(self, optimizer: torch.optim.Optimizer, *_: Any) -> None:
+    def _adapt(self, optimizer: torch.optim.Optimizer) -> None:
         for i, group in enumerate(optimizer.param_groups[:len(self.initial)]):
             ps = self._params(group)
             if not ps:

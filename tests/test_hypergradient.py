@@ -108,3 +108,23 @@ def test_a_learned_optimizer_with_it_resumes_through_torch_save(tmp_path):
     hd2.load_state_dict(saved["hd"])
     assert hd.factors()[0] != 1.0 and hd2.factors() == pytest.approx(hd.factors()) and hd2.beta == 3.0
     assert float(again.param_groups[0]["lr"]) == pytest.approx(hd.factors()[0])
+
+
+@pytest.mark.parametrize("as_keyword", [False, True])
+def test_a_step_with_a_closure_adapts_as_one_without(as_keyword):
+    """With a closure (Lightning passes one) the gradients exist only once it ran: the rule runs right after it."""
+    plain, hd = _quadratic_run(2.5, 12, beta=0.5)
+    x = nn.Parameter(torch.ones(5))
+    opt = torch.optim.SGD([x], lr=2.5)
+    with_closure = HypergradientLR(opt, beta=0.5)
+
+    def closure():
+        opt.zero_grad()
+        loss = 0.5 * x.pow(2).sum()
+        loss.backward()
+        return loss
+
+    for _ in range(12):
+        opt.step(closure=closure) if as_keyword else opt.step(closure)
+    assert with_closure.factors() == pytest.approx(hd.factors(), rel=1e-6) and hd.factors()[0] < 1
+    assert float(0.5 * x.detach().pow(2).sum()) == pytest.approx(plain, rel=1e-5)

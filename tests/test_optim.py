@@ -248,7 +248,9 @@ def test_from_lightning_configure_optimizers(tmp_path):
             return loss
 
         def configure_optimizers(self):
-            return LearnedOptimizer(self.parameters(), lopt=_lopt())
+            opt = LearnedOptimizer(self.parameters(), lopt=_lopt())
+            self.adaptation = l2l_torch.HypergradientLR(opt, beta=1.0, max_factor=10.0)
+            return opt
 
     torch.manual_seed(0)
     x = torch.randn(16, 3)
@@ -262,6 +264,7 @@ def test_from_lightning_configure_optimizers(tmp_path):
     assert not torch.equal(before, model.net.weight)
     opt = trainer.optimizers[0]
     assert isinstance(opt, LearnedOptimizer) and model.net.weight in opt.state
+    assert model.adaptation.factors() != [1.0]  # the adaptation ran in Lightning's optimizer steps
 
 
 def _apply_one_by_one(items, names, params, new_params) -> None:
