@@ -14,7 +14,9 @@ so that the instances are the networks themselves, as a user builds them.
 
 ``--schedule cosine`` anneals each run's step from the multiplier towards 0 over the run's horizon with torch's
 :class:`~torch.optim.lr_scheduler.CosineAnnealingLR` (:func:`cosine_learned_optimizer`), as a user's training loop
-would with a known number of steps; the default keeps it constant.
+would with a known number of steps; ``--schedule hypergradient --beta B`` adapts it online from the multiplier down
+with :class:`~l2l_torch.HypergradientLR` (each run records its ``final_lr_factor``); the default keeps it constant.
+``--no-extension`` runs the grid as given.
 
 Score of a multiplier: the geometric mean over instances of the final training loss (each instance's loss scale
 cancels; a diverged run scores infinity). The grid is extended by half-decades (1, 3.16, 10 or 0.03, 0.01) past an
