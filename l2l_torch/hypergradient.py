@@ -94,19 +94,14 @@ class HypergradientLR:
             if self._factor[i] is None:
                 self._factor[i] = torch.ones((), device=ps[0].device)
             upd = self._update[i]
-            if upd is None or len(upd) != len(ps):
-                upd = self._update[i] = [p.detach().clone() for p in ps]
-            elif self.beta:
-                grads = [p.grad for p in ps]
-                dot = torch.stack([(g * u).sum() for g, u in zip(grads, upd)]).sum().float()
-                norms = torch.stack(torch._foreach_norm(grads)).float().norm() * \
-                    torch.stack(torch._foreach_norm(upd)).float().norm()
-                cos = torch.where(norms > 0, dot / norms.clamp_min(torch.finfo(torch.float32).tiny), 0.0)
-                self._factor[i] = (self._factor[i] * torch.exp(-self.beta * cos)).clamp(self.min_factor,
-                                                                                       self.max_factor)
-                torch._foreach_copy_(upd, ps)  # the params before this step, in the update's buffers
+            if upd is None or len(upd) != len(ps):  # first step (or other params): nothing to compare with yet
+                self._update[i] = [p.detach().clone() for p in ps]  # the params before this step
             else:
-                torch._foreach_copy_(upd, ps)
+                if self.beta:
+                    cos = _cosine([p.grad for p in ps], upd)
+                    self._factor[i] = (self._factor[i] * torch.exp(-self.beta * cos)).clamp(self.min_factor,
+                                                                                           self.max_factor)
+                torch._foreach_copy_(upd, ps)  # the params before this step, in the last update's buffers
             group["lr"] = self._factor[i] * self.initial[i]
 
     @torch.no_grad()
@@ -138,3 +133,11 @@ class HypergradientLR:
             self._factor[i] = torch.tensor(float(f), device=ps[0].device if ps else None)
             self._update[i] = None
             group["lr"] = self._factor[i] * self.initial[i]
+
+
+def _cosine(a: list[Tensor], b: list[Tensor]) -> Tensor:
+    """The cosine between two lists of tensors, each list read as one flat vector (0 where either is 0): a 0-d
+    float32 tensor on their device."""
+    dot = torch.stack([(x * y).sum() for x, y in zip(a, b)]).sum().float()
+    norms = torch.stack(torch._foreach_norm(a)).float().norm() * torch.stack(torch._foreach_norm(b)).float().norm()
+    return torch.where(norms > 0, dot / norms.clamp_min(torch.finfo(torch.float32).tiny), 0.0)
