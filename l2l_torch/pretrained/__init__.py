@@ -209,8 +209,9 @@ def describe_entry(name: str, meta: dict[str, Any]) -> dict[str, Any]:
         fams = [c for text in texts for c, _ in _families(text)]
         use_for = ", ".join(dict.fromkeys(_USE_FOR.get(c, "problems like " + c.removesuffix("Family")) for c in fams))
         use_for = use_for or "problems like those it was trained on"
-    if heldout_clause(meta):
-        use_for = f"{use_for.strip()} ({heldout_clause(meta)})"
+    clause = heldout_clause(meta)
+    if clause:
+        use_for = f"{use_for.strip()} ({clause})"
     return {"name": name, "arch": str(meta.get("arch", "?")), "trained_on": short_trained_on(meta),
             "stages": max(1, len(meta.get("lineage") or [])),
             "measured": short_summary(str(meta.get("summary", ""))) or "not measured",

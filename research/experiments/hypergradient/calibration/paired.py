@@ -13,9 +13,10 @@ from pathlib import Path
 from scipy.stats import wilcoxon
 
 HERE = Path(__file__).parent
-const = json.loads((HERE.parents[1] / "general_step_calibration" / "calibration.json").read_text())["runs"]
+const_result = json.loads((HERE.parents[1] / "general_step_calibration" / "calibration.json").read_text())
+const = const_result["runs"]
 base = {r["seed"]: r["train_loss"] for r in const if r["multiplier"] == 1.0}
-print(f"constant step (multiplier 1): geometric mean {statistics.geometric_mean(base.values()):.4g}")
+print(f"constant step (multiplier 1): geometric mean {const_result['scores']['1']:.4g}")
 best = {}  # the best constant multiplier of each instance, chosen after the fact: a bound no single rule is given
 for r in const:
     if r["train_loss"] is not None:
@@ -27,13 +28,12 @@ for folder in sorted(HERE.glob("beta*"), key=lambda p: float(p.name.removeprefix
     result = json.loads((folder / "calibration.json").read_text())
     runs = {r["seed"]: r for r in result["runs"]}
     assert sorted(runs) == sorted(base) and result["beta"] == float(folder.name.removeprefix("beta"))
+    scores[result["beta"]] = result["scores"]["1"]  # calibrate_step's geometric mean (infinite if a run diverged)
     if any(r["train_loss"] is None for r in runs.values()):
-        scores[result["beta"]] = math.inf
         print(f"beta {result['beta']:g}: a run diverged")
         continue
     logs = [math.log(runs[s]["train_loss"] / base[s]) for s in sorted(base)]
     factors = sorted(runs[s]["final_lr_factor"] for s in base)
-    scores[result["beta"]] = statistics.geometric_mean(runs[s]["train_loss"] for s in base)
     print(f"beta {result['beta']:g}: geometric mean {scores[result['beta']]:.4g}; over the constant step "
           f"{math.exp(sum(logs) / len(logs)):.3f}, lower on {sum(x < 0 for x in logs)} of {len(logs)}, Wilcoxon p "
           f"{wilcoxon(logs).pvalue:.2g}; final lr factor median {statistics.median(factors):.2f}, "
